@@ -1,0 +1,44 @@
+# The front door: `make run` serves the app, `make test` checks it. Both set up what they need first.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+# Django 6 needs Python 3.12 or newer: take the first one found (PATH, then pyenv's versions).
+PYTHON ?= $(shell for p in python3.13 python3.12 python3 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
+
+# llama-cpp-python compiles llama.cpp: with CUDA where an NVIDIA GPU and nvcc are present, else for the CPU.
+# Force one with `make run LLAMA_BUILD=cuda` or `LLAMA_BUILD=cpu`.
+LLAMA_BUILD ?= $(shell command -v nvcc >/dev/null && nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
+ifeq ($(LLAMA_BUILD),cuda)
+LLAMA_CMAKE_ARGS := -DGGML_CUDA=on -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF $(CUDA_CMAKE_ARGS)
+else
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
+endif
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "gptoss-web needs Python 3.12 or newer (Django 6): install python3.12 and retry."; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@echo "Installing gptoss-web (llama-cpp-python builds llama.cpp for $(LLAMA_BUILD): a few minutes the first time)"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[embedded,dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m gptoss_web.run
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m mypy gptoss_web chat inference
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m inference.bench all
+
+clean:
+	rm -rf var/static var/bench

@@ -1,0 +1,80 @@
+"""Forms: parse and validate what users type; views hand the cleaned data to services."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+
+from chat.models import Conversation, ReasoningEffort, Tool
+
+
+class RenameForm(forms.Form):
+    title = forms.CharField(max_length=200, required=False, strip=True)
+
+
+class SettingsForm(forms.Form):
+    reasoning_effort = forms.ChoiceField(choices=ReasoningEffort.choices, widget=forms.RadioSelect)
+    enabled_tools = forms.MultipleChoiceField(
+        choices=Tool.choices, required=False, widget=forms.CheckboxSelectMultiple, label="Tools"
+    )
+    instructions = forms.CharField(
+        required=False,
+        max_length=8000,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "How should the assistant answer in this chat?"}),
+    )
+
+    @classmethod
+    def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:
+        initial = {
+            "reasoning_effort": conversation.reasoning_effort,
+            "enabled_tools": conversation.enabled_tools,
+            "instructions": conversation.instructions,
+        }
+        return cls(data=data, initial=initial, prefix="settings")
+
+
+class MessageForm(forms.Form):
+    text = forms.CharField(
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 1, "placeholder": "Message gpt-oss", "autofocus": True}),
+        error_messages={"required": "Type a message first."},
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["text"].max_length = settings.GPTOSS_MAX_MESSAGE_CHARS
+        self.fields["text"].widget.attrs["maxlength"] = settings.GPTOSS_MAX_MESSAGE_CHARS
+
+    def clean_text(self) -> str:
+        text: str = self.cleaned_data["text"]
+        if not text.strip():
+            raise forms.ValidationError("Type a message first.")
+        return text
+
+
+class InvitationSignupForm(forms.Form):
+    username = forms.CharField(max_length=150)
+    password1 = forms.CharField(label="Password", widget=forms.PasswordInput, strip=False)
+    password2 = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
+
+    def clean_username(self) -> str:
+        username: str = self.cleaned_data["username"]
+        if get_user_model().objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError("That username is taken.")
+        return username
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if data.get("password1") and data.get("password1") != data.get("password2"):
+            self.add_error("password2", "The two passwords differ.")
+        elif data.get("password1"):
+            user = get_user_model()(username=data.get("username", ""))
+            try:
+                validate_password(data["password1"], user)
+            except forms.ValidationError as error:
+                self.add_error("password1", error)
+        return data

@@ -1,0 +1,158 @@
+"""Conversations and their messages: the truth every stream is reloaded from."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+
+class ReasoningEffort(models.TextChoices):
+    LOW = "low", "Low"
+    MEDIUM = "medium", "Medium"
+    HIGH = "high", "High"
+
+
+class Tool(models.TextChoices):
+    """gpt-oss's built-in tools; admin-defined functions are named `functions.<name>`."""
+
+    PYTHON = "python", "Python"
+    BROWSER = "browser", "Browse"
+
+
+class Conversation(models.Model):
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    model_name = models.CharField(max_length=100)
+    reasoning_effort = models.CharField(
+        max_length=6, choices=ReasoningEffort.choices, default=ReasoningEffort.MEDIUM
+    )
+    enabled_tools = ArrayField(models.CharField(max_length=80), default=list, blank=True)
+    instructions = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-updated_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(reasoning_effort__in=ReasoningEffort.values), name="conversation_effort_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        # Not the title: titles come from message text, which staff may not be allowed to read.
+        return f"Conversation {self.pk}"
+
+    @property
+    def display_title(self) -> str:
+        return self.title or "New conversation"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user", "User"
+        ASSISTANT = "assistant", "Assistant"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        STREAMING = "streaming", "Streaming"
+        DONE = "done", "Done"
+        CANCELLED = "cancelled", "Cancelled"
+        FAILED = "failed", "Failed"
+        INTERRUPTED = "interrupted", "Interrupted"
+
+    IN_FLIGHT = (Status.QUEUED, Status.STREAMING)
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=9, choices=Role.choices)
+    status = models.CharField(max_length=11, choices=Status.choices, default=Status.DONE)
+    # The user message an assistant reply answers.
+    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
+    content = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    # [{"recipient", "channel", "arguments", "result", "error", "started_at", "finished_at"}]
+    tool_calls = models.JSONField(default=list, blank=True)
+    model_name = models.CharField(max_length=100, blank=True)
+    reasoning_effort = models.CharField(max_length=6, choices=ReasoningEffort.choices, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    reasoning_tokens = models.PositiveIntegerField(default=0)
+    answer_tokens = models.PositiveIntegerField(default=0)
+    queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    tokens_per_second = models.FloatField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    # The Celery task and worker that own a streaming message, for the reaper and the logs.
+    task_id = models.CharField(max_length=64, blank=True)
+    worker = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_order"),
+            models.Index(fields=["status"], name="message_in_flight", condition=Q(status__in=["queued", "streaming"])),
+        ]
+        constraints = [
+            # At most one generation in flight per conversation, whatever the number of web processes.
+            models.UniqueConstraint(
+                fields=["conversation"],
+                condition=Q(status__in=["queued", "streaming"]),
+                name="message_one_generation_in_flight",
+            ),
+            models.CheckConstraint(
+                condition=Q(role="assistant") | Q(status="done"), name="message_user_is_done"
+            ),
+            models.CheckConstraint(condition=Q(role__in=["user", "assistant"]), name="message_role_valid"),
+            models.CheckConstraint(
+                condition=Q(status__in=["queued", "streaming", "done", "cancelled", "failed", "interrupted"]),
+                name="message_status_valid",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} message {self.pk} ({self.status})"
+
+    @property
+    def in_flight(self) -> bool:
+        return self.status in self.IN_FLIGHT
+
+
+def _invitation_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def _invitation_expiry() -> object:
+    return timezone.now() + timedelta(days=7)
+
+
+class Invitation(models.Model):
+    """A single-use sign-up link an admin hands out (only when GPTOSS_INVITATIONS is on)."""
+
+    token = models.CharField(max_length=64, unique=True, default=_invitation_token, editable=False)
+    email = models.EmailField(blank=True, help_text="Who it is for (informational).")
+    groups = models.ManyToManyField("auth.Group", blank=True, help_text="Groups the new user joins.")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(default=_invitation_expiry)
+    used_by = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="invitation"
+    )
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"Invitation {self.email or self.pk}"
+
+    @property
+    def usable(self) -> bool:
+        return self.used_at is None and self.expires_at > timezone.now()

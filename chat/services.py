@@ -1,0 +1,189 @@
+"""Writes: every change to conversations and messages happens here, each in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser, Group
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from chat.models import Conversation, Invitation, Message, ReasoningEffort, Tool
+
+logger = logging.getLogger(__name__)
+
+TITLE_CHARS = 60
+
+
+class ChatError(Exception):
+    """A request the user must change; the message says how."""
+
+
+class GenerationInFlight(ChatError):
+    def __init__(self) -> None:
+        super().__init__("This conversation is still answering. Wait for it or press Stop, then send again.")
+
+
+class TooManyInFlight(ChatError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You already have {limit} answers being generated. Wait for one to finish, then send again."
+        )
+
+
+def conversation_create(
+    *,
+    owner: AbstractBaseUser,
+    title: str = "",
+    model_name: str | None = None,
+    reasoning_effort: str = ReasoningEffort.MEDIUM,
+    enabled_tools: Sequence[str] = (),
+    instructions: str = "",
+) -> Conversation:
+    """Create an empty conversation for *owner*."""
+    return Conversation.objects.create(
+        owner=owner,
+        title=title.strip()[:200],
+        model_name=model_name or settings.GPTOSS_MODEL,
+        reasoning_effort=reasoning_effort,
+        enabled_tools=sorted(set(enabled_tools)),
+        instructions=instructions,
+    )
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    """Give *conversation* a new title (blank means "New conversation")."""
+    conversation.title = title.strip()[:200]
+    conversation.save(update_fields=["title"])
+    return conversation
+
+
+def conversation_update_settings(
+    *, conversation: Conversation, reasoning_effort: str, enabled_tools: Sequence[str], instructions: str
+) -> Conversation:
+    """Change the settings that the next reply of *conversation* is generated with."""
+    conversation.reasoning_effort = reasoning_effort
+    conversation.enabled_tools = sorted(set(enabled_tools))
+    conversation.instructions = instructions
+    conversation.save(update_fields=["reasoning_effort", "enabled_tools", "instructions"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete *conversation* and its messages; a reply still generating is cancelled by its worker."""
+    logger.info("conversation %s deleted", conversation.pk)
+    conversation.delete()
+
+
+def title_from_text(text: str) -> str:
+    """Return a title from the first line of the first message: no extra model call, ever."""
+    first_line = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    if len(first_line) <= TITLE_CHARS:
+        return first_line
+    cut = first_line[:TITLE_CHARS].rsplit(" ", 1)[0] or first_line[:TITLE_CHARS]
+    return cut.rstrip(" ,.;:") + "…"
+
+
+def validate_message_text(text: str) -> str:
+    """Return *text* if it can be sent, else raise ChatError saying what is wrong."""
+    if not text.strip():
+        raise ChatError("Type a message first.")
+    limit = settings.GPTOSS_MAX_MESSAGE_CHARS
+    if len(text) > limit:
+        raise ChatError(f"This message is {len(text):,} characters long; the limit is {limit:,}.")
+    return text
+
+
+def message_send(*, conversation: Conversation, text: str) -> tuple[Message, Message]:
+    """Store the user's message and a queued reply in one transaction; enqueue the reply on commit.
+
+    Raises ChatError (and stores nothing) when the text is invalid, the conversation is already answering or
+    the owner has too many answers in flight.
+    """
+    validate_message_text(text)
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        _check_can_generate(locked)
+        now = timezone.now()
+        user_message = Message.objects.create(
+            conversation=locked, role=Message.Role.USER, status=Message.Status.DONE, content=text, created_at=now
+        )
+        reply = _reply_create(conversation=locked, reply_to=user_message)
+        locked.updated_at = now
+        fields = ["updated_at"]
+        if not locked.title:
+            locked.title = title_from_text(text)
+            fields.append("title")
+        locked.save(update_fields=fields)
+    conversation.refresh_from_db()
+    return user_message, reply
+
+
+def _check_can_generate(conversation: Conversation) -> None:
+    from chat.selectors import generations_in_flight_count, message_in_flight_get
+
+    if message_in_flight_get(conversation=conversation) is not None:
+        raise GenerationInFlight()
+    limit = settings.GPTOSS_MAX_IN_FLIGHT_PER_USER
+    if generations_in_flight_count(user=conversation.owner) >= limit:
+        raise TooManyInFlight(limit)
+
+
+def _reply_create(*, conversation: Conversation, reply_to: Message) -> Message:
+    """Create the queued assistant reply; the database refuses a second one in flight."""
+    try:
+        with transaction.atomic():
+            reply = Message.objects.create(
+                conversation=conversation,
+                role=Message.Role.ASSISTANT,
+                status=Message.Status.QUEUED,
+                reply_to=reply_to,
+                model_name=conversation.model_name,
+                reasoning_effort=conversation.reasoning_effort,
+            )
+    except IntegrityError as error:
+        if "message_one_generation_in_flight" in str(error):
+            raise GenerationInFlight() from error
+        raise
+    transaction.on_commit(lambda: _enqueue(reply))
+    return reply
+
+
+def _enqueue(reply: Message) -> None:
+    from inference.dispatch import enqueue_reply
+
+    enqueue_reply(message_id=reply.pk, model_name=reply.model_name)
+
+
+def invitation_accept(*, invitation: Invitation, username: str, password: str) -> AbstractBaseUser:
+    """Create the invited user, add them to the invitation's groups and use the invitation up."""
+    from django.contrib.auth import get_user_model
+
+    with transaction.atomic():
+        locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
+        if not locked.usable:
+            raise ChatError("This invitation has expired or was already used. Ask an admin for a new one.")
+        user = get_user_model().objects.create_user(username=username, email=locked.email, password=password)
+        groups: list[Group] = list(locked.groups.all())
+        user.groups.add(*groups)
+        locked.used_by = user
+        locked.used_at = timezone.now()
+        locked.save(update_fields=["used_by", "used_at"])
+    return user
+
+
+__all__ = [
+    "ChatError",
+    "GenerationInFlight",
+    "Tool",
+    "TooManyInFlight",
+    "conversation_create",
+    "conversation_delete",
+    "conversation_rename",
+    "conversation_update_settings",
+    "invitation_accept",
+    "message_send",
+    "title_from_text",
+]

@@ -1,0 +1,140 @@
+"""Pages and form posts of the chat app; each parses input, calls one service or selector, and answers."""
+
+from __future__ import annotations
+
+from django.contrib import messages as flash
+from django.contrib.auth import login
+from django.contrib.auth.decorators import login_not_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from chat import selectors, services
+from chat.access import access_conversation
+from chat.forms import InvitationSignupForm, MessageForm, RenameForm, SettingsForm
+from chat.models import Conversation, Invitation
+from chat.services import ChatError
+
+
+def _render_app(
+    request: HttpRequest,
+    conversation: Conversation | None,
+    *,
+    message_form: MessageForm | None = None,
+    settings_form: SettingsForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
+    context = {
+        "conversations": selectors.conversation_list(user=request.user),
+        "conversation": conversation,
+        "chat_messages": selectors.message_list(conversation=conversation) if conversation else [],
+        "message_form": message_form or MessageForm(),
+        "settings_form": settings_form or (SettingsForm.for_conversation(conversation) if conversation else None),
+    }
+    return render(request, "chat/app.html", context, status=status)
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    """Show the conversation list and a composer that starts a new conversation."""
+    return _render_app(request, None)
+
+
+@require_POST
+def conversation_create(request: HttpRequest) -> HttpResponse:
+    """Start a conversation; with text, send it as the first message."""
+    form = MessageForm(request.POST)
+    text = request.POST.get("text", "")
+    if text and not form.is_valid():
+        return _render_app(request, None, message_form=form, status=400)
+    conversation = services.conversation_create(owner=request.user)
+    if text:
+        try:
+            services.message_send(conversation=conversation, text=form.cleaned_data["text"])
+        except ChatError as error:
+            services.conversation_delete(conversation=conversation)
+            form.add_error("text", str(error))
+            return _render_app(request, None, message_form=form, status=409)
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@require_GET
+def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = access_conversation(request.user, conversation_id)
+    return _render_app(request, conversation)
+
+
+@require_POST
+def message_create(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """Send a message without JavaScript; the typed text is kept on any error."""
+    conversation = access_conversation(request.user, conversation_id)
+    form = MessageForm(request.POST)
+    if not form.is_valid():
+        return _render_app(request, conversation, message_form=form, status=400)
+    try:
+        services.message_send(conversation=conversation, text=form.cleaned_data["text"])
+    except ChatError as error:
+        form.add_error("text", str(error))
+        return _render_app(request, conversation, message_form=form, status=409)
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@require_POST
+def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = access_conversation(request.user, conversation_id)
+    form = RenameForm(request.POST)
+    if not form.is_valid():
+        flash.error(request, "; ".join(form.errors.get("title", [])))
+        return redirect("chat:conversation", conversation_id=conversation.pk)
+    services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@require_POST
+def conversation_settings(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = access_conversation(request.user, conversation_id)
+    form = SettingsForm.for_conversation(conversation, data=request.POST)
+    if not form.is_valid():
+        return _render_app(request, conversation, settings_form=form, status=400)
+    services.conversation_update_settings(conversation=conversation, **form.cleaned_data)
+    flash.success(request, "Settings saved. They apply from the next answer.")
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    conversation = access_conversation(request.user, conversation_id)
+    if request.method == "POST":
+        services.conversation_delete(conversation=conversation)
+        flash.success(request, f"Deleted “{conversation.display_title}”.")
+        return redirect("chat:index")
+    return render(
+        request,
+        "chat/conversation_confirm_delete.html",
+        {"conversation": conversation, "conversations": selectors.conversation_list(user=request.user)},
+    )
+
+
+@login_not_required
+@require_http_methods(["GET", "POST"])
+def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
+    """Let an invited person pick a username and password (only when invitations are enabled)."""
+    from django.conf import settings
+
+    if not settings.GPTOSS_INVITATIONS:
+        raise Http404("Invitations are disabled")
+    invitation = get_object_or_404(Invitation, token=token)
+    if not invitation.usable:
+        return render(request, "chat/invitation.html", {"expired": True}, status=410)
+    form = InvitationSignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            user = services.invitation_accept(
+                invitation=invitation, username=form.cleaned_data["username"], password=form.cleaned_data["password1"]
+            )
+        except ChatError as error:
+            form.add_error(None, str(error))
+        else:
+            login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+            return redirect("chat:index")
+    return render(request, "chat/invitation.html", {"form": form}, status=400 if form.errors else 200)

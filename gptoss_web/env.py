@@ -1,0 +1,104 @@
+"""Read configuration from the environment, failing early with a message that names the variable."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def env_str(name: str, default: str | None = None, *, example: str = "") -> str:
+    """Return the variable *name*, or *default*; refuse a missing required variable."""
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        if default is None:
+            raise ImproperlyConfigured(f"Set the environment variable {name}, for example {name}={example}")
+        return default
+    return value.strip()
+
+
+def env_bool(name: str, default: bool) -> bool:
+    """Return the variable *name* read as a boolean (1/0, true/false, yes/no, on/off)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use {name}=true or {name}=false")
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return the variable *name* read as an integer within [minimum, maximum]."""
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer, for example {name}={default}") from None
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise ImproperlyConfigured(f"{name}={value} is out of range: it must be {bounds}")
+    return value
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    """Return the comma-separated variable *name* as a list of non-empty items."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+@dataclass(frozen=True)
+class DatabaseURL:
+    name: str
+    user: str
+    password: str
+    host: str
+    port: str
+
+    def django(self) -> dict[str, object]:
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": self.name,
+            "USER": self.user,
+            "PASSWORD": self.password,
+            "HOST": self.host,
+            "PORT": self.port,
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+        }
+
+
+def parse_database_url(name: str, url: str) -> DatabaseURL:
+    """Parse a postgres:// URL; unix sockets are given as ?host=/path."""
+    example = f"{name}=postgres://gptoss:secret@127.0.0.1:5432/gptoss"
+    parts = urlsplit(url)
+    if parts.scheme not in {"postgres", "postgresql"}:
+        raise ImproperlyConfigured(f"{name} must be a postgres:// URL, for example {example}")
+    query = dict(pair.split("=", 1) for pair in parts.query.split("&") if "=" in pair)
+    host = unquote(query.get("host", parts.hostname or ""))
+    database = unquote(parts.path.lstrip("/"))
+    if not database or not host:
+        raise ImproperlyConfigured(f"{name} needs a host and a database name, for example {example}")
+    try:
+        port = str(parts.port or 5432)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has an invalid port, for example {example}") from None
+    return DatabaseURL(database, unquote(parts.username or ""), unquote(parts.password or ""), host, port)
+
+
+def check_redis_url(name: str, url: str) -> str:
+    """Refuse anything but a redis://, rediss:// or unix:// URL."""
+    if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
+        raise ImproperlyConfigured(f"{name} must be a redis:// URL, for example {name}=redis://127.0.0.1:6379/0")
+    return url

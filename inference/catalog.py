@@ -1,0 +1,108 @@
+"""Which model files a name stands for, where they live, and how `make run` gets them."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+TINY = "tiny"
+
+
+class ModelUnavailable(Exception):
+    """The model's files are not here and cannot be fetched; the message says how to continue."""
+
+
+@dataclass(frozen=True)
+class HubModel:
+    repo_id: str
+    files: tuple[str, ...]  # shards in order; llama.cpp opens the first and finds the rest
+
+
+HUB_MODELS: dict[str, HubModel] = {
+    "gpt-oss-20b": HubModel("ggml-org/gpt-oss-20b-GGUF", ("gpt-oss-20b-mxfp4.gguf",)),
+    "gpt-oss-120b": HubModel(
+        "ggml-org/gpt-oss-120b-GGUF",
+        tuple(f"gpt-oss-120b-mxfp4-0000{i}-of-00003.gguf" for i in (1, 2, 3)),
+    ),
+}
+
+
+def models_dir(var_dir: Path) -> Path:
+    return var_dir / "models"
+
+
+def model_path(name: str, var_dir: Path, *, explicit_path: str = "") -> Path:
+    """Return the GGUF file (first shard) that serves *name*; build the tiny model when asked for it."""
+    if explicit_path:
+        path = Path(explicit_path).expanduser()
+        if not path.is_file():
+            raise ModelUnavailable(f"GPTOSS_MODEL_PATH={explicit_path} does not name a readable file.")
+        return path
+    if name == TINY:
+        from inference.tinymodel import tiny_model_path
+
+        return tiny_model_path(var_dir)
+    hub = HUB_MODELS.get(name)
+    if hub is None:
+        known = ", ".join([TINY, *HUB_MODELS])
+        raise ModelUnavailable(f"Unknown model {name!r}: use one of {known}, or set GPTOSS_MODEL_PATH.")
+    missing = [f for f in hub.files if not (models_dir(var_dir) / f).is_file()]
+    if missing:
+        raise ModelUnavailable(_missing_advice(name, var_dir, missing))
+    return models_dir(var_dir) / hub.files[0]
+
+
+def _missing_advice(name: str, var_dir: Path, missing: list[str]) -> str:
+    where = models_dir(var_dir)
+    return (
+        f"{name} is not downloaded ({', '.join(missing)} missing in {where}).\n"
+        f"  To continue: `GPTOSS_MODEL=tiny make run` serves a small generated test model,\n"
+        f"  `GPTOSS_MODEL_PATH=/path/to/{HUB_MODELS[name].files[0]} make run` serves a local gpt-oss GGUF,\n"
+        f"  or download it where huggingface.co (or an HF_ENDPOINT mirror) is reachable."
+    )
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Return whether the model hub (or the HF_ENDPOINT mirror) answers at all."""
+    import urllib.request
+
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        urllib.request.urlopen(f"{endpoint}/api/models?limit=1", timeout=timeout)  # noqa: S310
+    except OSError:
+        return False
+    return True
+
+
+def download(name: str, var_dir: Path) -> Path:
+    """Download *name*'s GGUF files into var/models with progress bars and resume, through huggingface_hub."""
+    from huggingface_hub import hf_hub_download
+
+    hub = HUB_MODELS[name]
+    for filename in hub.files:
+        hf_hub_download(hub.repo_id, filename, local_dir=models_dir(var_dir))
+    return models_dir(var_dir) / hub.files[0]
+
+
+def resolve_model_for_run(env: Mapping[str, str]) -> str:
+    """Make sure the model that `make run` serves is present (building or downloading it); return its name."""
+    var_dir = Path(env.get("GPTOSS_VAR_DIR", "var"))
+    name = env.get("GPTOSS_MODEL", "gpt-oss-20b")
+    explicit = env.get("GPTOSS_MODEL_PATH", "")
+    try:
+        model_path(name, var_dir, explicit_path=explicit)
+    except ModelUnavailable:
+        if explicit or name not in HUB_MODELS:
+            raise
+        if not hub_reachable():
+            raise ModelUnavailable(
+                _missing_advice(name, var_dir, list(HUB_MODELS[name].files)) + "\n  (huggingface.co is not reachable.)"
+            ) from None
+        logger.info("downloading %s", name)
+        download(name, var_dir)
+    return name

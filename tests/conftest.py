@@ -1,0 +1,48 @@
+"""Fixtures shared by all Django tests: users, logged-in clients, and a clean Redis prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.conf import settings
+from django.test import Client
+
+from tests.factories import UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_redis_keys() -> Iterator[None]:
+    """Remove every Redis key this test run wrote (they all carry the run's private prefix)."""
+    yield
+    import redis
+
+    client = redis.Redis.from_url(settings.REDIS_URL)
+    for key in client.scan_iter(match=f"{settings.GPTOSS_REDIS_PREFIX}*", count=1000):
+        client.delete(key)
+    for key in client.scan_iter(match=f":1:{settings.GPTOSS_REDIS_PREFIX}*", count=1000):
+        client.delete(key)
+
+
+@pytest.fixture
+def alice(db: None) -> object:
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob(db: None) -> object:
+    return UserFactory(username="bob")
+
+
+@pytest.fixture
+def alice_client(alice: object) -> Client:
+    client = Client()
+    client.force_login(alice)  # type: ignore[arg-type]
+    return client
+
+
+@pytest.fixture
+def bob_client(bob: object) -> Client:
+    client = Client()
+    client.force_login(bob)  # type: ignore[arg-type]
+    return client

@@ -1,0 +1,28 @@
+"""Test data, created through the same services the app uses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import factory
+from django.contrib.auth import get_user_model
+
+from chat.models import Conversation
+
+PASSWORD = "correct horse battery staple"
+
+
+class UserFactory(factory.django.DjangoModelFactory):
+    class Meta:
+        model = get_user_model()
+        django_get_or_create = ("username",)
+
+    username = factory.Sequence(lambda n: f"user{n}")
+    email = factory.LazyAttribute(lambda u: f"{u.username}@example.test")
+    password = factory.django.Password(PASSWORD)
+
+
+def make_conversation(owner: Any, **kwargs: Any) -> Conversation:
+    from chat.services import conversation_create
+
+    return conversation_create(owner=owner, **kwargs)
