@@ -38,7 +38,9 @@ def access_message(user: AbstractBaseUser | AnonymousUser, message_id: int | str
         pk = int(message_id)
     except (TypeError, ValueError):
         raise Http404("No such message") from None
-    message = Message.objects.select_related("conversation").filter(pk=pk, conversation__owner_id=user.pk).first()
+    message = (
+        Message.objects.select_related("conversation").filter(pk=pk, conversation__owner_id=user.pk).first()
+    )
     if message is None:
         raise Http404("No such message")
     return message

@@ -32,7 +32,15 @@ admin.site.unregister(User)
 
 @admin.register(User)
 class UserAdmin(BaseUserAdmin):
-    list_display = ("username", "email", "is_active", "is_staff", "last_login", "conversation_count", "date_joined")
+    list_display = (
+        "username",
+        "email",
+        "is_active",
+        "is_staff",
+        "last_login",
+        "conversation_count",
+        "date_joined",
+    )
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -48,11 +56,21 @@ class ConversationAdmin(ReadOnlyAdmin):
     list_display = ("shown_title", "owner", "model_name", "reasoning_effort", "message_count", "updated_at")
     list_filter = ("model_name", "reasoning_effort")
     search_fields = ("owner__username",)
-    fields = ("owner", "shown_title", "model_name", "reasoning_effort", "enabled_tools", "created_at", "updated_at")
+    fields = (
+        "owner",
+        "shown_title",
+        "model_name",
+        "reasoning_effort",
+        "enabled_tools",
+        "created_at",
+        "updated_at",
+    )
     readonly_fields = fields
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).select_related("owner").annotate(_message_count=Count("messages"))
+        return (
+            super().get_queryset(request).select_related("owner").annotate(_message_count=Count("messages"))
+        )
 
     @admin.display(description="Title")
     def shown_title(self, conversation: Conversation) -> str:
@@ -65,11 +83,21 @@ class ConversationAdmin(ReadOnlyAdmin):
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
-    list_display = ("id", "conversation_id", "owner", "role", "status", "model_name", "answer_tokens", "created_at")
+    list_display = (
+        "id",
+        "conversation_id",
+        "owner",
+        "role",
+        "status",
+        "model_name",
+        "answer_tokens",
+        "created_at",
+    )
     list_filter = ("status", "role", "model_name")
     search_fields = ("conversation__owner__username", "task_id")
     readonly_fields = (
-        "conversation", "role", "status", "shown_content", "shown_reasoning", "model_name", "reasoning_effort",
+        "conversation", "role", "status", "shown_content", "shown_reasoning", "model_name",
+        "reasoning_effort",
         "prompt_tokens", "reasoning_tokens", "answer_tokens", "queue_wait_ms", "ttft_ms", "tokens_per_second",
         "error", "task_id", "worker", "created_at", "started_at", "finished_at",
     )  # fmt: skip

@@ -37,4 +37,8 @@ def message_payload(message: Message) -> dict[str, Any]:
 def conversation_state(conversation_id: int) -> dict[str, Any]:
     """Return the stored state of a conversation: what a (re)connecting socket is sent first."""
     messages = Message.objects.filter(conversation_id=conversation_id).order_by("created_at", "id")
-    return {"type": "state", "conversation": conversation_id, "messages": [message_payload(m) for m in messages]}
+    return {
+        "type": "state",
+        "conversation": conversation_id,
+        "messages": [message_payload(m) for m in messages],
+    }

@@ -8,6 +8,7 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.core.validators import MaxLengthValidator
 
 from chat.models import Conversation, ReasoningEffort, Tool
 
@@ -24,7 +25,9 @@ class SettingsForm(forms.Form):
     instructions = forms.CharField(
         required=False,
         max_length=8000,
-        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "How should the assistant answer in this chat?"}),
+        widget=forms.Textarea(
+            attrs={"rows": 4, "placeholder": "How should the assistant answer in this chat?"}
+        ),
     )
 
     @classmethod
@@ -46,8 +49,11 @@ class MessageForm(forms.Form):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["text"].max_length = settings.GPTOSS_MAX_MESSAGE_CHARS
-        self.fields["text"].widget.attrs["maxlength"] = settings.GPTOSS_MAX_MESSAGE_CHARS
+        text = self.fields["text"]
+        assert isinstance(text, forms.CharField)
+        text.max_length = settings.GPTOSS_MAX_MESSAGE_CHARS
+        text.validators.append(MaxLengthValidator(settings.GPTOSS_MAX_MESSAGE_CHARS))
+        text.widget.attrs["maxlength"] = settings.GPTOSS_MAX_MESSAGE_CHARS
 
     def clean_text(self) -> str:
         text: str = self.cleaned_data["text"]

@@ -26,7 +26,9 @@ class Tool(models.TextChoices):
 
 
 class Conversation(models.Model):
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
+    )
     title = models.CharField(max_length=200, blank=True)
     model_name = models.CharField(max_length=100)
     reasoning_effort = models.CharField(
@@ -74,7 +76,9 @@ class Message(models.Model):
     role = models.CharField(max_length=9, choices=Role.choices)
     status = models.CharField(max_length=11, choices=Status.choices, default=Status.DONE)
     # The user message an assistant reply answers.
-    reply_to = models.ForeignKey("self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies")
+    reply_to = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies"
+    )
     content = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
     # [{"recipient", "channel", "arguments", "result", "error", "started_at", "finished_at"}]
@@ -99,7 +103,9 @@ class Message(models.Model):
         ordering = ["created_at", "id"]
         indexes = [
             models.Index(fields=["conversation", "created_at"], name="message_conversation_order"),
-            models.Index(fields=["status"], name="message_in_flight", condition=Q(status__in=["queued", "streaming"])),
+            models.Index(
+                fields=["status"], name="message_in_flight", condition=Q(status__in=["queued", "streaming"])
+            ),
         ]
         constraints = [
             # At most one generation in flight per conversation, whatever the number of web processes.

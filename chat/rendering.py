@@ -42,7 +42,9 @@ def _highlight(code: str, lang: str, _attrs: str) -> str:
 @lru_cache(maxsize=1)
 def _markdown() -> MarkdownIt:
     # Raw HTML in the source is shown as text, never interpreted: model output is untrusted.
-    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False, "highlight": _highlight})
+    md = MarkdownIt(
+        "commonmark", {"html": False, "linkify": False, "typographer": False, "highlight": _highlight}
+    )
     md.enable(["table", "strikethrough"])
     # Images would load off-site resources: show them as links instead.
     md.add_render_rule("image", _image_as_link)

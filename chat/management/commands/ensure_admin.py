@@ -1,4 +1,4 @@
-"""Create the first admin if there is none: from DJANGO_SUPERUSER_USERNAME/_PASSWORD, else a generated password."""
+"""Create the first admin if none exists (DJANGO_SUPERUSER_USERNAME/_PASSWORD, or a generated password)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ class Command(BaseCommand):
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD")
         generated = not password
         password = password or secrets.token_urlsafe(12)
-        User.objects.create_superuser(username=username, email=os.environ.get("DJANGO_SUPERUSER_EMAIL", ""),
-                                      password=password)
+        User.objects.create_superuser(
+            username=username, email=os.environ.get("DJANGO_SUPERUSER_EMAIL", ""), password=password
+        )
         if generated:
             self.stdout.write(
                 self.style.WARNING(

@@ -1,0 +1,106 @@
+"""`make run`'s runner, for real: embedded PostgreSQL and Redis, Daphne, a login over HTTP, a clean stop."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import psutil
+import pytest
+
+from gptoss_web.run import free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.slow
+
+
+def _start(tmp_path: Path, port: int, **extra: str) -> tuple[subprocess.Popen[str], list[str]]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GPTOSS_", "DATABASE_", "REDIS_"))}
+    env.update(
+        GPTOSS_VAR_DIR=str(tmp_path / "var"),
+        GPTOSS_PORT=str(port),
+        DJANGO_SUPERUSER_USERNAME="admin",
+        DJANGO_SUPERUSER_PASSWORD="first admin password 42",
+        HF_ENDPOINT="http://127.0.0.1:9",  # nothing listens there: the hub is "unreachable", fast
+        **extra,
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gptoss_web.run"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+
+    threading.Thread(target=pump, daemon=True).start()
+    return process, lines
+
+
+def _wait_for(lines: list[str], pattern: str, process: subprocess.Popen[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(re.search(pattern, line) for line in lines):
+            return
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    raise AssertionError(f"never saw {pattern!r}; output:\n{''.join(lines)}")
+
+
+def _login(port: int) -> str:
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+    base = f"http://127.0.0.1:{port}"
+    page = opener.open(f"{base}/accounts/login/", timeout=10).read().decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token, page
+    form = urllib.parse.urlencode(
+        {"csrfmiddlewaretoken": token.group(1), "username": "admin", "password": "first admin password 42"}
+    ).encode()
+    request = urllib.request.Request(f"{base}/accounts/login/", data=form, headers={"Referer": f"{base}/"})
+    return opener.open(request, timeout=10).read().decode()
+
+
+def _descendants_and_servers(var: Path) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or [])
+        if str(var) in cmdline:
+            found.append(proc)
+    return found
+
+
+def test_make_run_serves_a_login_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    process, lines = _start(tmp_path, port, GPTOSS_MODEL="gpt-oss-20b")
+    try:
+        _wait_for(lines, r"gptoss-web is serving at", process, timeout=240)
+        # Daphne needs a moment after the banner before it accepts connections.
+        for _ in range(50):
+            try:
+                body = _login(port)
+                break
+            except OSError:
+                time.sleep(0.2)
+        assert "How can I help?" in body
+        output = "".join(lines)
+        assert "gpt-oss-20b is not downloaded" in output and "GPTOSS_MODEL=tiny make run" in output
+        assert _descendants_and_servers(tmp_path / "var"), "embedded servers should be running"
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    assert process.returncode == 0, "".join(lines)
+    time.sleep(1)
+    assert _descendants_and_servers(tmp_path / "var") == [], "processes left behind after Ctrl-C"
