@@ -191,3 +191,74 @@ __all__ = [
     "message_send",
     "title_from_text",
 ]
+
+
+# --- Generation lifecycle (called by the GPU worker's task) ------------------------------------------------
+
+
+def generation_start(*, message_id: int, task_id: str, worker: str) -> Message | None:
+    """Claim a queued reply for generation; return None when it is no longer queued (nothing to do).
+
+    The conditional UPDATE makes a redelivered or duplicated task harmless: only one claim can succeed.
+    """
+    now = timezone.now()
+    claimed = Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
+        status=Message.Status.STREAMING, started_at=now, task_id=task_id, worker=worker
+    )
+    if not claimed:
+        logger.info("reply %s is no longer queued; task %s does nothing", message_id, task_id)
+        return None
+    message = Message.objects.select_related("conversation", "reply_to").get(pk=message_id)
+    if message.created_at:
+        message.queue_wait_ms = max(0, int((now - message.created_at).total_seconds() * 1000))
+        Message.objects.filter(pk=message_id).update(queue_wait_ms=message.queue_wait_ms)
+    return message
+
+
+def generation_save_progress(
+    *, message: Message, content: str, reasoning: str, tool_calls: list[dict]
+) -> bool:
+    """Store the text generated so far; return False when the reply stopped streaming (cancelled, deleted)."""
+    return bool(
+        Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+            content=content, reasoning=reasoning, tool_calls=tool_calls
+        )
+    )
+
+
+def generation_finish(
+    *,
+    message: Message,
+    status: str,
+    content: str,
+    reasoning: str,
+    tool_calls: list[dict],
+    prompt_tokens: int,
+    reasoning_tokens: int,
+    answer_tokens: int,
+    ttft_ms: int | None,
+    tokens_per_second: float | None,
+    error: str = "",
+) -> bool:
+    """Store the final state of a reply; a reply cancelled meanwhile keeps `cancelled` but gets the text."""
+    now = timezone.now()
+    fields = {
+        "content": content,
+        "reasoning": reasoning,
+        "tool_calls": tool_calls,
+        "prompt_tokens": prompt_tokens,
+        "reasoning_tokens": reasoning_tokens,
+        "answer_tokens": answer_tokens,
+        "ttft_ms": ttft_ms,
+        "tokens_per_second": tokens_per_second,
+        "error": error,
+        "finished_at": now,
+    }
+    updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+        status=status, **fields
+    )
+    if not updated:
+        # Stopped by the user while we were finishing: keep their `cancelled`, store what was generated.
+        updated = Message.objects.filter(pk=message.pk, status=Message.Status.CANCELLED).update(**fields)
+    Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+    return bool(updated)

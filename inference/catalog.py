@@ -101,7 +101,8 @@ def resolve_model_for_run(env: Mapping[str, str]) -> str:
             raise
         if not hub_reachable():
             raise ModelUnavailable(
-                _missing_advice(name, var_dir, list(HUB_MODELS[name].files)) + "\n  (huggingface.co is not reachable.)"
+                _missing_advice(name, var_dir, list(HUB_MODELS[name].files))
+                + "\n  (huggingface.co is not reachable.)"
             ) from None
         logger.info("downloading %s", name)
         download(name, var_dir)

@@ -43,7 +43,9 @@ def test_every_url_except_login_redirects_anonymous_visitors_to_login() -> None:
             continue
         url = _concrete(route)
         response = client.get(url)
-        assert response.status_code == 302, f"{url} ({name}) answered {response.status_code} to an anonymous visitor"
+        assert response.status_code == 302, (
+            f"{url} ({name}) answered {response.status_code} to an anonymous visitor"
+        )
         assert "login" in response["Location"], f"{url} ({name}) redirects to {response['Location']}"
         checked += 1
     assert checked >= 10
@@ -63,7 +65,11 @@ def test_login_page_is_public() -> None:
         ("post", "chat:conversation_rename", {"title": "stolen"}),
         ("get", "chat:conversation_delete", None),
         ("post", "chat:conversation_delete", {}),
-        ("post", "chat:conversation_settings", {"settings-reasoning_effort": "low", "settings-instructions": "x"}),
+        (
+            "post",
+            "chat:conversation_settings",
+            {"settings-reasoning_effort": "low", "settings-instructions": "x"},
+        ),
         ("post", "chat:message_create", {"text": "hello from bob"}),
     ],
 )

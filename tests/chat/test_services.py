@@ -29,7 +29,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture(autouse=True)
 def _empty_queue() -> None:
-    redis.Redis.from_url(settings.REDIS_URL).delete(f"{settings.GPTOSS_REDIS_PREFIX}:celery:{queue_for_model('tiny')}")
+    redis.Redis.from_url(settings.REDIS_URL).delete(
+        f"{settings.GPTOSS_REDIS_PREFIX}:celery:{queue_for_model('tiny')}"
+    )
 
 
 def _queued_task_message_ids(model_name: str) -> list[int]:
@@ -100,7 +102,8 @@ def test_a_user_with_too_many_answers_in_flight_is_told_to_wait(alice: object) -
 
 
 @pytest.mark.parametrize(
-    ("text", "error"), [("", "Type a message first"), ("   \n ", "Type a message first"), ("x" * 40, "limit is 32")]
+    ("text", "error"),
+    [("", "Type a message first"), ("   \n ", "Type a message first"), ("x" * 40, "limit is 32")],
 )
 @override_settings(GPTOSS_MAX_MESSAGE_CHARS=32)
 def test_empty_or_oversized_messages_are_refused(alice: object, text: str, error: str) -> None:
@@ -120,12 +123,15 @@ def test_rename_settings_and_delete(alice: object) -> None:
     conversation = make_conversation(alice)
     conversation_rename(conversation=conversation, title="  Trip  ")
     conversation_update_settings(
-        conversation=conversation, reasoning_effort="high", enabled_tools=["python", "python"], instructions="Be brief"
+        conversation=conversation,
+        reasoning_effort="high",
+        enabled_tools=["python", "python"],
+        instructions="Be brief",
     )
     conversation.refresh_from_db()
-    assert (conversation.title, conversation.reasoning_effort, conversation.enabled_tools, conversation.instructions) == (
-        "Trip", "high", ["python"], "Be brief",
-    )  # fmt: skip
+    assert conversation.title == "Trip"
+    assert (conversation.reasoning_effort, conversation.enabled_tools) == ("high", ["python"])
+    assert conversation.instructions == "Be brief"
     message_send(conversation=conversation, text="hi")
     conversation_delete(conversation=conversation)
     assert not Conversation.objects.exists()

@@ -47,7 +47,9 @@ def test_repeated_wrong_passwords_lock_out_for_a_while_not_for_ever(alice: objec
 def test_new_conversation_with_text_sends_it_and_opens_the_conversation(alice_client: Client) -> None:
     response = alice_client.post(reverse("chat:conversation_create"), {"text": "What is MXFP4?"})
     conversation = Conversation.objects.get()
-    assert response.status_code == 302 and response["Location"] == reverse("chat:conversation", args=[conversation.pk])
+    assert response.status_code == 302 and response["Location"] == reverse(
+        "chat:conversation", args=[conversation.pk]
+    )
     page = alice_client.get(response["Location"])
     assert b"What is MXFP4?" in page.content
     assert b"Queued" in page.content
@@ -57,7 +59,9 @@ def test_new_conversation_with_text_sends_it_and_opens_the_conversation(alice_cl
 def test_sending_while_answering_keeps_the_typed_text(alice_client: Client, alice: object) -> None:
     conversation = make_conversation(alice)
     message_send(conversation=conversation, text="first")
-    response = alice_client.post(reverse("chat:message_create", args=[conversation.pk]), {"text": "my long draft"})
+    response = alice_client.post(
+        reverse("chat:message_create", args=[conversation.pk]), {"text": "my long draft"}
+    )
     assert response.status_code == 409
     assert b"still answering" in response.content
     assert b"my long draft</textarea>" in response.content
@@ -77,24 +81,40 @@ def test_rename_and_settings(alice_client: Client, alice: object) -> None:
     alice_client.post(reverse("chat:conversation_rename", args=[conversation.pk]), {"title": "Holidays"})
     response = alice_client.post(
         reverse("chat:conversation_settings", args=[conversation.pk]),
-        {"settings-reasoning_effort": "high", "settings-enabled_tools": ["python"], "settings-instructions": "Short."},
+        {
+            "settings-reasoning_effort": "high",
+            "settings-enabled_tools": ["python"],
+            "settings-instructions": "Short.",
+        },
         follow=True,
     )
     assert b"Settings saved" in response.content
     conversation.refresh_from_db()
-    assert (conversation.title, conversation.reasoning_effort, conversation.enabled_tools) == ("Holidays", "high", ["python"])
+    assert (conversation.title, conversation.reasoning_effort, conversation.enabled_tools) == (
+        "Holidays",
+        "high",
+        ["python"],
+    )
 
 
 def test_invalid_settings_show_field_errors_and_save_nothing(alice_client: Client, alice: object) -> None:
     conversation = make_conversation(alice, instructions="keep me")
     response = alice_client.post(
         reverse("chat:conversation_settings", args=[conversation.pk]),
-        {"settings-reasoning_effort": "extreme", "settings-enabled_tools": ["rm-rf"], "settings-instructions": "new"},
+        {
+            "settings-reasoning_effort": "extreme",
+            "settings-enabled_tools": ["rm-rf"],
+            "settings-instructions": "new",
+        },
     )
     assert response.status_code == 400
     assert b"Select a valid choice" in response.content
     conversation.refresh_from_db()
-    assert (conversation.reasoning_effort, conversation.enabled_tools, conversation.instructions) == ("medium", [], "keep me")
+    assert (conversation.reasoning_effort, conversation.enabled_tools, conversation.instructions) == (
+        "medium",
+        [],
+        "keep me",
+    )
 
 
 def test_delete_asks_for_confirmation_first(alice_client: Client, alice: object) -> None:
@@ -125,7 +145,11 @@ def test_model_output_is_rendered_as_sanitized_markdown(alice_client: Client, al
 def test_password_change(alice_client: Client) -> None:
     response = alice_client.post(
         reverse("password_change"),
-        {"old_password": PASSWORD, "new_password1": "a much better passphrase", "new_password2": "a much better passphrase"},
+        {
+            "old_password": PASSWORD,
+            "new_password1": "a much better passphrase",
+            "new_password2": "a much better passphrase",
+        },
         follow=True,
     )
     assert b"Password changed" in response.content
@@ -135,7 +159,11 @@ def test_password_change(alice_client: Client) -> None:
 def test_an_invitation_link_creates_one_account_once() -> None:
     invitation = Invitation.objects.create(email="carol@example.test")
     url = reverse("chat:invitation_accept", args=[invitation.token])
-    form = {"username": "carol", "password1": "purple monkey dishwasher", "password2": "purple monkey dishwasher"}
+    form = {
+        "username": "carol",
+        "password1": "purple monkey dishwasher",
+        "password2": "purple monkey dishwasher",
+    }
     response = Client().post(url, form)
     assert response.status_code == 302
     assert Client().post(url, {**form, "username": "mallory"}).status_code == 410
@@ -160,4 +188,7 @@ def test_staff_admin_lists_users_with_conversation_counts_but_not_message_conten
     assert "private diary" not in user_page
     assert "hidden" in user_page
     with override_settings(GPTOSS_STAFF_CAN_READ_MESSAGES=True):
-        assert "private diary" in client.get(reverse("admin:chat_message_change", args=[reply.reply_to_id])).content.decode()
+        assert (
+            "private diary"
+            in client.get(reverse("admin:chat_message_change", args=[reply.reply_to_id])).content.decode()
+        )

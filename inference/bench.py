@@ -1,0 +1,313 @@
+"""Benchmarks behind `make bench`; this module measures the engine.
+
+``python -m inference.bench engine [--quick]`` measures, side by side in one process and on the same
+generated models:
+
+- decode throughput of the Engine at 1, 2, 4 and 8 concurrent streams (random "tiny" model);
+- a bare low-level llama.cpp batched decode loop at 8 streams (no Engine, minimal Python), to show
+  what the Engine's scheduling costs (``batch_efficiency``);
+- llama-cpp-python's high-level ``Llama.generate`` single stream (``overhead_ratio``);
+- time to first token of a 2,000-token conversation's next turn, cold and with prefix reuse
+  (random "bench" model, 512 wide, 4 layers).
+
+Each measurement runs a few times, interleaved, and the median is reported. The results are printed
+as a table and as JSON, and merged into ``var/bench/latest.json`` under ``engine`` and ``prefix``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import llama_cpp
+
+from inference.engine import Engine, EngineSettings, SamplingParams
+from inference.engine import llama as ll
+
+logger = logging.getLogger(__name__)
+
+BENCH_DIR = Path("var/bench")
+LATEST = BENCH_DIR / "latest.json"
+STREAMS = (1, 2, 4, 8)
+GREEDY = SamplingParams(temperature=0.0)
+NO_STOPS: frozenset[int] = frozenset()
+ORDINARY_TOKENS = 199_998
+TARGETS = {"engine.speedup_8": 1.4, "engine.batch_efficiency": 0.9, "engine.overhead_ratio": 0.9,
+           "prefix.speedup": 5.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """How long each measurement runs."""
+
+    decode_tokens: int
+    repeats: int
+    conversation_tokens: int = 2000
+    next_turn_tokens: int = 40
+
+
+FULL = Plan(decode_tokens=256, repeats=3)
+QUICK = Plan(decode_tokens=64, repeats=3)
+
+
+def _random_prompt(rng: random.Random, n: int) -> list[int]:
+    return [rng.randrange(ORDINARY_TOKENS) for _ in range(n)]
+
+
+def _model(name: str) -> Path:
+    """Return a generated random-weight model of the named shape, written once under var/bench."""
+    from inference.tinymodel import SHAPES, write_random_model
+
+    # The name carries the shape, so a changed shape never reuses a stale file.
+    digest = hashlib.sha256(repr(SHAPES[name]).encode()).hexdigest()[:10]
+    path = BENCH_DIR / "models" / f"random-{name}-{digest}.gguf"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        write_random_model(tmp, SHAPES[name])
+        tmp.replace(path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+# Measurements
+# --------------------------------------------------------------------------------------------------
+
+
+def engine_aggregate_tps(engine: Engine, streams: int, n_tokens: int, rng: random.Random) -> float:
+    """Return tokens/s over the window in which all *streams* decode at once."""
+    gens = [engine.submit(_random_prompt(rng, 16), sampling=GREEDY, max_tokens=n_tokens, stop_tokens=NO_STOPS)
+            for _ in range(streams)]
+    for gen in gens:
+        for _ in gen:
+            pass
+    start = max(g.token_times[0] for g in gens)
+    end = max(g.token_times[-1] for g in gens)
+    produced = sum(sum(1 for t in g.token_times if t > start) for g in gens)
+    return produced / (end - start)
+
+
+def high_level_tps(llm: llama_cpp.Llama, n_tokens: int, rng: random.Random) -> float:
+    """Return llama-cpp-python's `Llama.generate` decode tokens/s (first token to last)."""
+    times: list[float] = []
+    for _ in llm.generate(_random_prompt(rng, 16), temp=0.0, reset=True):
+        times.append(time.perf_counter())
+        if len(times) >= n_tokens:
+            break
+    return (len(times) - 1) / (times[-1] - times[0])
+
+
+class BareBatchedLoop:
+    """The smallest batched decode loop llama.cpp allows: the ceiling for the Engine's throughput."""
+
+    def __init__(self, model_path: Path, streams: int, settings: EngineSettings) -> None:
+        ll.backend_init()
+        self.streams = streams
+        self.model = llama_cpp.llama_model_load_from_file(str(model_path).encode(), ll.model_params(settings, None))
+        self.ctx = llama_cpp.llama_init_from_model(self.model, ll.context_params(settings))
+        if not self.model or not self.ctx:
+            raise RuntimeError("bare loop: llama.cpp could not load the model")
+        self.mem = llama_cpp.llama_get_memory(self.ctx)
+        self.batch = ll.LlamaBatch(llama_cpp.llama_n_batch(self.ctx), streams)
+        self.samplers = [ll.make_sampler(GREEDY) for _ in range(streams)]
+
+    def tps(self, n_tokens: int, rng: random.Random) -> float:
+        """Prefill one short prompt per stream, then time *n_tokens* batched decode steps."""
+        llama_cpp.llama_memory_clear(self.mem, True)
+        batch, ctx = self.batch, self.ctx
+        batch.clear()
+        last = []
+        for seq in range(self.streams):
+            prompt = _random_prompt(rng, 16)
+            last.append(batch.add_sequence(prompt, 0, seq, True))
+        if batch.decode(ctx) != 0:
+            raise RuntimeError("bare loop: prefill failed")
+        tokens = [llama_cpp.llama_sampler_sample(s, ctx, i) for s, i in zip(self.samplers, last, strict=True)]
+        pos = 16
+        start = time.perf_counter()
+        for _ in range(n_tokens - 1):
+            batch.clear()
+            for seq in range(self.streams):
+                batch.add(tokens[seq], pos, seq, True)
+            if batch.decode(ctx) != 0:
+                raise RuntimeError("bare loop: decode failed")
+            tokens = [llama_cpp.llama_sampler_sample(s, ctx, i) for i, s in enumerate(self.samplers)]
+            pos += 1
+        return self.streams * (n_tokens - 1) / (time.perf_counter() - start)
+
+    def close(self) -> None:
+        """Free the samplers, batch, context and model."""
+        for sampler in self.samplers:
+            llama_cpp.llama_sampler_free(sampler)
+        self.batch.free()
+        llama_cpp.llama_free(self.ctx)
+        llama_cpp.llama_model_free(self.model)
+
+
+def bench_throughput(plan: Plan) -> dict[str, Any]:
+    """Measure Engine, bare loop and high-level throughput on the random tiny model, interleaved."""
+    path = _model("tiny")
+    settings = EngineSettings(model_path=path, n_ctx=8 * (plan.decode_tokens + 64), n_slots=8)
+    rng = random.Random(7)
+    gen_threads, batch_threads = ll.default_threads()
+    llm = llama_cpp.Llama(str(path), n_ctx=plan.decode_tokens + 64, flash_attn=True, verbose=False,
+                          n_threads=gen_threads, n_threads_batch=batch_threads)
+    bare = BareBatchedLoop(path, 8, settings)
+    runs: dict[str, list[float]] = {"high_level": [], "bare_8": [], **{f"engine_{k}": [] for k in STREAMS}}
+    with Engine(settings) as engine:
+        for _ in range(plan.repeats):
+            runs["high_level"].append(high_level_tps(llm, plan.decode_tokens, rng))
+            for k in STREAMS:
+                runs[f"engine_{k}"].append(engine_aggregate_tps(engine, k, plan.decode_tokens, rng))
+            runs["bare_8"].append(bare.tps(plan.decode_tokens, rng))
+    bare.close()
+    llm.close()
+    med = {name: statistics.median(values) for name, values in runs.items()}
+    single = med["engine_1"]
+    return {
+        "model": path.name,
+        "threads": gen_threads,
+        "decode_tokens": plan.decode_tokens,
+        "repeats": plan.repeats,
+        "single_stream_tps": round(single, 1),
+        "aggregate_tps": {str(k): round(med[f"engine_{k}"], 1) for k in STREAMS},
+        "speedup_8": round(med["engine_8"] / single, 3),
+        "bare_loop_8_tps": round(med["bare_8"], 1),
+        "batch_efficiency": round(med["engine_8"] / med["bare_8"], 3),
+        "high_level_tps": round(med["high_level"], 1),
+        "overhead_ratio": round(single / med["high_level"], 3),
+        "runs": {name: [round(v, 1) for v in values] for name, values in runs.items()},
+    }
+
+
+def bench_prefix(plan: Plan) -> dict[str, Any]:
+    """Time the first token of a long conversation's next turn, cold and with its KV cache reused."""
+    path = _model("bench")
+    n_conv = plan.conversation_tokens
+    settings = EngineSettings(model_path=path, n_ctx=4 * (n_conv + 256), n_slots=4)
+    rng = random.Random(11)
+    cold_ms: list[float] = []
+    warm_ms: list[float] = []
+    tokens_cold = tokens_warm = 0
+    with Engine(settings) as engine:
+        for rep in range(plan.repeats):
+            first_turn = _random_prompt(rng, n_conv - plan.next_turn_tokens - 16)
+            key = f"bench-{rep}"
+            reply = list(engine.submit(first_turn, sampling=GREEDY, max_tokens=16, stop_tokens=NO_STOPS,
+                                       cache_key=key))
+            next_turn = [*first_turn, *reply, *_random_prompt(rng, plan.next_turn_tokens)]
+            cold = engine.submit(next_turn, sampling=GREEDY, max_tokens=1, stop_tokens=NO_STOPS)
+            list(cold)
+            warm = engine.submit(next_turn, sampling=GREEDY, max_tokens=1, stop_tokens=NO_STOPS, cache_key=key)
+            list(warm)
+            if cold.stats.reused_tokens != 0 or warm.stats.reused_tokens == 0:
+                raise RuntimeError("prefix bench: the cold run reused a cache or the warm run did not")
+            assert cold.stats.ttft_s is not None and warm.stats.ttft_s is not None
+            cold_ms.append(cold.stats.ttft_s * 1000)
+            warm_ms.append(warm.stats.ttft_s * 1000)
+            tokens_cold, tokens_warm = cold.stats.prefilled_tokens, warm.stats.prefilled_tokens
+    cold_med, warm_med = statistics.median(cold_ms), statistics.median(warm_ms)
+    return {
+        "model": path.name,
+        "conversation_tokens": n_conv,
+        "ttft_cold_ms": round(cold_med, 2),
+        "ttft_warm_ms": round(warm_med, 2),
+        "speedup": round(cold_med / warm_med, 1),
+        "tokens_cold": tokens_cold,
+        "tokens_warm": tokens_warm,
+        "runs": {"cold_ms": [round(v, 2) for v in cold_ms], "warm_ms": [round(v, 2) for v in warm_ms]},
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Reporting
+# --------------------------------------------------------------------------------------------------
+
+
+def _targets(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out = {}
+    for name, target in TARGETS.items():
+        section, key = name.split(".")
+        value = results[section][key]
+        out[name] = {"value": value, "target": target, "met": value >= target}
+    return out
+
+
+def merge_latest(path: Path, update: dict[str, Any]) -> dict[str, Any]:
+    """Read-modify-write the shared results file; other benchmark parts own the other keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        latest: dict[str, Any] = json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        latest = {}
+    latest.update(update)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(latest, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return latest
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """Print the figures a reader compares, with the targets they must meet."""
+    eng, pre = results["engine"], results["prefix"]
+    rows = [
+        ("Engine single stream", f"{eng['single_stream_tps']:.1f} tok/s", ""),
+        *((f"Engine aggregate, {k} streams", f"{eng['aggregate_tps'][str(k)]:.1f} tok/s", "") for k in STREAMS),
+        ("Bare llama.cpp loop, 8 streams", f"{eng['bare_loop_8_tps']:.1f} tok/s", ""),
+        ("High-level Llama.generate", f"{eng['high_level_tps']:.1f} tok/s", ""),
+        ("speedup at 8 streams", f"{eng['speedup_8']:.2f}x", ">= 1.4"),
+        ("batch efficiency (vs bare loop)", f"{eng['batch_efficiency']:.2f}", ">= 0.9"),
+        ("overhead ratio (vs Llama.generate)", f"{eng['overhead_ratio']:.2f}", ">= 0.9"),
+        (f"TTFT next turn, cold ({pre['tokens_cold']} tok)", f"{pre['ttft_cold_ms']:.1f} ms", ""),
+        (f"TTFT next turn, reused ({pre['tokens_warm']} tok)", f"{pre['ttft_warm_ms']:.1f} ms", ""),
+        ("prefix reuse speedup", f"{pre['speedup']:.1f}x", ">= 5"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"Engine benchmark ({eng['model']}, {pre['model']}; {platform.machine()}, {eng['threads']} threads)")
+    for label, value, target in rows:
+        print(f"  {label:<{width}}  {value:>14}  {target}")
+    for name, t in results["engine_targets"].items():
+        print(f"  target {name}: {t['value']} vs {t['target']}: {'met' if t['met'] else 'NOT met'}")
+
+
+def run_engine(quick: bool) -> dict[str, Any]:
+    """Run the engine benchmarks and return the results keyed as in latest.json."""
+    plan = QUICK if quick else FULL
+    results: dict[str, Any] = {"engine": bench_throughput(plan), "prefix": bench_prefix(plan)}
+    results["engine"]["llama_cpp_python"] = llama_cpp.__version__
+    results["engine"]["system_info"] = llama_cpp.llama_print_system_info().decode().strip()
+    results["engine"]["quick"] = quick
+    results["engine_targets"] = _targets(results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run the requested benchmark part."""
+    parser = argparse.ArgumentParser(prog="python -m inference.bench")
+    sub = parser.add_subparsers(dest="part", required=True)
+    engine_parser = sub.add_parser("engine", help="engine throughput and prefix reuse")
+    engine_parser.add_argument("--quick", action="store_true", help="fewer tokens, for CI")
+    engine_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    logging.getLogger("inference.engine.llama").setLevel(logging.ERROR)  # llama.cpp's load chatter
+    results = run_engine(args.quick)
+    print_table(results)
+    print(json.dumps(results, indent=2))
+    merge_latest(args.out, results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

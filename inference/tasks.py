@@ -1,0 +1,214 @@
+"""Celery tasks of the GPU worker: turn a queued reply into tokens, events and stored text."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import date
+
+from celery import shared_task
+from celery.signals import worker_init, worker_shutdown
+from django.conf import settings
+
+from chat import selectors, services
+from chat.models import Message
+from inference import worker
+from inference.engine import EngineError, Generation, SamplingParams
+from inference.harmony import (
+    STOP_TOKENS,
+    CommentaryDelta,
+    FinalDelta,
+    FunctionSpec,
+    ParseError,
+    PromptSpec,
+    PromptTooLong,
+    ReasoningDelta,
+    ReplyParser,
+    ToolCall,
+    ToolStep,
+    Turn,
+    fit_prompt,
+)
+
+logger = logging.getLogger(__name__)
+
+FLUSH_EVERY_S = 1.0
+
+
+@worker_init.connect
+def _load_model_at_start(**_: object) -> None:
+    """Load the model once, before the worker takes any task; stop the worker with advice if it cannot."""
+    try:
+        worker.start_engine()
+    except Exception as error:
+        logger.critical("the GPU worker cannot start: %s", error)
+        raise SystemExit(f"The GPU worker cannot start: {error}") from error
+
+
+@worker_shutdown.connect
+def _free_model(**_: object) -> None:
+    worker.stop_engine()
+
+
+@dataclass
+class ReplyState:
+    """What a reply has produced so far, across the tool calls of its turn."""
+
+    content: str = ""
+    reasoning: str = ""
+    tool_calls: list[dict] = field(default_factory=list)
+    steps: list[ToolStep] = field(default_factory=list)
+    # Reasoning written in the current generation, before its tool call (goes back into the prompt).
+    segment_reasoning: str = ""
+    prompt_tokens: int = 0
+    reasoning_tokens: int = 0
+    answer_tokens: int = 0
+    ttft_ms: int | None = None
+    tokens_per_second: float | None = None
+    last_flush: float = field(default_factory=time.monotonic)
+
+
+@shared_task(name="inference.tasks.generate_reply_task", bind=True, ignore_result=True, acks_late=False)
+def generate_reply_task(self: object, message_id: int) -> None:
+    """Generate the queued reply *message_id*; a reply that is no longer queued is left alone."""
+    task_id = getattr(getattr(self, "request", None), "id", None) or ""
+    message = services.generation_start(message_id=message_id, task_id=task_id, worker=worker.worker_name())
+    if message is None:
+        return
+    state = ReplyState()
+    try:
+        status, error = _generate(message, state)
+    except Exception as unexpected:
+        logger.exception("reply %s (task %s) failed", message_id, task_id)
+        status, error = Message.Status.FAILED, f"The answer failed: {unexpected}"
+    services.generation_finish(
+        message=message,
+        status=status,
+        content=state.content,
+        reasoning=state.reasoning,
+        tool_calls=state.tool_calls,
+        prompt_tokens=state.prompt_tokens,
+        reasoning_tokens=state.reasoning_tokens,
+        answer_tokens=state.answer_tokens,
+        ttft_ms=state.ttft_ms,
+        tokens_per_second=state.tokens_per_second,
+        error=error,
+    )
+    logger.info("reply %s finished: %s", message_id, status)
+
+
+def _prompt_spec(message: Message, steps: list[ToolStep]) -> PromptSpec:
+    conversation = message.conversation
+    assert message.reply_to is not None
+    enabled = set(conversation.enabled_tools)
+    return PromptSpec(
+        effort=conversation.reasoning_effort,
+        date=date.today().isoformat(),
+        browser="browser" in enabled,
+        python="python" in enabled,
+        instructions=conversation.instructions,
+        functions=list[FunctionSpec](),
+        history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=message)],
+        user=message.reply_to.content,
+        tool_steps=list(steps),
+    )
+
+
+def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
+    """Run the turn to its end (through tool calls); return the final status and error text."""
+    engine, config = worker.current()
+    max_calls = settings.GPTOSS_MAX_TOOL_CALLS
+    budget = config.max_answer_tokens
+    while True:
+        try:
+            fitted = fit_prompt(_prompt_spec(message, state.steps), n_ctx=config.context, reserve=budget)
+        except PromptTooLong as too_long:
+            return Message.Status.FAILED, str(too_long)
+        generation = engine.submit(
+            fitted.tokens,
+            sampling=SamplingParams(),
+            max_tokens=budget,
+            stop_tokens=STOP_TOKENS,
+            cache_key=f"conversation:{message.conversation_id}",
+        )
+        state.prompt_tokens = len(fitted.tokens)
+        if fitted.dropped_turns:
+            logger.info(
+                "reply %s: %d oldest turns left out to fit the context", message.pk, fitted.dropped_turns
+            )
+        call, status, problem = _stream(message, generation, state)
+        if call is None:
+            return status, problem
+        budget -= generation.stats.generated_tokens
+        if len(state.steps) >= max_calls or budget <= 16:
+            return (
+                Message.Status.FAILED,
+                f"The answer used more than {max_calls} tool calls or its token budget.",
+            )
+        result = _run_tool(message, call)
+        state.tool_calls.append({"recipient": call.recipient, "arguments": call.arguments, "result": result})
+        state.steps.append(
+            ToolStep(
+                channel=call.channel,
+                recipient=call.recipient,
+                content_type=call.content_type,
+                arguments=call.arguments,
+                analysis=state.segment_reasoning,
+                result=result,
+            )
+        )
+
+
+def _run_tool(message: Message, call: ToolCall) -> str:
+    """Return the result text the model gets for *call*: no tool is enabled yet, so an error it can read."""
+    logger.info("reply %s called %s, which is not available", message.pk, call.recipient)
+    return f"Error: the tool {call.recipient!r} is not available in this conversation."
+
+
+def _stream(message: Message, generation: Generation, state: ReplyState) -> tuple[ToolCall | None, str, str]:
+    """Feed the generation's tokens through the harmony parser into *state*, flushing to the database."""
+    parser = ReplyParser()
+    base_reasoning = state.reasoning
+    call: ToolCall | None = None
+    parse_error = ""
+    for token in generation:
+        if state.ttft_ms is None and generation.stats.ttft_s is not None:
+            state.ttft_ms = int(generation.stats.ttft_s * 1000)
+        for event in parser.feed(token):
+            if isinstance(event, ReasoningDelta):
+                state.reasoning += event.text
+            elif isinstance(event, FinalDelta | CommentaryDelta):
+                state.content += event.text
+            elif isinstance(event, ToolCall):
+                call = event
+            elif isinstance(event, ParseError):
+                parse_error = event.message
+                generation.cancel()
+        if time.monotonic() - state.last_flush >= FLUSH_EVERY_S:
+            state.last_flush = time.monotonic()
+            still_streaming = services.generation_save_progress(
+                message=message, content=state.content, reasoning=state.reasoning, tool_calls=state.tool_calls
+            )
+            if not still_streaming:
+                generation.cancel()
+    done = parser.finish(generation.stats.stop_reason or "error")
+    state.segment_reasoning = state.reasoning[len(base_reasoning) :]
+    state.reasoning_tokens += done.reasoning_tokens
+    state.answer_tokens += done.final_tokens + done.commentary_tokens
+    state.tokens_per_second = generation.stats.decode_tps
+    reason = generation.stats.stop_reason
+    if parse_error:
+        return None, Message.Status.FAILED, f"The model's output could not be read: {parse_error}"
+    if reason == "error":
+        return None, Message.Status.FAILED, generation.error or "The model failed while answering."
+    if reason == "cancelled":
+        return None, Message.Status.CANCELLED, ""
+    if reason == "context_full":
+        return None, Message.Status.FAILED, "The conversation filled the model's context; start a new one."
+    if reason == "max_tokens":
+        return None, Message.Status.DONE, "The answer reached its length limit."
+    return call, Message.Status.DONE, ""
+
+
+__all__ = ["EngineError", "generate_reply_task"]

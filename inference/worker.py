@@ -1,0 +1,109 @@
+"""The GPU worker's one Engine: configured from settings, loaded once when the Celery worker starts."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from django.conf import settings
+
+from gptoss_web.env import env_bool, env_int, env_str
+from inference.catalog import ModelUnavailable, model_path
+from inference.engine import Engine, EngineError, EngineSettings
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    model_name: str
+    engine: EngineSettings
+    context: int  # tokens one conversation may use (prompt + answer)
+    max_answer_tokens: int
+
+
+def worker_config() -> WorkerConfig:
+    """Read the model and engine settings of this worker (GPTOSS_* variables); raise with advice if wrong."""
+    name = settings.GPTOSS_MODEL
+    path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
+    context = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
+    slots = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=256)
+    engine = EngineSettings(
+        model_path=path,
+        n_ctx=context * slots,
+        n_slots=slots,
+        n_gpu_layers=env_int("GPTOSS_N_GPU_LAYERS", -1, minimum=-1),
+        n_cpu_moe=env_int("GPTOSS_N_CPU_MOE", 0, minimum=0),
+        cpu_moe=env_bool("GPTOSS_CPU_MOE", False),
+        kv_type=env_str("GPTOSS_KV_TYPE", "f16"),
+        n_ubatch=env_int("GPTOSS_N_UBATCH", 512, minimum=1),
+        n_batch=max(2048, env_int("GPTOSS_N_UBATCH", 512, minimum=1)),
+    )
+    answer = env_int("GPTOSS_MAX_ANSWER_TOKENS", min(4096, context // 2), minimum=16)
+    if answer >= context:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"GPTOSS_MAX_ANSWER_TOKENS={answer} must be below GPTOSS_CONTEXT={context}"
+        )
+    return WorkerConfig(model_name=name, engine=engine, context=context, max_answer_tokens=answer)
+
+
+class _State:
+    engine: Engine | None = None
+    config: WorkerConfig | None = None
+    lock = threading.Lock()
+
+
+def start_engine() -> Engine:
+    """Load the model once for this process (idempotent); raise EngineError/ModelUnavailable with advice."""
+    with _State.lock:
+        if _State.engine is not None:
+            return _State.engine
+        config = worker_config()
+        from inference.vocab import configure_vocab
+
+        configure_vocab(config.engine.model_path, Path(settings.GPTOSS_VAR_DIR) / "vocab")
+        logger.info(
+            "loading %s from %s (%d slots)",
+            config.model_name,
+            config.engine.model_path,
+            config.engine.n_slots,
+        )
+        engine = Engine(config.engine)
+        engine.start()
+        _State.engine, _State.config = engine, config
+        logger.info("model %s ready", config.model_name)
+        return engine
+
+
+def current() -> tuple[Engine, WorkerConfig]:
+    """Return this process's engine and its configuration, loading them on first use."""
+    engine = start_engine()
+    assert _State.config is not None
+    return engine, _State.config
+
+
+def stop_engine() -> None:
+    with _State.lock:
+        if _State.engine is not None:
+            _State.engine.close()
+            _State.engine = None
+
+
+def worker_name() -> str:
+    return f"{os.uname().nodename}:{os.getpid()}"
+
+
+__all__ = [
+    "EngineError",
+    "ModelUnavailable",
+    "WorkerConfig",
+    "current",
+    "start_engine",
+    "stop_engine",
+    "worker_name",
+]

@@ -1,0 +1,413 @@
+"""The engine on real llama.cpp: continuous batching, cancellation, prefix reuse, chunked prefill, errors.
+
+Correctness checks use the deterministic scripted tiny model (its logits have wide margins, so batched
+and single-sequence runs agree token for token); throughput-only checks use random weights.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import gguf
+import numpy as np
+import pytest
+
+from inference.engine import (
+    Engine,
+    EngineSettings,
+    EngineStoppedError,
+    Generation,
+    ModelLoadError,
+    SamplingParams,
+    SettingsError,
+)
+from inference.engine import llama as engine_llama
+from inference.harmony import PromptSpec, Turn, render_prompt
+from inference.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
+
+RETURN = 200002
+CALL = 200012
+STOPS = frozenset({RETURN, CALL})
+GREEDY = SamplingParams(temperature=0.0)
+NO_STOPS: frozenset[int] = frozenset()
+
+
+PLAIN_REPLY = list(SCRIPTS["plain"].first.tokens)
+
+
+def _prompt(user: str, history: list[Turn] | None = None) -> list[int]:
+    spec = PromptSpec(
+        effort="low", date="2026-01-01", browser=False, python=False, instructions="",
+        functions=[], history=history or [], user=user,
+    )
+    return render_prompt(spec)
+
+
+def _endless_reply(n: int) -> list[int]:
+    """Return the first *n* tokens the scripted model writes for an 'endless' prompt."""
+    script = SCRIPTS["endless"]
+    out = list(script.first.tokens)
+    while len(out) < n:
+        out.extend(script.cycle)
+    return out[:n]
+
+
+@pytest.fixture(scope="module")
+def scripted_model(tmp_path_factory: pytest.TempPathFactory, harmony_vocab_dir: Path) -> Path:
+    return tiny_model_path(tmp_path_factory.mktemp("var"))
+
+
+@pytest.fixture(scope="module")
+def random_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("random") / "tiny-random.gguf"
+    write_random_model(path, SHAPES["tiny"])
+    return path
+
+
+@pytest.fixture(scope="module")
+def engine(scripted_model: Path) -> Iterator[Engine]:
+    """An 8-slot engine shared by the tests that leave no idle caches behind."""
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=8)) as eng:
+        yield eng
+
+
+@pytest.fixture(scope="module")
+def plain_reference() -> list[int]:
+    """The scripted model's exact reply to a prompt without a trigger word, ending in <|return|>."""
+    return PLAIN_REPLY
+
+
+def _wait_for(predicate: object, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.002)
+
+
+def _take(gen: Generation, n: int) -> list[int]:
+    return [next(gen) for _ in range(n)]
+
+
+# --------------------------------------------------------------------------------------------------
+# Generation
+# --------------------------------------------------------------------------------------------------
+
+
+def test_plain_prompt_yields_the_scripted_reply_and_stops_on_return(
+    engine: Engine, plain_reference: list[int]
+) -> None:
+    prompt = _prompt("Hello, how are you today?")
+    gen = engine.submit(prompt, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+    tokens = list(gen)
+    assert tokens == plain_reference
+    assert tokens[-1] == RETURN
+    stats = gen.stats
+    assert stats.stop_reason == "stop_token"
+    assert gen.error is None
+    assert stats.prompt_tokens == len(prompt)
+    assert stats.prefilled_tokens == len(prompt)
+    assert stats.reused_tokens == 0
+    assert stats.generated_tokens == len(tokens)
+    assert stats.ttft_s is not None and stats.ttft_s > 0
+    assert stats.decode_tps is not None and stats.decode_tps > 0
+
+
+def test_max_tokens_stops_the_generation(engine: Engine) -> None:
+    gen = engine.submit(_prompt("an endless story"), sampling=GREEDY, max_tokens=7, stop_tokens=STOPS)
+    assert len(list(gen)) == 7
+    assert gen.stats.stop_reason == "max_tokens"
+    assert engine.busy_slots() == 0
+
+
+def test_eight_concurrent_generations_cancel_one_and_a_ninth_takes_its_slot(engine: Engine) -> None:
+    """Eight threads submit at once; one stream is cancelled mid-way and frees its slot for a queued ninth."""
+    asks = ["Please think it over", "Show me some xss", "Write some markdown", "Tell an endless story"]
+    expected = {
+        asks[0]: list(SCRIPTS["reasoning"].first.tokens),
+        asks[1]: list(SCRIPTS["xss"].first.tokens),
+        asks[2]: list(SCRIPTS["markdown"].first.tokens),
+        asks[3]: _endless_reply(60),
+    }
+    users = [asks[3], *asks, *asks[:3]]  # stream 0 (endless, unbounded) is the one to cancel
+    prompts = [_prompt(user) for user in users]
+    barrier = threading.Barrier(8)
+    gens: list[Generation | None] = [None] * 8
+    outputs: list[list[int]] = [[] for _ in range(8)]
+    victim_started = threading.Event()
+
+    def worker(i: int) -> None:
+        barrier.wait()
+        gen = engine.submit(prompts[i], sampling=GREEDY, max_tokens=100_000 if i == 0 else 60, stop_tokens=STOPS)
+        gens[i] = gen
+        for token in gen:
+            outputs[i].append(token)
+            if i == 0 and len(outputs[i]) == 3:
+                victim_started.set()
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    assert victim_started.wait(10)
+    ninth = engine.submit(_prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+    assert engine.busy_slots() == 8
+    assert engine.queue_depth() == 1
+    victim = gens[0]
+    assert victim is not None
+    victim.cancel()
+    ninth_tokens = list(ninth)
+    for t in threads:
+        t.join(20)
+
+    assert victim.stats.stop_reason == "cancelled"
+    assert victim.stats.generated_tokens >= 3
+    assert outputs[0] == _endless_reply(len(outputs[0]))
+    assert ninth_tokens == PLAIN_REPLY
+    assert ninth.stats.stop_reason == "stop_token"
+    assert ninth.stats.queue_wait_s is not None and ninth.stats.queue_wait_s > 0
+    assert ninth.token_steps[0] > victim.token_steps[-1]  # it started only once the victim's slot was freed
+    for i in range(1, 8):
+        assert outputs[i] == expected[users[i]], f"stream {i} ({users[i]!r}) changed"
+    _wait_for(lambda: engine.busy_slots() == 0)
+
+
+def test_a_ninth_request_waits_for_a_slot_then_runs(scripted_model: Path, plain_reference: list[int]) -> None:
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=2048, n_slots=8)) as eng:
+        endless = _prompt("an endless story")
+        running = [eng.submit(endless, sampling=GREEDY, max_tokens=60, stop_tokens=STOPS) for _ in range(8)]
+        waiting = eng.submit(_prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+        assert eng.queue_depth() == 1
+        tokens = list(waiting)
+        assert all(len(list(g)) == 60 for g in running)
+        assert tokens == plain_reference
+        first_done = min(g.token_times[-1] for g in running)
+        assert waiting.stats.queue_wait_s is not None
+        assert waiting.submitted_at + waiting.stats.queue_wait_s >= first_done - 0.05
+        assert waiting.token_steps[0] > max(g.token_steps[0] for g in running)
+
+
+# --------------------------------------------------------------------------------------------------
+# Prefix reuse
+# --------------------------------------------------------------------------------------------------
+
+
+def test_next_turn_reuses_the_cached_prefix_and_matches_a_cold_run(scripted_model: Path) -> None:
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=2)) as eng:
+        user = "Hello, how are you today?"
+        first = _prompt(user)
+        reply = list(eng.submit(first, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="conv-1"))
+        assert reply == PLAIN_REPLY
+        assert eng.cached_keys() == ["conv-1"]
+        second = _prompt("And one more question?", history=[Turn(user=user, final=SCRIPTS["plain"].first.final)])
+        warm = eng.submit(second, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="conv-1")
+        warm_tokens = list(warm)
+        cold = eng.submit(second, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+        cold_tokens = list(cold)
+
+    cached = [*first, *reply[:-1]]  # the last reply token is sampled, never decoded
+    shared = next((i for i, (a, b) in enumerate(zip(cached, second, strict=False)) if a != b), len(cached))
+    assert shared > len(first)  # harmony renders the finished turn as the model wrote it
+    assert warm.stats.reused_tokens == shared
+    assert warm.stats.prefilled_tokens == len(second) - warm.stats.reused_tokens
+    assert cold.stats.reused_tokens == 0
+    assert cold.stats.prefilled_tokens == len(second)
+    assert warm_tokens == cold_tokens == PLAIN_REPLY
+
+
+def test_idle_caches_are_evicted_least_recently_used_first(scripted_model: Path) -> None:
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=2)) as eng:
+        prompts = {key: _prompt(f"{key}: hello there") for key in ("a", "b", "c")}
+
+        def turn(key: str) -> Generation:
+            gen = eng.submit(prompts[key], sampling=GREEDY, max_tokens=5, stop_tokens=STOPS, cache_key=key)
+            list(gen)
+            return gen
+
+        turn("a")
+        turn("b")
+        assert eng.cached_keys() == ["a", "b"]
+        assert turn("a").stats.reused_tokens == len(prompts["a"]) - 1  # "a" is now the most recent
+        turn("c")  # both slots hold idle caches: the least recently used ("b") goes
+        assert eng.cached_keys() == ["a", "c"]
+        assert eng.busy_slots() == 0
+        again_b = turn("b")
+        assert again_b.stats.reused_tokens < len(prompts["b"]) - 1
+
+
+# --------------------------------------------------------------------------------------------------
+# Scheduling and limits
+# --------------------------------------------------------------------------------------------------
+
+
+def test_long_prompt_is_prefilled_in_chunks_while_another_stream_keeps_decoding(random_model: Path) -> None:
+    settings = EngineSettings(model_path=random_model, n_ctx=4096, n_slots=2, prefill_chunk=64)
+    with Engine(settings) as eng:
+        stream = eng.submit([1000, 2000, 3000], sampling=GREEDY, max_tokens=100_000, stop_tokens=NO_STOPS)
+        _take(stream, 5)
+        long_prompt = [(7 * i + 11) % 199_000 for i in range(1000)]
+        long = eng.submit(long_prompt, sampling=GREEDY, max_tokens=1, stop_tokens=NO_STOPS)
+        assert len(list(long)) == 1
+        stream.cancel()
+        list(stream)
+
+    chunks = -(-1000 // 64)
+    first_step = long.token_steps[0]
+    prefill_steps = set(range(first_step - chunks + 1, first_step + 1))
+    assert long.stats.prefilled_tokens == 1000
+    # The decoding stream got a token on every step of the long prompt's prefill.
+    assert prefill_steps <= set(stream.token_steps)
+    assert stream.stats.stop_reason == "cancelled"
+
+
+def test_a_sequence_that_fills_its_context_stops_with_context_full(random_model: Path) -> None:
+    with Engine(EngineSettings(model_path=random_model, n_ctx=256, n_slots=1)) as eng:
+        prompt = list(range(100, 300))
+        gen = eng.submit(prompt, sampling=GREEDY, max_tokens=10_000, stop_tokens=NO_STOPS)
+        tokens = list(gen)
+        assert gen.stats.stop_reason == "context_full"
+        assert len(prompt) + len(tokens) - 1 == eng.n_ctx_per_seq
+
+
+def test_when_the_shared_kv_cache_is_full_the_youngest_generation_stops(random_model: Path) -> None:
+    with Engine(EngineSettings(model_path=random_model, n_ctx=256, n_slots=2)) as eng:
+        older = eng.submit(list(range(100, 250)), sampling=GREEDY, max_tokens=20, stop_tokens=NO_STOPS)
+        younger = eng.submit(list(range(300, 450)), sampling=GREEDY, max_tokens=20, stop_tokens=NO_STOPS)
+        assert len(list(older)) == 20
+        list(younger)
+        assert older.stats.stop_reason == "max_tokens"
+        assert younger.stats.stop_reason == "context_full"
+        again = eng.submit([5, 6, 7], sampling=GREEDY, max_tokens=3, stop_tokens=NO_STOPS)
+        assert len(list(again)) == 3
+
+
+def test_bad_requests_are_rejected_at_submit_and_the_engine_keeps_serving(engine: Engine) -> None:
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        engine.submit([1, 2, 10**7], sampling=GREEDY, max_tokens=5, stop_tokens=STOPS)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        engine.submit([], sampling=GREEDY, max_tokens=5, stop_tokens=STOPS)
+    with pytest.raises(ValueError, match="shorten the conversation"):
+        engine.submit([1] * engine.n_ctx_per_seq, sampling=GREEDY, max_tokens=5, stop_tokens=STOPS)
+    gen = engine.submit([1, 2, 3], sampling=GREEDY, max_tokens=2, stop_tokens=STOPS)
+    assert len(list(gen)) == 2
+
+
+def test_seeded_sampling_is_reproducible(random_model: Path) -> None:
+    sampling = SamplingParams(temperature=1.0, top_p=0.9, top_k=40, seed=1234)
+    with Engine(EngineSettings(model_path=random_model, n_ctx=1024, n_slots=1)) as eng:
+        a = list(eng.submit([10, 20, 30], sampling=sampling, max_tokens=20, stop_tokens=NO_STOPS))
+        b = list(eng.submit([10, 20, 30], sampling=sampling, max_tokens=20, stop_tokens=NO_STOPS))
+    assert a == b
+
+
+def test_closing_fails_queued_work_and_refuses_new_work(random_model: Path) -> None:
+    eng = Engine(EngineSettings(model_path=random_model, n_ctx=1024, n_slots=1))
+    eng.start()
+    running = eng.submit([1, 2, 3], sampling=GREEDY, max_tokens=100_000, stop_tokens=NO_STOPS)
+    queued = eng.submit([4, 5, 6], sampling=GREEDY, max_tokens=5, stop_tokens=NO_STOPS)
+    _take(running, 2)
+    eng.close()
+    list(running)
+    list(queued)
+    assert running.stats.stop_reason == "error"
+    assert queued.stats.stop_reason == "error" and queued.error
+    with pytest.raises(EngineStoppedError):
+        eng.submit([1], sampling=GREEDY, max_tokens=1, stop_tokens=NO_STOPS)
+
+
+# --------------------------------------------------------------------------------------------------
+# Loading and settings
+# --------------------------------------------------------------------------------------------------
+
+
+def test_missing_model_file_is_reported(tmp_path: Path) -> None:
+    eng = Engine(EngineSettings(model_path=tmp_path / "nope.gguf", n_ctx=1024, n_slots=1))
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        eng.start()
+
+
+def test_a_model_of_another_architecture_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "llama.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(ModelLoadError, match="'llama' model, not gpt-oss"):
+        Engine(EngineSettings(model_path=path, n_ctx=1024, n_slots=1)).start()
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.gguf"
+    path.write_bytes(b"<html>404</html>")
+    with pytest.raises(ModelLoadError, match="not a GGUF file"):
+        Engine(EngineSettings(model_path=path, n_ctx=1024, n_slots=1)).start()
+
+
+def test_n_cpu_moe_beyond_the_layer_count_is_refused(random_model: Path) -> None:
+    with pytest.raises(ModelLoadError, match=r"n_cpu_moe=99 exceeds the model's \d+ layers"):
+        Engine(EngineSettings(model_path=random_model, n_ctx=1024, n_slots=1, n_cpu_moe=99)).start()
+
+
+def test_a_kv_cache_that_cannot_fit_is_refused(random_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tiny_ram = [engine_llama.DeviceMemory(name="CPU", is_cpu=True, free=1 << 20, total=1 << 20)]
+    monkeypatch.setattr(engine_llama, "device_memory", lambda: tiny_ram)
+    with pytest.raises(ModelLoadError, match="lower n_ctx or n_slots"):
+        Engine(EngineSettings(model_path=random_model, n_ctx=1 << 20, n_slots=4)).start()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"n_ctx": 1 << 30}, "absurdly large"),
+        ({"n_ctx": 64}, "too small"),
+        ({"n_slots": 0}, "n_slots=0 is out of range"),
+        ({"n_slots": 300}, "n_slots=300 is out of range"),
+        ({"kv_type": "q3_k"}, "kv_type='q3_k' is unknown"),
+        ({"cpu_moe": True, "n_cpu_moe": 2}, "cpu_moe and n_cpu_moe are both set"),
+        ({"n_cpu_moe": -1}, "n_cpu_moe=-1 is invalid"),
+        ({"prefill_chunk": 0}, "prefill_chunk=0"),
+        ({"n_ubatch": 4096}, "n_ubatch=4096 exceeds n_batch"),
+    ],
+)
+def test_invalid_settings_are_refused_with_the_setting_named(overrides: dict[str, object], message: str) -> None:
+    base: dict[str, object] = {"model_path": Path("m.gguf"), "n_ctx": 4096, "n_slots": 4}
+    with pytest.raises(SettingsError, match=message):
+        EngineSettings(**{**base, **overrides})  # type: ignore[arg-type]
+
+
+def test_invalid_sampling_is_refused() -> None:
+    with pytest.raises(SettingsError, match="temperature"):
+        SamplingParams(temperature=-1)
+    with pytest.raises(SettingsError, match="top_p"):
+        SamplingParams(top_p=0)
+
+
+# --------------------------------------------------------------------------------------------------
+# CPU offload of experts
+# --------------------------------------------------------------------------------------------------
+
+
+def _overridden(load_log: list[str]) -> set[str]:
+    return {line.split()[1] for line in load_log if "buffer type overridden to CPU" in line}
+
+
+def test_n_cpu_moe_puts_the_experts_of_the_first_layers_on_cpu(random_model: Path) -> None:
+    with Engine(EngineSettings(model_path=random_model, n_ctx=1024, n_slots=1, n_cpu_moe=1)) as eng:
+        names = _overridden(eng.load_log)
+        assert len(list(eng.submit([1, 2, 3], sampling=GREEDY, max_tokens=2, stop_tokens=NO_STOPS))) == 2
+    assert {f"blk.0.ffn_{p}_exps.weight" for p in ("gate", "up", "down")} <= names
+    assert not any(name.startswith("blk.1.") for name in names)
+
+
+def test_cpu_moe_puts_every_expert_on_cpu(random_model: Path) -> None:
+    with Engine(EngineSettings(model_path=random_model, n_ctx=1024, n_slots=1, cpu_moe=True)) as eng:
+        names = _overridden(eng.load_log)
+        layers = eng.n_layer
+    for layer in range(layers):
+        assert {f"blk.{layer}.ffn_{p}_exps.weight" for p in ("gate", "up", "down")} <= names
+    assert all("_exps." in name for name in names)
