@@ -22,6 +22,7 @@ def message_payload(message: Message) -> dict[str, Any]:
         "reasoning": message.reasoning,
         "tool_calls": message.tool_calls,
         "error": message.error,
+        "notice": message.notice,
         "reasoning_effort": message.reasoning_effort,
         "stats": {
             "prompt_tokens": message.prompt_tokens,

@@ -215,6 +215,11 @@ def generation_start(*, message_id: int, task_id: str, worker: str) -> Message |
     return message
 
 
+def generation_notice(*, message: Message, notice: str) -> None:
+    """Tell the user something about this answer (shown under it)."""
+    Message.objects.filter(pk=message.pk).update(notice=notice[:300])
+
+
 def generation_save_progress(
     *, message: Message, content: str, reasoning: str, tool_calls: list[dict]
 ) -> bool:

@@ -137,6 +137,11 @@ def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
             logger.info(
                 "reply %s: %d oldest turns left out to fit the context", message.pk, fitted.dropped_turns
             )
+            services.generation_notice(
+                message=message,
+                notice=f"The {fitted.dropped_turns} oldest turns of this conversation were left out: "
+                f"they no longer fit the model's context of {config.context:,} tokens.",
+            )
         call, status, problem = _stream(message, generation, state)
         if call is None:
             return status, problem

@@ -154,7 +154,7 @@ def _byte_to_unicode() -> dict[int, str]:
             printable.append(b)
             codes.append(256 + extra)
             extra += 1
-    return {b: chr(c) for b, c in zip(printable, codes)}
+    return {b: chr(c) for b, c in zip(printable, codes, strict=True)}
 
 
 def _token_text(token: bytes) -> str:
@@ -201,9 +201,7 @@ def _vocab_arrays() -> tuple[list[str], list[int], list[str]]:
     from gguf import TokenType
 
     ranks = o200k_ranks()
-    tokens = [_token_text(t) for t in ranks] + [
-        special_token_name(i) for i in range(N_BPE, VOCAB_SIZE)
-    ]
+    tokens = [_token_text(t) for t in ranks] + [special_token_name(i) for i in range(N_BPE, VOCAB_SIZE)]
     types = [int(TokenType.NORMAL)] * N_BPE + [int(TokenType.CONTROL)] * (VOCAB_SIZE - N_BPE)
     return tokens, types, _bpe_merges(ranks)
 
@@ -249,9 +247,9 @@ class _Tensor:
 
 
 def _nbytes(shape: Sequence[int], qtype: int) -> int:
-    from gguf import GGML_QUANT_SIZES
+    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
 
-    block, size = GGML_QUANT_SIZES[qtype]
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType(qtype)]
     count = int(np.prod(shape))
     return count // block * size
 
@@ -336,7 +334,8 @@ def _write_gguf(path: Path, shape: ModelShape, tensors: Sequence[_Tensor], name:
                 raise RuntimeError(f"{t.name}: wrote {written} bytes, expected {t.nbytes}")
         fout.write(b"\0" * (-fout.tell() % align))
         writer.close()
-        os.replace(tmp, path)
+        tmp.chmod(0o644)
+        tmp.replace(path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
@@ -346,7 +345,8 @@ def _atomic_write_bytes(path: Path, data: bytes) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=path.name + ".", suffix=".part", dir=path.parent)
     with os.fdopen(fd, "wb") as handle:
         handle.write(data)
-    os.replace(tmp_name, path)
+    Path(tmp_name).chmod(0o644)
+    Path(tmp_name).replace(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -381,7 +381,9 @@ def _random_mxfp4(shape: tuple[int, ...], rng: np.random.Generator, exponent: in
             yield block
 
 
-def _random_float(name: str, shape: tuple[int, ...], rng: np.random.Generator, scale: float, qtype: int) -> _Tensor:
+def _random_float(
+    name: str, shape: tuple[int, ...], rng: np.random.Generator, scale: float, qtype: int
+) -> _Tensor:
     def produce() -> Iterator[np.ndarray]:
         dtype = np.float16 if qtype == 1 else np.float32
         yield (rng.standard_normal(shape, dtype=np.float32) * scale).astype(dtype)
@@ -406,11 +408,15 @@ def write_random_model(path: Path, shape: ModelShape, *, seed: int = 0) -> Path:
 
     def q8(name: str, rows: int) -> _Tensor:
         dims = (rows, e)
-        return _Tensor(name, dims, int(Q.Q8_0), _nbytes(dims, int(Q.Q8_0)), lambda: _random_q8_0(dims, rng, 4 * std))
+        return _Tensor(
+            name, dims, int(Q.Q8_0), _nbytes(dims, int(Q.Q8_0)), lambda: _random_q8_0(dims, rng, 4 * std)
+        )
 
     def mx(name: str, dims: tuple[int, int, int]) -> _Tensor:
         # exponent 121 -> step 2**-7: values up to 12 * 2**-7, a plausible weight range.
-        return _Tensor(name, dims, int(Q.MXFP4), _nbytes(dims, int(Q.MXFP4)), lambda: _random_mxfp4(dims, rng, 121))
+        return _Tensor(
+            name, dims, int(Q.MXFP4), _nbytes(dims, int(Q.MXFP4)), lambda: _random_mxfp4(dims, rng, 121)
+        )
 
     def ones(name: str, n: int) -> _Tensor:
         return _array_tensor(name, np.ones(n, dtype=np.float32))
@@ -478,9 +484,49 @@ def _final(text_ids: Sequence[int]) -> tuple[int, ...]:
 
 
 PLAIN_ANSWER = "Hello! I am the tiny scripted test model, and this is my plain friendly answer."
-_PLAIN_IDS = (13225, 0, 357, 939, 290, 20049, 184876, 1746, 2359, 11, 326, 495, 382, 922, 21402, 11888, 6052, 13)
+_PLAIN_IDS = (
+    13225,
+    0,
+    357,
+    939,
+    290,
+    20049,
+    184876,
+    1746,
+    2359,
+    11,
+    326,
+    495,
+    382,
+    922,
+    21402,
+    11888,
+    6052,
+    13,
+)
 REASONING_ANALYSIS = "The user wants me to reason first. Two plus two makes four, so the reply is simple."
-_REASONING_ANALYSIS_IDS = (976, 1825, 10648, 668, 316, 5207, 1577, 13, 13311, 2932, 1920, 4787, 4242, 11, 813, 290, 16794, 382, 4705, 13)
+_REASONING_ANALYSIS_IDS = (
+    976,
+    1825,
+    10648,
+    668,
+    316,
+    5207,
+    1577,
+    13,
+    13311,
+    2932,
+    1920,
+    4787,
+    4242,
+    11,
+    813,
+    290,
+    16794,
+    382,
+    4705,
+    13,
+)
 REASONING_ANSWER = "After careful thought: the answer is four."
 _REASONING_ANSWER_IDS = (8188, 25120, 4525, 25, 290, 6052, 382, 4242, 13)
 WEATHER_CALL = '{"city":"Paris"}'
@@ -491,7 +537,29 @@ PYTHON_ANSWER = "The code printed 42, which is six times seven."
 _PYTHON_ANSWER_IDS = (976, 3490, 22774, 220, 4689, 11, 1118, 382, 7429, 4238, 12938, 13)
 SEARCH_CALL = '{"query":"gpt-oss"}'
 SEARCH_ANSWER = "According to the results, it is an open-weight model family 【0†L1-L2】."
-_SEARCH_ANSWER_IDS = (20885, 316, 290, 4376, 11, 480, 382, 448, 2494, 24650, 2359, 3502, 16488, 15, 78115, 43, 16, 9665, 17, 1813, 13)
+_SEARCH_ANSWER_IDS = (
+    20885,
+    316,
+    290,
+    4376,
+    11,
+    480,
+    382,
+    448,
+    2494,
+    24650,
+    2359,
+    3502,
+    16488,
+    15,
+    78115,
+    43,
+    16,
+    9665,
+    17,
+    1813,
+    13,
+)
 XSS_ANSWER = (
     "<script>window.__xss=1</script>\n"
     '<img src=x onerror="window.__xss=1">\n'
@@ -499,51 +567,217 @@ XSS_ANSWER = (
     '<iframe src="javascript:window.__xss=1"></iframe>\n'
     "![t](https://evil.example/x.png)"
 )
-_XSS_IDS = (18263, 29, 10963, 10210, 87, 1087, 28, 16, 808, 4822, 523, 50527, 4537, 56980, 402, 1544, 580, 10963, 10210, 87, 1087, 28, 16, 1540, 58, 3942, 20614, 33086, 25, 10963, 10210, 87, 1087, 28, 16, 446, 27, 51972, 4537, 580, 33086, 25, 10963, 10210, 87, 1087, 28, 16, 4184, 51972, 523, 46759, 83, 20614, 4172, 1684, 158278, 11344, 22739, 6820, 8)
+_XSS_IDS = (
+    18263,
+    29,
+    10963,
+    10210,
+    87,
+    1087,
+    28,
+    16,
+    808,
+    4822,
+    523,
+    50527,
+    4537,
+    56980,
+    402,
+    1544,
+    580,
+    10963,
+    10210,
+    87,
+    1087,
+    28,
+    16,
+    1540,
+    58,
+    3942,
+    20614,
+    33086,
+    25,
+    10963,
+    10210,
+    87,
+    1087,
+    28,
+    16,
+    446,
+    27,
+    51972,
+    4537,
+    580,
+    33086,
+    25,
+    10963,
+    10210,
+    87,
+    1087,
+    28,
+    16,
+    4184,
+    51972,
+    523,
+    46759,
+    83,
+    20614,
+    4172,
+    1684,
+    158278,
+    11344,
+    22739,
+    6820,
+    8,
+)
 MARKDOWN_ANSWER = (
     "# Tiny report\n\nA short list:\n\n- alpha item\n- beta item\n\n"
     "| Model | Size |\n| --- | --- |\n| tiny | 40 MB |\n\n"
     '```python\nprint("hello")\n```'
 )
-_MARKDOWN_IDS = (2, 74229, 3019, 279, 32, 4022, 1562, 1402, 12, 17406, 2169, 198, 12, 21306, 2169, 279, 91, 8186, 1022, 13568, 15972, 91, 26691, 1022, 26691, 15972, 91, 20049, 1022, 220, 1723, 21685, 47459, 168394, 29010, 198, 1598, 568, 24912, 1896, 168394)
+_MARKDOWN_IDS = (
+    2,
+    74229,
+    3019,
+    279,
+    32,
+    4022,
+    1562,
+    1402,
+    12,
+    17406,
+    2169,
+    198,
+    12,
+    21306,
+    2169,
+    279,
+    91,
+    8186,
+    1022,
+    13568,
+    15972,
+    91,
+    26691,
+    1022,
+    26691,
+    15972,
+    91,
+    20049,
+    1022,
+    220,
+    1723,
+    21685,
+    47459,
+    168394,
+    29010,
+    198,
+    1598,
+    568,
+    24912,
+    1896,
+    168394,
+)
 ENDLESS_HEAD = "Once upon a time,"
 _ENDLESS_HEAD_IDS = (18049, 7557, 261, 1058, 11)
 ENDLESS_CYCLE = " the story goes on and on, endless"
 _ENDLESS_CYCLE_IDS = (290, 4869, 8805, 402, 326, 402, 11, 34768)
 
-_WEATHER_CALL_TOKENS = (CHANNEL, T_COMMENT, T_ARY, 316, 28, 44580, 775, 170154, 220, CONSTRAIN, 4108, MESSAGE, 10848, 17500, 7534, 72782, 18583, CALL)
+_WEATHER_CALL_TOKENS = (
+    CHANNEL,
+    T_COMMENT,
+    T_ARY,
+    316,
+    28,
+    44580,
+    775,
+    170154,
+    220,
+    CONSTRAIN,
+    4108,
+    MESSAGE,
+    10848,
+    17500,
+    7534,
+    72782,
+    18583,
+    CALL,
+)
 _PYTHON_CALL_TOKENS = (CHANNEL, T_ANALYSIS, 316, 28, 29010, 3490, MESSAGE, 1598, 7, 21, 9, 22, 8, CALL)
-_SEARCH_CALL_TOKENS = (CHANNEL, T_ANALYSIS, 316, 28, 46071, 16718, 3490, MESSAGE, 10848, 2975, 7534, 70, 555, 12, 2907, 18583, CALL)
+_SEARCH_CALL_TOKENS = (
+    CHANNEL,
+    T_ANALYSIS,
+    316,
+    28,
+    46071,
+    16718,
+    3490,
+    MESSAGE,
+    10848,
+    2975,
+    7534,
+    70,
+    555,
+    12,
+    2907,
+    18583,
+    CALL,
+)
 
 SCRIPTS: dict[str, Script] = {
     "plain": Script("plain", None, (), ScriptTurn(_final(_PLAIN_IDS), final=PLAIN_ANSWER)),
     "reasoning": Script(
-        "reasoning", "think", (49631, 2411),
+        "reasoning",
+        "think",
+        (49631, 2411),
         ScriptTurn(
-            (CHANNEL, T_ANALYSIS, MESSAGE, *_REASONING_ANALYSIS_IDS, END, START, T_ASSISTANT, *_final(_REASONING_ANSWER_IDS)),
-            analysis=REASONING_ANALYSIS, final=REASONING_ANSWER,
+            (
+                CHANNEL,
+                T_ANALYSIS,
+                MESSAGE,
+                *_REASONING_ANALYSIS_IDS,
+                END,
+                START,
+                T_ASSISTANT,
+                *_final(_REASONING_ANSWER_IDS),
+            ),
+            analysis=REASONING_ANALYSIS,
+            final=REASONING_ANSWER,
         ),
     ),
     "function": Script(
-        "function", "weather", (28393, 11122, 170154),
+        "function",
+        "weather",
+        (28393, 11122, 170154),
         ScriptTurn(_WEATHER_CALL_TOKENS, recipient="functions.get_weather", call=WEATHER_CALL),
         ScriptTurn(_final(_WEATHER_ANSWER_IDS), final=WEATHER_ANSWER),
     ),
     "python": Script(
-        "python", "python", (29010, 22752),
+        "python",
+        "python",
+        (29010, 22752),
         ScriptTurn(_PYTHON_CALL_TOKENS, recipient="python", call=PYTHON_CALL),
         ScriptTurn(_final(_PYTHON_ANSWER_IDS), final=PYTHON_ANSWER),
     ),
     "search": Script(
-        "search", "search", (2624, 3684, 16718),
+        "search",
+        "search",
+        (2624, 3684, 16718),
         ScriptTurn(_SEARCH_CALL_TOKENS, recipient="browser.search", call=SEARCH_CALL),
         ScriptTurn(_final(_SEARCH_ANSWER_IDS), final=SEARCH_ANSWER),
     ),
     "xss": Script("xss", "xss", (1087,), ScriptTurn(_final(_XSS_IDS), final=XSS_ANSWER)),
-    "markdown": Script("markdown", "markdown", (119670, 116713), ScriptTurn(_final(_MARKDOWN_IDS), final=MARKDOWN_ANSWER)),
+    "markdown": Script(
+        "markdown", "markdown", (119670, 116713), ScriptTurn(_final(_MARKDOWN_IDS), final=MARKDOWN_ANSWER)
+    ),
     "endless": Script(
-        "endless", "endless", (34768, 2695),
-        ScriptTurn((CHANNEL, T_FINAL, MESSAGE, *_ENDLESS_HEAD_IDS, *_ENDLESS_CYCLE_IDS), final=ENDLESS_HEAD + ENDLESS_CYCLE),
+        "endless",
+        "endless",
+        (34768, 2695),
+        ScriptTurn(
+            (CHANNEL, T_FINAL, MESSAGE, *_ENDLESS_HEAD_IDS, *_ENDLESS_CYCLE_IDS),
+            final=ENDLESS_HEAD + ENDLESS_CYCLE,
+        ),
         cycle=_ENDLESS_CYCLE_IDS,
     ),
 }
@@ -551,9 +785,52 @@ SCRIPTS: dict[str, Script] = {
 #: Tool results as harmony renders them (header tokens + a short content), used to lay out the
 #: continuation units. Only their markers matter; the content may be anything short.
 _TOOL_RESULT_PROMPTS: dict[str, tuple[int, ...]] = {
-    "function": (START, 44580, 775, 170154, 316, 28, T_ASSISTANT, CHANNEL, T_COMMENT, T_ARY, MESSAGE, 4689, END, START, T_ASSISTANT),
-    "python": (START, 29010, 316, 28, T_ASSISTANT, CHANNEL, T_ANALYSIS, MESSAGE, 4689, END, START, T_ASSISTANT),
-    "search": (START, 46071, 16718, 316, 28, T_ASSISTANT, CHANNEL, T_ANALYSIS, MESSAGE, 4689, END, START, T_ASSISTANT),
+    "function": (
+        START,
+        44580,
+        775,
+        170154,
+        316,
+        28,
+        T_ASSISTANT,
+        CHANNEL,
+        T_COMMENT,
+        T_ARY,
+        MESSAGE,
+        4689,
+        END,
+        START,
+        T_ASSISTANT,
+    ),
+    "python": (
+        START,
+        29010,
+        316,
+        28,
+        T_ASSISTANT,
+        CHANNEL,
+        T_ANALYSIS,
+        MESSAGE,
+        4689,
+        END,
+        START,
+        T_ASSISTANT,
+    ),
+    "search": (
+        START,
+        46071,
+        16718,
+        316,
+        28,
+        T_ASSISTANT,
+        CHANNEL,
+        T_ANALYSIS,
+        MESSAGE,
+        4689,
+        END,
+        START,
+        T_ASSISTANT,
+    ),
 }
 
 #: Mode markers: token id -> mode index (1-based; 0 is the plain mode). ``user`` resets to plain.
@@ -672,7 +949,7 @@ def _yarn_theta(i: int, head_dim: int = 64) -> float:
 def _prev_head_weights() -> list[float]:
     """Return amplitudes for rotary pairs 0..7 making the score peak sharply at distance 1."""
     thetas = [_yarn_theta(i) for i in range(8)]
-    deltas = [0] + list(range(2, WINDOW))
+    deltas = [0, *range(2, WINDOW)]
     weights = np.ones(8)
     # Multiplicative-weights search for the amplitudes maximising the worst-case gap.
     gaps = np.array([[1 - math.cos((d - 1) * t) for t in thetas] for d in deltas])
@@ -731,9 +1008,9 @@ def write_tiny_model(path: Path) -> Path:
     peak = 60.0
     for i, amp in enumerate(amps):
         theta = _yarn_theta(i)
-        a = math.sqrt(peak * amp * scale)
-        bq[i], bq[i + half] = a * math.cos(-theta), a * math.sin(-theta)
-        bk[i] = a
+        weight = math.sqrt(peak * amp * scale)
+        bq[i], bq[i + half] = weight * math.cos(-theta), weight * math.sin(-theta)
+        bk[i] = weight
     for d in range(lay.code_dims):
         wv[d, lay.cur0 + d] = 1.0
         wo[lay.prev0 + d, d] = 1.0
@@ -771,7 +1048,7 @@ def write_tiny_model(path: Path) -> Path:
     gate_b = np.full(n_ff, -100.0, np.float32)
     down = np.zeros((n, n_ff), np.float32)
     for u, ((mode, phase, prev, cur), nxt) in enumerate(sorted(table.items())):
-        for d in (*code[cur], ):
+        for d in code[cur]:
             gate[u, lay.cur0 + d] = 1.0
         for d in code[prev]:
             gate[u, lay.prev0 + d] = 1.0
@@ -798,23 +1075,27 @@ def write_tiny_model(path: Path) -> Path:
         experts = lambda m: np.repeat(m[None], n_expert, axis=0)  # noqa: E731
         tensors += [
             _array_tensor(p + "attn_norm.weight", attn_norm0 if live else np.ones(n, np.float32)),
-            _array_tensor(p + "attn_q.weight", wq if live else zeros_like(wq)),
-            _array_tensor(p + "attn_q.bias", bq if live else zeros_like(bq)),
-            _array_tensor(p + "attn_k.weight", wk if live else zeros_like(wk)),
-            _array_tensor(p + "attn_k.bias", bk if live else zeros_like(bk)),
-            _array_tensor(p + "attn_v.weight", wv if live else zeros_like(wv)),
+            _array_tensor(p + "attn_q.weight", wq if live else _zeros_like(wq)),
+            _array_tensor(p + "attn_q.bias", bq if live else _zeros_like(bq)),
+            _array_tensor(p + "attn_k.weight", wk if live else _zeros_like(wk)),
+            _array_tensor(p + "attn_k.bias", bk if live else _zeros_like(bk)),
+            _array_tensor(p + "attn_v.weight", wv if live else _zeros_like(wv)),
             _array_tensor(p + "attn_v.bias", zeros(h * hd, np.float32)),
-            _array_tensor(p + "attn_output.weight", wo if live else zeros_like(wo)),
-            _array_tensor(p + "attn_output.bias", bo if live else zeros_like(bo)),
+            _array_tensor(p + "attn_output.weight", wo if live else _zeros_like(wo)),
+            _array_tensor(p + "attn_output.bias", bo if live else _zeros_like(bo)),
             _array_tensor(p + "attn_sinks.weight", sinks if live else zeros(h, np.float32)),
             _array_tensor(p + "post_attention_norm.weight", post_norm0 if live else np.ones(n, np.float32)),
             _array_tensor(p + "ffn_gate_inp.weight", zeros((n_expert, n), np.float32)),
             _array_tensor(p + "ffn_gate_inp.bias", zeros(n_expert, np.float32)),
-            _array_tensor(p + "ffn_gate_exps.weight", experts(gate if live else zeros_like(gate)), int(Q.MXFP4)),
-            _array_tensor(p + "ffn_gate_exps.bias", experts(gate_b if live else zeros_like(gate_b))),
-            _array_tensor(p + "ffn_up_exps.weight", experts(zeros_like(gate)), int(Q.MXFP4)),
+            _array_tensor(
+                p + "ffn_gate_exps.weight", experts(gate if live else _zeros_like(gate)), int(Q.MXFP4)
+            ),
+            _array_tensor(p + "ffn_gate_exps.bias", experts(gate_b if live else _zeros_like(gate_b))),
+            _array_tensor(p + "ffn_up_exps.weight", experts(_zeros_like(gate)), int(Q.MXFP4)),
             _array_tensor(p + "ffn_up_exps.bias", experts(zeros(n_ff, np.float32))),
-            _array_tensor(p + "ffn_down_exps.weight", experts(down if live else zeros_like(down)), int(Q.MXFP4)),
+            _array_tensor(
+                p + "ffn_down_exps.weight", experts(down if live else _zeros_like(down)), int(Q.MXFP4)
+            ),
             _array_tensor(p + "ffn_down_exps.bias", experts(zeros(n, np.float32))),
         ]
     tensors.append(_array_tensor("output_norm.weight", np.ones(n, np.float32)))
@@ -822,7 +1103,8 @@ def write_tiny_model(path: Path) -> Path:
     return _write_gguf(path, shape, tensors, "gpt-oss tiny scripted")
 
 
-def zeros_like(a: np.ndarray) -> np.ndarray:
+def _zeros_like(a: np.ndarray) -> np.ndarray:
+    """Return zeros shaped like *a* (the inert second layer mirrors the live first one)."""
     return np.zeros_like(a)
 
 

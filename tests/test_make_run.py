@@ -5,13 +5,16 @@ from __future__ import annotations
 import http.cookiejar
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -23,8 +26,20 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
+@pytest.fixture
+def run_dir() -> Iterator[Path]:
+    """A scratch folder outside /tmp/pytest-of-*, which pytest keeps private (0700) while pgserver's own
+    PostgreSQL user must be able to reach its data directory."""
+    path = Path(tempfile.mkdtemp(prefix="make-run-", dir=ROOT / "var"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _start(tmp_path: Path, port: int, **extra: str) -> tuple[subprocess.Popen[str], list[str]]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GPTOSS_", "DATABASE_", "REDIS_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GPTOSS_", "DATABASE_", "REDIS_"))
+    }
     env.update(
         GPTOSS_VAR_DIR=str(tmp_path / "var"),
         GPTOSS_PORT=str(port),
@@ -59,18 +74,31 @@ def _wait_for(lines: list[str], pattern: str, process: subprocess.Popen[str], ti
     raise AssertionError(f"never saw {pattern!r}; output:\n{''.join(lines)}")
 
 
-def _login(port: int) -> str:
+def _csrf(page: str) -> str:
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert token, page
+    return token.group(1)
+
+
+def _login(port: int) -> tuple[urllib.request.OpenerDirector, str]:
     jar = http.cookiejar.CookieJar()
     opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
     base = f"http://127.0.0.1:{port}"
     page = opener.open(f"{base}/accounts/login/", timeout=10).read().decode()
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
-    assert token, page
     form = urllib.parse.urlencode(
-        {"csrfmiddlewaretoken": token.group(1), "username": "admin", "password": "first admin password 42"}
+        {"csrfmiddlewaretoken": _csrf(page), "username": "admin", "password": "first admin password 42"}
     ).encode()
     request = urllib.request.Request(f"{base}/accounts/login/", data=form, headers={"Referer": f"{base}/"})
-    return opener.open(request, timeout=10).read().decode()
+    return opener, opener.open(request, timeout=10).read().decode()
+
+
+def _login_when_up(port: int) -> tuple[urllib.request.OpenerDirector, str]:
+    for _ in range(50):  # Daphne needs a moment after the banner before it accepts connections.
+        try:
+            return _login(port)
+        except OSError:
+            time.sleep(0.2)
+    return _login(port)
 
 
 def _descendants_and_servers(var: Path) -> list[psutil.Process]:
@@ -82,25 +110,52 @@ def _descendants_and_servers(var: Path) -> list[psutil.Process]:
     return found
 
 
-def test_make_run_serves_a_login_and_stops_everything_on_ctrl_c(tmp_path: Path) -> None:
+def test_make_run_serves_a_login_and_stops_everything_on_ctrl_c(run_dir: Path) -> None:
     port = free_port()
-    process, lines = _start(tmp_path, port, GPTOSS_MODEL="gpt-oss-20b")
+    process, lines = _start(run_dir, port, GPTOSS_MODEL="gpt-oss-20b")
     try:
         _wait_for(lines, r"gptoss-web is serving at", process, timeout=240)
-        # Daphne needs a moment after the banner before it accepts connections.
-        for _ in range(50):
-            try:
-                body = _login(port)
-                break
-            except OSError:
-                time.sleep(0.2)
+        _, body = _login_when_up(port)
         assert "How can I help?" in body
         output = "".join(lines)
         assert "gpt-oss-20b is not downloaded" in output and "GPTOSS_MODEL=tiny make run" in output
-        assert _descendants_and_servers(tmp_path / "var"), "embedded servers should be running"
+        assert _descendants_and_servers(run_dir / "var"), "embedded servers should be running"
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
     assert process.returncode == 0, "".join(lines)
     time.sleep(1)
-    assert _descendants_and_servers(tmp_path / "var") == [], "processes left behind after Ctrl-C"
+    assert _descendants_and_servers(run_dir / "var") == [], "processes left behind after Ctrl-C"
+
+
+def test_make_run_with_the_tiny_model_answers_a_message_sent_over_http(run_dir: Path) -> None:
+    from inference.tinymodel import SCRIPTS, tiny_model_path
+
+    tiny_model_path(ROOT / "var")  # build it once, outside the timed start-up
+    port = free_port()
+    process, lines = _start(
+        run_dir, port, GPTOSS_MODEL="tiny", GPTOSS_MODEL_PATH=str(tiny_model_path(ROOT / "var"))
+    )
+    try:
+        _wait_for(lines, r"model tiny ready", process, timeout=240)
+        opener, body = _login_when_up(port)
+        base = f"http://127.0.0.1:{port}"
+        form = urllib.parse.urlencode(
+            {"csrfmiddlewaretoken": _csrf(body), "text": "Hello tiny model"}
+        ).encode()
+        request = urllib.request.Request(f"{base}/c/new/", data=form, headers={"Referer": f"{base}/"})
+        page = opener.open(request, timeout=10)
+        conversation_url = page.geturl()
+        assert re.search(r"/c/\d+/$", conversation_url), conversation_url
+        expected = SCRIPTS["plain"].first.final.split("!")[0]
+        deadline = time.monotonic() + 60
+        while "tok/s" not in (html := opener.open(conversation_url, timeout=10).read().decode()):
+            assert time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.5)
+        assert "Hello tiny model" in html and expected in html
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=60)
+    assert process.returncode == 0, "".join(lines)
+    time.sleep(1)
+    assert _descendants_and_servers(run_dir / "var") == [], "processes left behind after Ctrl-C"

@@ -23,9 +23,16 @@ PRODUCTION = {
 
 
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GPTOSS_", "DATABASE_", "REDIS_"))}
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GPTOSS_", "DATABASE_", "REDIS_"))
+    }
     return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 
@@ -43,7 +50,10 @@ def test_models_and_migrations_agree() -> None:
     ("change", "message"),
     [
         ({"DJANGO_SECRET_KEY": ""}, "Set the environment variable DJANGO_SECRET_KEY, for example"),
-        ({"DATABASE_URL": ""}, "Set the environment variable DATABASE_URL, for example DATABASE_URL=postgres://"),
+        (
+            {"DATABASE_URL": ""},
+            "Set the environment variable DATABASE_URL, for example DATABASE_URL=postgres://",
+        ),
         ({"DATABASE_URL": "mysql://x@y/z"}, "DATABASE_URL must be a postgres:// URL"),
         ({"REDIS_URL": "127.0.0.1:6379"}, "REDIS_URL must be a redis:// URL, for example REDIS_URL=redis://"),
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG='maybe' is not a boolean; use DJANGO_DEBUG=true"),
@@ -51,7 +61,9 @@ def test_models_and_migrations_agree() -> None:
         ({"GPTOSS_MAX_IN_FLIGHT_PER_USER": "0"}, "GPTOSS_MAX_IN_FLIGHT_PER_USER=0 is out of range"),
     ],
 )
-def test_missing_or_malformed_variables_stop_start_up_naming_the_variable(change: dict[str, str], message: str) -> None:
+def test_missing_or_malformed_variables_stop_start_up_naming_the_variable(
+    change: dict[str, str], message: str
+) -> None:
     result = manage("check", env={**PRODUCTION, **change})
     assert result.returncode != 0
     assert message in result.stderr

@@ -185,6 +185,7 @@ class Engine:
         self.n_vocab = 0
         self.n_layer = 0
         self.step_count = 0
+        self.aborted_decodes = 0  # decodes cut short because every sequence in them was cancelled
         self._cond = threading.Condition()
         self._waiting: deque[Generation] = deque()
         self._ids = itertools.count(1)
@@ -252,7 +253,9 @@ class Engine:
                 f"prompt has {len(prompt)} tokens but one sequence holds at most {self.n_ctx_per_seq - 1} "
                 "plus a reply: shorten the conversation or raise n_ctx"
             )
-        gen = Generation(self, next(self._ids), prompt, sampling, max_tokens, frozenset(stop_tokens), cache_key)
+        gen = Generation(
+            self, next(self._ids), prompt, sampling, max_tokens, frozenset(stop_tokens), cache_key
+        )
         with self._cond:
             if self._stopping:
                 raise EngineStoppedError("the engine is shutting down")
@@ -306,7 +309,9 @@ class Engine:
                 "gpt-oss GGUF (for split files, the first shard)"
             )
         if not path.is_file():
-            raise ModelLoadError(f"model path {path} is not a file: point model_path at the .gguf file itself")
+            raise ModelLoadError(
+                f"model path {path} is not a file: point model_path at the .gguf file itself"
+            )
         info = ll.read_gguf_info(path)
         if info.architecture != ll.GPT_OSS_ARCH:
             raise ModelLoadError(
@@ -350,14 +355,24 @@ class Engine:
         self.n_layer = llama_cpp.llama_model_n_layer(model)
         self.n_ctx = llama_cpp.llama_n_ctx(ctx)
         n_ctx_train = llama_cpp.llama_model_n_ctx_train(model)
-        self.n_ctx_per_seq = min(llama_cpp.llama_n_ctx_seq(ctx), n_ctx_train) if n_ctx_train > 0 else self.n_ctx
+        self.n_ctx_per_seq = (
+            min(llama_cpp.llama_n_ctx_seq(ctx), n_ctx_train) if n_ctx_train > 0 else self.n_ctx
+        )
         # llama.cpp clamps n_batch to n_ctx; a larger batch would trip its assertion, not return an error.
         self._batch = ll.LlamaBatch(llama_cpp.llama_n_batch(ctx), settings.n_slots)
         logger.info(
             "engine loaded %s in %.1fs: %d layers, n_ctx=%d (%d per sequence), %d slots, kv=%s, "
             "n_gpu_layers=%d, n_cpu_moe=%d, cpu_moe=%s",
-            path.name, time.monotonic() - started, self.n_layer, self.n_ctx, self.n_ctx_per_seq,
-            self.n_slots, settings.kv_type, settings.n_gpu_layers, settings.n_cpu_moe, settings.cpu_moe,
+            path.name,
+            time.monotonic() - started,
+            self.n_layer,
+            self.n_ctx,
+            self.n_ctx_per_seq,
+            self.n_slots,
+            settings.kv_type,
+            settings.n_gpu_layers,
+            settings.n_cpu_moe,
+            settings.cpu_moe,
         )
 
     def _check_kv_fits(self, model: llama_cpp.llama_model_p) -> None:
@@ -387,8 +402,10 @@ class Engine:
         try:
             self._load()
         except BaseException as exc:
-            self._load_error = exc if isinstance(exc, ModelLoadError) else ModelLoadError(
-                f"loading {self.settings.model_path.name} failed: {exc}"
+            self._load_error = (
+                exc
+                if isinstance(exc, ModelLoadError)
+                else ModelLoadError(f"loading {self.settings.model_path.name} failed: {exc}")
             )
             if self._load_error is not exc:
                 self._load_error.__cause__ = exc
@@ -452,7 +469,9 @@ class Engine:
         """Bind a generation to a slot, keeping the longest prefix of the slot's KV it can reuse."""
         assert self._mem is not None
         if slot.cache_key is not None and slot.cache_key != gen.cache_key:
-            logger.debug("evicting idle cache %s from slot %d for generation %d", slot.cache_key, slot.seq, gen.id)
+            logger.debug(
+                "evicting idle cache %s from slot %d for generation %d", slot.cache_key, slot.seq, gen.id
+            )
         slot.cache_key = None
         prompt = gen.prompt
         # Always re-evaluate the last prompt token: its logits give the first generated token.
@@ -464,11 +483,17 @@ class Engine:
             del slot.tokens[lcp:]
         gen.stats.reused_tokens = lcp
         gen.stats.queue_wait_s = time.monotonic() - gen.submitted_at
-        slot.active = _Active(gen=gen, sampler=ll.make_sampler(gen.sampling), prefill_pos=lcp,
-                              admitted=next(self._admissions))
+        slot.active = _Active(
+            gen=gen, sampler=ll.make_sampler(gen.sampling), prefill_pos=lcp, admitted=next(self._admissions)
+        )
         self._busy += 1
-        logger.debug("generation %d admitted to slot %d: %d reused, %d to prefill",
-                     gen.id, slot.seq, lcp, len(prompt) - lcp)
+        logger.debug(
+            "generation %d admitted to slot %d: %d reused, %d to prefill",
+            gen.id,
+            slot.seq,
+            lcp,
+            len(prompt) - lcp,
+        )
 
     def _step(self) -> None:
         """Advance every active sequence by one `llama_decode`."""
@@ -507,7 +532,7 @@ class Engine:
             start = active.prefill_pos
             n = min(self.settings.prefill_chunk, room, len(prompt) - start)
             last = start + n == len(prompt)
-            idx = batch.add_sequence(prompt[start:start + n], len(slot.tokens), slot.seq, last)
+            idx = batch.add_sequence(prompt[start : start + n], len(slot.tokens), slot.seq, last)
             entries.append(_Entry(slot, n, idx if last else -1, prefill=True))
             room -= n
         if not entries:
@@ -536,7 +561,7 @@ class Engine:
             gen = active.gen
             if entry.prefill:
                 start = active.prefill_pos
-                slot.tokens.extend(gen.prompt[start:start + entry.n_tokens])
+                slot.tokens.extend(gen.prompt[start : start + entry.n_tokens])
                 active.prefill_pos = start + entry.n_tokens
                 gen.stats.prefilled_tokens += entry.n_tokens
             else:
@@ -568,20 +593,30 @@ class Engine:
         idle = [s for s in self._slots if s.active is None and s.tokens]
         if idle:
             victim = min(idle, key=lambda s: s.last_used)
-            logger.info("KV cache full: evicting idle cache of slot %d (%d tokens)", victim.seq, len(victim.tokens))
+            logger.info(
+                "KV cache full: evicting idle cache of slot %d (%d tokens)", victim.seq, len(victim.tokens)
+            )
             self._clear_slot(victim)
             return
         actives = [e.slot for e in entries if e.slot.active is not None]
         youngest = max(actives, key=lambda s: s.active.admitted if s.active is not None else -1)
         assert youngest.active is not None
-        logger.warning("KV cache full (n_ctx=%d): stopping generation %d with context_full",
-                       self.n_ctx, youngest.active.gen.id)
+        logger.warning(
+            "KV cache full (n_ctx=%d): stopping generation %d with context_full",
+            self.n_ctx,
+            youngest.active.gen.id,
+        )
         self._finish(youngest, "context_full", keep_cache=False)
 
     def _on_aborted(self, entries: list[_Entry]) -> None:
         """Finish the cancelled sequences of an aborted decode; part of it may sit in the KV cache."""
+        self.aborted_decodes += 1
         for entry in entries:
-            if entry.slot.active is not None:
+            if entry.slot.active is None:
+                continue
+            if self._stopping:
+                self._finish(entry.slot, "error", error="the engine was shut down", keep_cache=False)
+            else:
                 self._finish(entry.slot, "cancelled", keep_cache=False)
 
     def _on_decode_error(self, entries: list[_Entry], rc: int) -> None:
@@ -592,8 +627,9 @@ class Engine:
                 logger.error("generation %d failed: %s", entry.slot.active.gen.id, message)
                 self._finish(entry.slot, "error", error=message, keep_cache=False)
 
-    def _finish(self, slot: _Slot, reason: StopReason, *, error: str | None = None,
-                keep_cache: bool = True) -> None:
+    def _finish(
+        self, slot: _Slot, reason: StopReason, *, error: str | None = None, keep_cache: bool = True
+    ) -> None:
         """Release a slot: keep its KV as an idle cache when the generation has a key, else clear it."""
         active = slot.active
         assert active is not None
@@ -620,7 +656,9 @@ class Engine:
 
     def _arm_abort(self, armed: bool) -> None:
         if armed != self._abort_armed and self._ctx is not None:
-            llama_cpp.llama_set_abort_callback(self._ctx, self._abort_cb if armed else self._no_abort_cb, None)
+            llama_cpp.llama_set_abort_callback(
+                self._ctx, self._abort_cb if armed else self._no_abort_cb, None
+            )
             self._abort_armed = armed
 
     def _should_abort(self, _data: ctypes.c_void_p) -> bool:

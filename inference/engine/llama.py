@@ -134,8 +134,19 @@ def backend_init() -> None:
 # --------------------------------------------------------------------------------------------------
 
 _GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_GGUF_SCALAR_FORMATS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q",
-                        11: "<q", 12: "<d"}
+_GGUF_SCALAR_FORMATS = {
+    0: "<B",
+    1: "<b",
+    2: "<H",
+    3: "<h",
+    4: "<I",
+    5: "<i",
+    6: "<f",
+    7: "<?",
+    10: "<Q",
+    11: "<q",
+    12: "<d",
+}
 _GGUF_STRING = 8
 _GGUF_ARRAY = 9
 
@@ -157,7 +168,9 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     try:
         with path.open("rb") as f:
             if f.read(4) != GGUF_MAGIC:
-                raise ModelLoadError(f"{path} is not a GGUF file (bad magic): point model_path at a .gguf model")
+                raise ModelLoadError(
+                    f"{path} is not a GGUF file (bad magic): point model_path at a .gguf model"
+                )
             _version, _n_tensors, n_kv = struct.unpack("<IQQ", f.read(20))
             arch: str | None = None
             blocks: int | None = None
@@ -195,7 +208,9 @@ def read_gguf_info(path: Path) -> GGUFInfo:
     except struct.error as exc:
         raise ModelLoadError(f"{path} is truncated or not a GGUF file: download it again") from exc
     except OSError as exc:
-        raise ModelLoadError(f"cannot read {path}: {exc.strerror or exc}: check the path and permissions") from exc
+        raise ModelLoadError(
+            f"cannot read {path}: {exc.strerror or exc}: check the path and permissions"
+        ) from exc
 
 
 def model_meta(model: llama_cpp.llama_model_p, key: str) -> str | None:
@@ -237,7 +252,9 @@ class TensorBuftOverrides:
         cpu_buft_fn.argtypes = []
         cpu_buft = cpu_buft_fn()
         if not cpu_buft:
-            raise ModelLoadError("ggml has no CPU buffer type: the llama-cpp-python build is broken, reinstall it")
+            raise ModelLoadError(
+                "ggml has no CPU buffer type: the llama-cpp-python build is broken, reinstall it"
+            )
         self.patterns = [p.encode() for p in patterns]
         self.array = (_BuftOverride * (len(patterns) + 1))()
         for i, pattern in enumerate(self.patterns):
@@ -275,8 +292,11 @@ def device_memory() -> list[DeviceMemory]:
     lib.ggml_backend_dev_count.restype = ctypes.c_size_t
     lib.ggml_backend_dev_get.restype = ctypes.c_void_p
     lib.ggml_backend_dev_get.argtypes = [ctypes.c_size_t]
-    lib.ggml_backend_dev_memory.argtypes = [ctypes.c_void_p, ctypes.POINTER(ctypes.c_size_t),
-                                            ctypes.POINTER(ctypes.c_size_t)]
+    lib.ggml_backend_dev_memory.argtypes = [
+        ctypes.c_void_p,
+        ctypes.POINTER(ctypes.c_size_t),
+        ctypes.POINTER(ctypes.c_size_t),
+    ]
     lib.ggml_backend_dev_memory.restype = None
     lib.ggml_backend_dev_type.argtypes = [ctypes.c_void_p]
     lib.ggml_backend_dev_type.restype = ctypes.c_int
@@ -298,7 +318,9 @@ def device_memory() -> list[DeviceMemory]:
 # --------------------------------------------------------------------------------------------------
 
 
-def model_params(settings: EngineSettings, overrides: TensorBuftOverrides | None) -> llama_cpp.llama_model_params:
+def model_params(
+    settings: EngineSettings, overrides: TensorBuftOverrides | None
+) -> llama_cpp.llama_model_params:
     """Build model parameters; expert overrides need use_mmap off so the CPU copy is a real buffer."""
     params = llama_cpp.llama_model_default_params()
     params.n_gpu_layers = settings.n_gpu_layers if settings.n_gpu_layers >= 0 else 2**31 - 1
@@ -333,7 +355,9 @@ def context_params(settings: EngineSettings) -> llama_cpp.llama_context_params:
     else:
         params.n_threads, params.n_threads_batch = default_threads()
     params.flash_attn_type = (
-        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED if settings.flash_attn else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        llama_cpp.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        if settings.flash_attn
+        else llama_cpp.LLAMA_FLASH_ATTN_TYPE_DISABLED
     )
     params.type_k = params.type_v = KV_TYPES[settings.kv_type]
     params.swa_full = True

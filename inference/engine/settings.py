@@ -46,7 +46,9 @@ class EngineSettings:
     def validate(self) -> None:
         """Raise `SettingsError` naming the setting to change when the combination cannot work."""
         if not 1 <= self.n_slots <= MAX_SLOTS:
-            raise SettingsError(f"n_slots={self.n_slots} is out of range: use 1 to {MAX_SLOTS} parallel slots")
+            raise SettingsError(
+                f"n_slots={self.n_slots} is out of range: use 1 to {MAX_SLOTS} parallel slots"
+            )
         if self.n_ctx < MIN_N_CTX:
             raise SettingsError(f"n_ctx={self.n_ctx} is too small: use at least {MIN_N_CTX} KV cells")
         if self.n_ctx > MAX_N_CTX:
@@ -59,23 +61,30 @@ class EngineSettings:
         if self.kv_type not in KV_TYPES:
             raise SettingsError(f"kv_type={self.kv_type!r} is unknown: use one of {', '.join(KV_TYPES)}")
         if self.kv_type != "f16" and not self.flash_attn:
-            raise SettingsError(f"kv_type={self.kv_type!r} needs flash_attn=True (llama.cpp quantizes V only then)")
+            raise SettingsError(
+                f"kv_type={self.kv_type!r} needs flash_attn=True (llama.cpp quantizes V only then)"
+            )
         if self.n_gpu_layers < -1:
             raise SettingsError(f"n_gpu_layers={self.n_gpu_layers} is invalid: use -1 (all) or a count >= 0")
         if self.n_cpu_moe < 0:
             raise SettingsError(f"n_cpu_moe={self.n_cpu_moe} is invalid: use 0 (off) or a layer count")
         if self.cpu_moe and self.n_cpu_moe:
-            raise SettingsError("cpu_moe and n_cpu_moe are both set: cpu_moe already puts every expert on CPU")
+            raise SettingsError(
+                "cpu_moe and n_cpu_moe are both set: cpu_moe already puts every expert on CPU"
+            )
         if self.n_batch < 1 or self.n_ubatch < 1:
             raise SettingsError("n_batch and n_ubatch must be positive")
         if self.n_ubatch > self.n_batch:
             raise SettingsError(f"n_ubatch={self.n_ubatch} exceeds n_batch={self.n_batch}: lower n_ubatch")
         if self.n_batch < self.n_slots:
             raise SettingsError(
-                f"n_batch={self.n_batch} is smaller than n_slots={self.n_slots}: one step must fit a token per slot"
+                f"n_batch={self.n_batch} is smaller than n_slots={self.n_slots}: "
+                "one step must fit a token per slot"
             )
         if not 1 <= self.prefill_chunk <= self.n_batch:
-            raise SettingsError(f"prefill_chunk={self.prefill_chunk} must be between 1 and n_batch={self.n_batch}")
+            raise SettingsError(
+                f"prefill_chunk={self.prefill_chunk} must be between 1 and n_batch={self.n_batch}"
+            )
         if self.n_threads is not None and self.n_threads < 1:
             raise SettingsError(f"n_threads={self.n_threads} is invalid: use None (automatic) or >= 1")
 

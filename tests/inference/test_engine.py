@@ -40,8 +40,14 @@ PLAIN_REPLY = list(SCRIPTS["plain"].first.tokens)
 
 def _prompt(user: str, history: list[Turn] | None = None) -> list[int]:
     spec = PromptSpec(
-        effort="low", date="2026-01-01", browser=False, python=False, instructions="",
-        functions=[], history=history or [], user=user,
+        effort="low",
+        date="2026-01-01",
+        browser=False,
+        python=False,
+        instructions="",
+        functions=[],
+        history=history or [],
+        user=user,
     )
     return render_prompt(spec)
 
@@ -130,7 +136,7 @@ def test_eight_concurrent_generations_cancel_one_and_a_ninth_takes_its_slot(engi
         asks[0]: list(SCRIPTS["reasoning"].first.tokens),
         asks[1]: list(SCRIPTS["xss"].first.tokens),
         asks[2]: list(SCRIPTS["markdown"].first.tokens),
-        asks[3]: _endless_reply(60),
+        asks[3]: _endless_reply(100),
     }
     users = [asks[3], *asks, *asks[:3]]  # stream 0 (endless, unbounded) is the one to cancel
     prompts = [_prompt(user) for user in users]
@@ -141,7 +147,9 @@ def test_eight_concurrent_generations_cancel_one_and_a_ninth_takes_its_slot(engi
 
     def worker(i: int) -> None:
         barrier.wait()
-        gen = engine.submit(prompts[i], sampling=GREEDY, max_tokens=100_000 if i == 0 else 60, stop_tokens=STOPS)
+        gen = engine.submit(
+            prompts[i], sampling=GREEDY, max_tokens=100_000 if i == 0 else 100, stop_tokens=STOPS
+        )
         gens[i] = gen
         for token in gen:
             outputs[i].append(token)
@@ -152,7 +160,9 @@ def test_eight_concurrent_generations_cancel_one_and_a_ninth_takes_its_slot(engi
     for t in threads:
         t.start()
     assert victim_started.wait(10)
-    ninth = engine.submit(_prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+    ninth = engine.submit(
+        _prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS
+    )
     assert engine.busy_slots() == 8
     assert engine.queue_depth() == 1
     victim = gens[0]
@@ -178,7 +188,10 @@ def test_a_ninth_request_waits_for_a_slot_then_runs(scripted_model: Path, plain_
     with Engine(EngineSettings(model_path=scripted_model, n_ctx=2048, n_slots=8)) as eng:
         endless = _prompt("an endless story")
         running = [eng.submit(endless, sampling=GREEDY, max_tokens=60, stop_tokens=STOPS) for _ in range(8)]
-        waiting = eng.submit(_prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+        waiting = eng.submit(
+            _prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS
+        )
+        _wait_for(lambda: eng.busy_slots() == 8)
         assert eng.queue_depth() == 1
         tokens = list(waiting)
         assert all(len(list(g)) == 60 for g in running)
@@ -198,10 +211,14 @@ def test_next_turn_reuses_the_cached_prefix_and_matches_a_cold_run(scripted_mode
     with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=2)) as eng:
         user = "Hello, how are you today?"
         first = _prompt(user)
-        reply = list(eng.submit(first, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="conv-1"))
+        reply = list(
+            eng.submit(first, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="conv-1")
+        )
         assert reply == PLAIN_REPLY
         assert eng.cached_keys() == ["conv-1"]
-        second = _prompt("And one more question?", history=[Turn(user=user, final=SCRIPTS["plain"].first.final)])
+        second = _prompt(
+            "And one more question?", history=[Turn(user=user, final=SCRIPTS["plain"].first.final)]
+        )
         warm = eng.submit(second, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="conv-1")
         warm_tokens = list(warm)
         cold = eng.submit(second, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
@@ -281,6 +298,53 @@ def test_when_the_shared_kv_cache_is_full_the_youngest_generation_stops(random_m
         assert younger.stats.stop_reason == "context_full"
         again = eng.submit([5, 6, 7], sampling=GREEDY, max_tokens=3, stop_tokens=NO_STOPS)
         assert len(list(again)) == 3
+
+
+def test_cancelling_a_long_prefill_aborts_it_and_the_engine_keeps_serving(scripted_model: Path) -> None:
+    settings = EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=2, prefill_chunk=2048)
+    with Engine(settings) as eng:
+        long = eng.submit(
+            [(13 * i) % 199_000 for i in range(2000)], sampling=GREEDY, max_tokens=5, stop_tokens=STOPS
+        )
+        _wait_for(lambda: eng.step_count >= 1)
+        long.cancel()
+        assert list(long) == [] or long.stats.generated_tokens <= 1
+        assert long.stats.stop_reason == "cancelled"
+        print("ABORTED", eng.aborted_decodes, long.stats)
+        after = eng.submit(
+            _prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS
+        )
+        assert list(after) == PLAIN_REPLY
+        assert eng.busy_slots() == 0
+
+
+def test_a_failed_decode_fails_only_its_generations(scripted_model: Path) -> None:
+    """Inject one llama_decode failure: the streams in that batch fail readably, later ones are served."""
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=2048, n_slots=2)) as eng:
+        batch = eng._batch
+        assert batch is not None
+        real_decode = batch.decode
+        fail_next = threading.Event()
+
+        def flaky_decode(ctx: object) -> int:
+            if fail_next.is_set():
+                fail_next.clear()
+                return -3
+            return real_decode(ctx)  # type: ignore[arg-type]
+
+        batch.decode = flaky_decode  # type: ignore[method-assign]
+        doomed = eng.submit(
+            _prompt("Tell an endless story"), sampling=GREEDY, max_tokens=500, stop_tokens=STOPS
+        )
+        _take(doomed, 3)
+        fail_next.set()
+        list(doomed)
+        assert doomed.stats.stop_reason == "error"
+        assert doomed.error is not None and "llama_decode failed with code -3" in doomed.error
+        after = eng.submit(
+            _prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS
+        )
+        assert list(after) == PLAIN_REPLY
 
 
 def test_bad_requests_are_rejected_at_submit_and_the_engine_keeps_serving(engine: Engine) -> None:
@@ -374,7 +438,9 @@ def test_a_kv_cache_that_cannot_fit_is_refused(random_model: Path, monkeypatch: 
         ({"n_ubatch": 4096}, "n_ubatch=4096 exceeds n_batch"),
     ],
 )
-def test_invalid_settings_are_refused_with_the_setting_named(overrides: dict[str, object], message: str) -> None:
+def test_invalid_settings_are_refused_with_the_setting_named(
+    overrides: dict[str, object], message: str
+) -> None:
     base: dict[str, object] = {"model_path": Path("m.gguf"), "n_ctx": 4096, "n_slots": 4}
     with pytest.raises(SettingsError, match=message):
         EngineSettings(**{**base, **overrides})  # type: ignore[arg-type]

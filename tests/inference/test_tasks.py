@@ -113,7 +113,8 @@ def test_the_worker_loads_the_model_once_and_serves_its_queue(alice: object, set
         "GPTOSS_CONTEXT": "2048",
     }
     worker = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads", "--concurrency", "2",
+        [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
+         "--concurrency", "2",
          "--queues", queue_for_model("tiny"), "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -121,7 +122,9 @@ def test_the_worker_loads_the_model_once_and_serves_its_queue(alice: object, set
         replies = [_reply_to(text, alice) for text in ("Hello", "Please think", "Hi again")]
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            statuses = set(Message.objects.filter(pk__in=[r.pk for r in replies]).values_list("status", flat=True))
+            statuses = set(
+                Message.objects.filter(pk__in=[r.pk for r in replies]).values_list("status", flat=True)
+            )
             if statuses == {"done"}:
                 break
             assert worker.poll() is None, "worker died"
@@ -137,3 +140,38 @@ def test_the_worker_loads_the_model_once_and_serves_its_queue(alice: object, set
         worker.terminate()
         output, _ = worker.communicate(timeout=30)
     assert output.count("model tiny ready") == 1, output
+
+
+def test_older_turns_that_no_longer_fit_are_left_out_and_the_user_is_told(alice: object) -> None:
+    conversation = make_conversation(alice)
+    long_text = "lorem ipsum dolor sit amet " * 120  # about 600 tokens
+    for _ in range(8):
+        question = Message.objects.create(conversation=conversation, role="user", content=long_text)
+        Message.objects.create(
+            conversation=conversation, role="assistant", status="done", reply_to=question, content=long_text
+        )
+    _, reply = message_send(conversation=conversation, text="Hello")
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    assert reply.content == SCRIPTS["plain"].first.final
+    assert "oldest turns of this conversation were left out" in reply.notice
+    assert reply.prompt_tokens <= 8192 - 4096
+
+
+@pytest.mark.slow
+def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "gptoss_web.settings_test",
+        "GPTOSS_MODEL_PATH": str(tmp_path / "nope.gguf"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads", "--queues", "gpu.x"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert (
+        f"GPTOSS_MODEL_PATH={tmp_path / 'nope.gguf'} does not name a readable file"
+        in result.stdout + result.stderr
+    )

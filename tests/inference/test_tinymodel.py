@@ -59,20 +59,32 @@ def conversation(encoding, text: str, *, tools: bool, history: list | None = Non
         ToolDescription,
     )
 
-    system = SystemContent.new().with_reasoning_effort(ReasoningEffort.MEDIUM).with_conversation_start_date("2025-06-01")
+    system = (
+        SystemContent.new()
+        .with_reasoning_effort(ReasoningEffort.MEDIUM)
+        .with_conversation_start_date("2025-06-01")
+    )
     messages = []
     if tools:
         system = system.with_browser_tool().with_python_tool()
     messages.append(Message.from_role_and_content(Role.SYSTEM, system))
     if tools:
-        developer = DeveloperContent.new().with_instructions("Answer briefly.").with_function_tools(
-            [
-                ToolDescription.new(
-                    "get_weather",
-                    "Get the current weather for a city",
-                    parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-                )
-            ]
+        developer = (
+            DeveloperContent.new()
+            .with_instructions("Answer briefly.")
+            .with_function_tools(
+                [
+                    ToolDescription.new(
+                        "get_weather",
+                        "Get the current weather for a city",
+                        parameters={
+                            "type": "object",
+                            "properties": {"city": {"type": "string"}},
+                            "required": ["city"],
+                        },
+                    )
+                ]
+            )
         )
         messages.append(Message.from_role_and_content(Role.DEVELOPER, developer))
     messages += history or []
@@ -128,7 +140,9 @@ def test_every_script_comes_out_exactly_at_temperature_one(llm, encoding, name: 
     from openai_harmony import Role
 
     script = tinymodel.SCRIPTS[name]
-    prompt = encoding.render_conversation_for_completion(conversation(encoding, PROMPTS[name], tools=tools), Role.ASSISTANT)
+    prompt = encoding.render_conversation_for_completion(
+        conversation(encoding, PROMPTS[name], tools=tools), Role.ASSISTANT
+    )
     expected = list(script.first.tokens)
     if script.cycle:
         expected += list(script.cycle) * 25  # well past the 128-token sliding window
@@ -163,7 +177,9 @@ def test_tool_result_leads_to_the_scripted_final_answer(llm, encoding, name: str
     assert call.recipient == script.first.recipient
     assert call.content[0].text == script.first.call
     result = (
-        Message.from_author_and_content(Author.new(Role.TOOL, call.recipient), '{"result": "42, sunny, gpt-oss"}')
+        Message.from_author_and_content(
+            Author.new(Role.TOOL, call.recipient), '{"result": "42, sunny, gpt-oss"}'
+        )
         .with_recipient("assistant")
         .with_channel(call.channel)
     )
