@@ -167,7 +167,7 @@ def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_
         "GPTOSS_MODEL_PATH": str(tmp_path / "nope.gguf"),
     }
     result = subprocess.run(
-        [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads", "--queues", "gpu.x"],
+        [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "-P", "threads", "-Q", "gpu.x"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert result.returncode != 0
