@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gguf
+import llama_cpp
 import numpy as np
 import pytest
 
@@ -306,11 +307,13 @@ def test_cancelling_a_long_prefill_aborts_it_and_the_engine_keeps_serving(script
         long = eng.submit(
             [(13 * i) % 199_000 for i in range(2000)], sampling=GREEDY, max_tokens=5, stop_tokens=STOPS
         )
-        _wait_for(lambda: eng.step_count >= 1)
+        _wait_for(lambda: long in eng._batch_gens)  # its 2,000-token decode is running
         long.cancel()
-        assert list(long) == [] or long.stats.generated_tokens <= 1
+        list(long)
         assert long.stats.stop_reason == "cancelled"
-        print("ABORTED", eng.aborted_decodes, long.stats)
+        if not llama_cpp.llama_supports_gpu_offload():  # llama.cpp honours the abort callback on CPU only
+            assert eng.aborted_decodes == 1
+            assert long.stats.prefilled_tokens == 0
         after = eng.submit(
             _prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS
         )
