@@ -38,7 +38,7 @@ test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m inference.bench all
+	$(PY) -m inference.bench engine
 
 clean:
 	rm -rf var/static var/bench
