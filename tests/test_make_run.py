@@ -15,6 +15,7 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -110,16 +111,13 @@ def _descendants_and_servers(var: Path) -> list[psutil.Process]:
     return found
 
 
-def test_make_run_serves_a_login_and_stops_everything_on_ctrl_c(run_dir: Path) -> None:
+@contextmanager
+def _make_run(run_dir: Path, **extra: str) -> Iterator[tuple[int, list[str], subprocess.Popen[str]]]:
+    """Run `make run`'s runner; on leaving, press Ctrl-C and check that everything it started is gone."""
     port = free_port()
-    process, lines = _start(run_dir, port, GPTOSS_MODEL="gpt-oss-20b")
+    process, lines = _start(run_dir, port, **extra)
     try:
-        _wait_for(lines, r"gptoss-web is serving at", process, timeout=240)
-        _, body = _login_when_up(port)
-        assert "How can I help?" in body
-        output = "".join(lines)
-        assert "gpt-oss-20b is not downloaded" in output and "GPTOSS_MODEL=tiny make run" in output
-        assert _descendants_and_servers(run_dir / "var"), "embedded servers should be running"
+        yield port, lines, process
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=60)
@@ -128,15 +126,22 @@ def test_make_run_serves_a_login_and_stops_everything_on_ctrl_c(run_dir: Path) -
     assert _descendants_and_servers(run_dir / "var") == [], "processes left behind after Ctrl-C"
 
 
+def test_make_run_serves_a_login_and_stops_everything_on_ctrl_c(run_dir: Path) -> None:
+    with _make_run(run_dir, GPTOSS_MODEL="gpt-oss-20b") as (port, lines, process):
+        _wait_for(lines, r"gptoss-web is serving at", process, timeout=240)
+        _, body = _login_when_up(port)
+        assert "How can I help?" in body
+        output = "".join(lines)
+        assert "gpt-oss-20b is not downloaded" in output and "GPTOSS_MODEL=tiny make run" in output
+        assert _descendants_and_servers(run_dir / "var"), "embedded servers should be running"
+
+
 def test_make_run_with_the_tiny_model_answers_a_message_sent_over_http(run_dir: Path) -> None:
     from inference.tinymodel import SCRIPTS, tiny_model_path
 
     tiny_model_path(ROOT / "var")  # build it once, outside the timed start-up
-    port = free_port()
-    process, lines = _start(
-        run_dir, port, GPTOSS_MODEL="tiny", GPTOSS_MODEL_PATH=str(tiny_model_path(ROOT / "var"))
-    )
-    try:
+    model = str(tiny_model_path(ROOT / "var"))
+    with _make_run(run_dir, GPTOSS_MODEL="tiny", GPTOSS_MODEL_PATH=model) as (port, lines, process):
         _wait_for(lines, r"model tiny ready", process, timeout=240)
         opener, body = _login_when_up(port)
         base = f"http://127.0.0.1:{port}"
@@ -153,9 +158,3 @@ def test_make_run_with_the_tiny_model_answers_a_message_sent_over_http(run_dir: 
             assert time.monotonic() < deadline, "".join(lines)
             time.sleep(0.5)
         assert "Hello tiny model" in html and expected in html
-    finally:
-        process.send_signal(signal.SIGINT)
-        process.wait(timeout=60)
-    assert process.returncode == 0, "".join(lines)
-    time.sleep(1)
-    assert _descendants_and_servers(run_dir / "var") == [], "processes left behind after Ctrl-C"
