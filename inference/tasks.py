@@ -212,7 +212,8 @@ def _stream(message: Message, generation: Generation, state: ReplyState) -> tupl
     if reason == "context_full":
         return None, Message.Status.FAILED, "The conversation filled the model's context; start a new one."
     if reason == "max_tokens":
-        return None, Message.Status.DONE, "The answer reached its length limit."
+        services.generation_notice(message=message, notice="The answer stopped at its length limit.")
+        return None, Message.Status.DONE, ""
     return call, Message.Status.DONE, ""
 
 

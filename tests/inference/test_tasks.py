@@ -175,3 +175,13 @@ def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_
         f"GPTOSS_MODEL_PATH={tmp_path / 'nope.gguf'} does not name a readable file"
         in result.stdout + result.stderr
     )
+
+
+def test_an_answer_cut_at_its_length_limit_is_kept_and_the_user_is_told(alice: object) -> None:
+    reply = _reply_to("Tell me an endless story", alice)
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done" and reply.error == ""
+    assert reply.content.startswith(SCRIPTS["endless"].first.final)
+    assert reply.notice == "The answer stopped at its length limit."
+    assert reply.answer_tokens == 4096 - 3  # the budget, less the channel header tokens
