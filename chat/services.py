@@ -10,7 +10,8 @@ from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from chat.models import Conversation, Invitation, Message, ReasoningEffort, Tool
+from chat.models import Conversation, Invitation, Message, ReasoningEffort
+from chat.selectors import generations_in_flight_count, message_in_flight_get
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +127,6 @@ def message_send(*, conversation: Conversation, text: str) -> tuple[Message, Mes
 
 
 def _check_can_generate(conversation: Conversation) -> None:
-    from chat.selectors import generations_in_flight_count, message_in_flight_get
-
     if message_in_flight_get(conversation=conversation) is not None:
         raise GenerationInFlight()
     limit = settings.GPTOSS_MAX_IN_FLIGHT_PER_USER
@@ -178,21 +177,6 @@ def invitation_accept(*, invitation: Invitation, username: str, password: str) -
     return user
 
 
-__all__ = [
-    "ChatError",
-    "GenerationInFlight",
-    "TooManyInFlight",
-    "Tool",
-    "conversation_create",
-    "conversation_delete",
-    "conversation_rename",
-    "conversation_update_settings",
-    "invitation_accept",
-    "message_send",
-    "title_from_text",
-]
-
-
 # --- Generation lifecycle (called by the GPU worker's task) ------------------------------------------------
 
 
@@ -208,11 +192,7 @@ def generation_start(*, message_id: int, task_id: str, worker: str) -> Message |
     if not claimed:
         logger.info("reply %s is no longer queued; task %s does nothing", message_id, task_id)
         return None
-    message = Message.objects.select_related("conversation", "reply_to").get(pk=message_id)
-    if message.created_at:
-        message.queue_wait_ms = max(0, int((now - message.created_at).total_seconds() * 1000))
-        Message.objects.filter(pk=message_id).update(queue_wait_ms=message.queue_wait_ms)
-    return message
+    return Message.objects.select_related("conversation", "reply_to").get(pk=message_id)
 
 
 def generation_notice(*, message: Message, notice: str) -> None:
@@ -241,6 +221,7 @@ def generation_finish(
     prompt_tokens: int,
     reasoning_tokens: int,
     answer_tokens: int,
+    queue_wait_ms: int | None,
     ttft_ms: int | None,
     tokens_per_second: float | None,
     error: str = "",
@@ -254,6 +235,7 @@ def generation_finish(
         "prompt_tokens": prompt_tokens,
         "reasoning_tokens": reasoning_tokens,
         "answer_tokens": answer_tokens,
+        "queue_wait_ms": queue_wait_ms,
         "ttft_ms": ttft_ms,
         "tokens_per_second": tokens_per_second,
         "error": error,

@@ -14,12 +14,11 @@ from django.conf import settings
 from chat import selectors, services
 from chat.models import Message
 from inference import worker
-from inference.engine import EngineError, Generation, SamplingParams
+from inference.engine import Generation, SamplingParams
 from inference.harmony import (
     STOP_TOKENS,
     CommentaryDelta,
     FinalDelta,
-    FunctionSpec,
     ParseError,
     PromptSpec,
     PromptTooLong,
@@ -65,6 +64,8 @@ class ReplyState:
     reasoning_tokens: int = 0
     answer_tokens: int = 0
     ttft_ms: int | None = None
+    # Celery queue (created → claimed) plus the engine's wait for a free slot.
+    queue_wait_ms: int | None = None
     tokens_per_second: float | None = None
     last_flush: float = field(default_factory=time.monotonic)
 
@@ -91,6 +92,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
         prompt_tokens=state.prompt_tokens,
         reasoning_tokens=state.reasoning_tokens,
         answer_tokens=state.answer_tokens,
+        queue_wait_ms=state.queue_wait_ms,
         ttft_ms=state.ttft_ms,
         tokens_per_second=state.tokens_per_second,
         error=error,
@@ -108,7 +110,7 @@ def _prompt_spec(message: Message, steps: list[ToolStep]) -> PromptSpec:
         browser="browser" in enabled,
         python="python" in enabled,
         instructions=conversation.instructions,
-        functions=list[FunctionSpec](),
+        functions=[],
         history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=message)],
         user=message.reply_to.content,
         tool_steps=list(steps),
@@ -180,6 +182,9 @@ def _stream(message: Message, generation: Generation, state: ReplyState) -> tupl
     for token in generation:
         if state.ttft_ms is None and generation.stats.ttft_s is not None:
             state.ttft_ms = int(generation.stats.ttft_s * 1000)
+            assert message.started_at is not None
+            claimed_after = (message.started_at - message.created_at).total_seconds()
+            state.queue_wait_ms = int((claimed_after + (generation.stats.queue_wait_s or 0)) * 1000)
         for event in parser.feed(token):
             if isinstance(event, ReasoningDelta):
                 state.reasoning += event.text
@@ -215,6 +220,3 @@ def _stream(message: Message, generation: Generation, state: ReplyState) -> tupl
         services.generation_notice(message=message, notice="The answer stopped at its length limit.")
         return None, Message.Status.DONE, ""
     return call, Message.Status.DONE, ""
-
-
-__all__ = ["EngineError", "generate_reply_task"]

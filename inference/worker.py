@@ -11,8 +11,8 @@ from pathlib import Path
 from django.conf import settings
 
 from gptoss_web.env import env_bool, env_int, env_str
-from inference.catalog import ModelUnavailable, model_path
-from inference.engine import Engine, EngineError, EngineSettings
+from inference.catalog import model_path
+from inference.engine import Engine, EngineSettings
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +31,7 @@ def worker_config() -> WorkerConfig:
     path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
     context = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
     slots = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=256)
+    n_ubatch = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
     engine = EngineSettings(
         model_path=path,
         n_ctx=context * slots,
@@ -39,8 +40,8 @@ def worker_config() -> WorkerConfig:
         n_cpu_moe=env_int("GPTOSS_N_CPU_MOE", 0, minimum=0),
         cpu_moe=env_bool("GPTOSS_CPU_MOE", False),
         kv_type=env_str("GPTOSS_KV_TYPE", "f16"),
-        n_ubatch=env_int("GPTOSS_N_UBATCH", 512, minimum=1),
-        n_batch=max(2048, env_int("GPTOSS_N_UBATCH", 512, minimum=1)),
+        n_ubatch=n_ubatch,
+        n_batch=max(2048, n_ubatch),
     )
     answer = env_int("GPTOSS_MAX_ANSWER_TOKENS", min(4096, context // 2), minimum=16)
     if answer >= context:
@@ -96,14 +97,3 @@ def stop_engine() -> None:
 
 def worker_name() -> str:
     return f"{os.uname().nodename}:{os.getpid()}"
-
-
-__all__ = [
-    "EngineError",
-    "ModelUnavailable",
-    "WorkerConfig",
-    "current",
-    "start_engine",
-    "stop_engine",
-    "worker_name",
-]
