@@ -6,6 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.utils.csp import CSP
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gptoss_web.env import check_redis_url, env_bool, env_int, env_list, env_str, parse_database_url
 
@@ -98,7 +102,18 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 reads with a 5 s socket timeout by default, which is exactly how long channels_redis
+            # blocks waiting for a socket's next event: idle sockets would die with error 1011. Read longer.
+            # After a Redis restart, pooled connections are dead: retry a command on a fresh one.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 30,
+                    "socket_connect_timeout": 5,
+                    "retry": AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 4),
+                    "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+                }
+            ],
             "prefix": f"{GPTOSS_REDIS_PREFIX}:asgi",
             "capacity": 1000,
             "expiry": 30,
@@ -186,6 +201,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A GPU worker takes a task only when one of its threads is free: the others wait in Redis for whichever
+# worker frees a slot first (first come, first served), and no task sits unacknowledged in a busy worker.
+CELERY_WORKER_DISABLE_PREFETCH = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- gptoss-web --------------------------------------------------------------------------------------------

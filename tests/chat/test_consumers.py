@@ -291,3 +291,15 @@ async def test_stop_frees_the_answer_within_a_second(alice: object) -> None:
         assert stored.answer_tokens < 4000  # it did not run to its length limit
     finally:
         await communicator.disconnect()
+
+
+async def test_a_socket_idle_longer_than_the_redis_read_timeout_still_receives_events(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        await asyncio.sleep(6)  # channels_redis blocks 5 s per read of the socket's channel
+        await communicator.send_json_to({"action": "send", "text": "Hello after a pause"})
+        seen = [await communicator.receive_json_from(timeout=5) for _ in range(4)]
+        assert {f["type"] for f in seen} == {"ack", "message", "title"}
+    finally:
+        await communicator.disconnect()
