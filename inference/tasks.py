@@ -29,6 +29,7 @@ from inference.harmony import (
     Turn,
     fit_prompt,
 )
+from inference.tools import ToolResult, Toolset, tool_run, toolset_for
 
 logger = logging.getLogger(__name__)
 
@@ -100,17 +101,17 @@ def generate_reply_task(self: object, message_id: int) -> None:
     logger.info("reply %s finished: %s", message_id, status)
 
 
-def _prompt_spec(message: Message, steps: list[ToolStep]) -> PromptSpec:
+def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> PromptSpec:
     conversation = message.conversation
     assert message.reply_to is not None
-    enabled = set(conversation.enabled_tools)
     return PromptSpec(
         effort=conversation.reasoning_effort,
         date=date.today().isoformat(),
-        browser="browser" in enabled,
-        python="python" in enabled,
+        browser=toolset.browser,
+        python=toolset.python,
+        python_timeout_s=settings.GPTOSS_PYTHON_TIMEOUT_S,
         instructions=conversation.instructions,
-        functions=[],
+        functions=list(toolset.functions),
         history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=message)],
         user=message.reply_to.content,
         tool_steps=list(steps),
@@ -122,9 +123,12 @@ def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
     engine, config = worker.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
     budget = config.max_answer_tokens
+    # Decided once per turn: a setting changed mid-turn must not change what the model was told.
+    toolset = toolset_for(message.conversation)
     while True:
         try:
-            fitted = fit_prompt(_prompt_spec(message, state.steps), n_ctx=config.context, reserve=budget)
+            spec = _prompt_spec(message, state.steps, toolset)
+            fitted = fit_prompt(spec, n_ctx=config.context, reserve=budget)
         except PromptTooLong as too_long:
             return Message.Status.FAILED, str(too_long)
         generation = engine.submit(
@@ -153,8 +157,8 @@ def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
                 Message.Status.FAILED,
                 f"The answer used more than {max_calls} tool calls or its token budget.",
             )
-        result = _run_tool(message, call)
-        state.tool_calls.append({"recipient": call.recipient, "arguments": call.arguments, "result": result})
+        result = _run_tool(message, call, toolset)
+        state.tool_calls.append(result.record)
         state.steps.append(
             ToolStep(
                 channel=call.channel,
@@ -162,15 +166,16 @@ def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
                 content_type=call.content_type,
                 arguments=call.arguments,
                 analysis=state.segment_reasoning,
-                result=result,
+                result=result.text,
             )
         )
 
 
-def _run_tool(message: Message, call: ToolCall) -> str:
-    """Return the result text the model gets for *call*: no tool is enabled yet, so an error it can read."""
-    logger.info("reply %s called %s, which is not available", message.pk, call.recipient)
-    return f"Error: the tool {call.recipient!r} is not available in this conversation."
+def _run_tool(message: Message, call: ToolCall, toolset: Toolset) -> ToolResult:
+    """Run *call* in this task thread (the engine keeps decoding other streams meanwhile)."""
+    result = tool_run(call=call, toolset=toolset, conversation_id=message.conversation_id)
+    logger.info("reply %s called %s (error: %s)", message.pk, call.recipient, result.error)
+    return result
 
 
 def _stream(message: Message, generation: Generation, state: ReplyState) -> tuple[ToolCall | None, str, str]:

@@ -59,7 +59,9 @@ class Function(models.Model):
     name = models.CharField(
         max_length=64,
         unique=True,
-        validators=[RegexValidator(FUNCTION_NAME, "Letters, digits and underscores; not starting with a digit.")],
+        validators=[
+            RegexValidator(FUNCTION_NAME, "Letters, digits and underscores; not starting with a digit.")
+        ],
     )
     description = models.TextField(help_text="What it does and when to use it: the model reads this.")
     parameters = models.JSONField(

@@ -12,6 +12,7 @@ here, by killing the sandbox. Code never runs unsandboxed: if any of this cannot
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import secrets
@@ -25,6 +26,8 @@ from dataclasses import dataclass
 logger = logging.getLogger(__name__)
 
 TRUNCATED_MARKER = "\n[output truncated: the code printed more than {limit} bytes]"
+SANDBOX_TMP = "/tmp"  # noqa: S108  (inside the sandbox: its own private tmpfs)
+SANDBOX_HOME = SANDBOX_TMP + "/work"
 SANDBOX_UID_BASE = 1_900_000_000
 """Unprivileged uids used for sandboxes when the worker runs as root (never in /etc/passwd)."""
 
@@ -83,7 +86,14 @@ def sandbox_command(code_fd: int, info_fd: int, limits: SandboxLimits) -> list[s
     command: list[str] = []
     if os.geteuid() == 0:
         uid = SANDBOX_UID_BASE + secrets.randbelow(1_000_000)
-        command += [_which("setpriv"), f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--inh-caps=-all", "--"]
+        command += [
+            _which("setpriv"),
+            f"--reuid={uid}",
+            f"--regid={uid}",
+            "--clear-groups",
+            "--inh-caps=-all",
+            "--",
+        ]
     command += [
         prlimit,
         f"--as={limits.memory_bytes}",
@@ -107,13 +117,13 @@ def sandbox_command(code_fd: int, info_fd: int, limits: SandboxLimits) -> list[s
         "--proc", "/proc",
         "--dev", "/dev",
         "--remount-ro", "/dev",
-        "--size", str(limits.tmpfs_bytes), "--tmpfs", "/tmp",
-        "--dir", "/tmp/work",
+        "--size", str(limits.tmpfs_bytes), "--tmpfs", SANDBOX_TMP,
+        "--dir", SANDBOX_HOME,
         "--perms", "0444", "--ro-bind-data", str(code_fd), "/code/main.py",
         "--remount-ro", "/",
         "--info-fd", str(info_fd),
-        "--chdir", "/tmp/work",
-        "--setenv", "HOME", "/tmp/work",
+        "--chdir", SANDBOX_HOME,
+        "--setenv", "HOME", SANDBOX_HOME,
         "--setenv", "PATH", "/usr/bin:/bin",
         "--setenv", "LANG", "C.UTF-8",
         "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
@@ -125,10 +135,8 @@ def sandbox_command(code_fd: int, info_fd: int, limits: SandboxLimits) -> list[s
 def _kill(process: subprocess.Popen[bytes]) -> None:
     # bwrap runs in its own session (start_new_session): the whole group goes, and the PID namespace
     # takes everything inside with it when its init dies.
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
 
 
 def python_run(code: str, *, limits: SandboxLimits) -> SandboxRun:
@@ -154,7 +162,9 @@ def python_run(code: str, *, limits: SandboxLimits) -> SandboxRun:
         except OSError as error:
             os.close(write_fd)
             os.close(info_read)
-            raise SandboxUnavailable(f"The Python sandbox could not start ({error}); the code was not run.") from error
+            raise SandboxUnavailable(
+                f"The Python sandbox could not start ({error}); the code was not run."
+            ) from error
     finally:
         os.close(read_fd)
         os.close(info_write)
