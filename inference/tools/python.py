@@ -238,6 +238,9 @@ def _collect(process: subprocess.Popen[bytes], limits: SandboxLimits, started: f
         output += TRUNCATED_MARKER.format(limit=limits.output_bytes)
     if timed_out:
         exit_code = None
+    elif exit_code is not None and exit_code > 128:
+        # bwrap reports a child killed by signal N (a CPU or memory limit) as 128 + N, as shells do.
+        exit_code = 128 - exit_code
     return SandboxRun(
         output=output,
         exit_code=exit_code,
