@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Group
+from django.db import connections
 
 from chat.models import Message
+from chat.rendering import message_sources, render_markdown
 from chat.services import message_send
 from inference.dispatch import queue_for_model
 from inference.tasks import generate_reply_task
-from inference.tinymodel import SCRIPTS
+from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
+from inference.tools.models import Function, ToolSettings
+from tests.fakes import Hit, Reply, serve
 from tests.factories import make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,18 +92,174 @@ def test_a_task_for_a_deleted_reply_does_nothing(alice: object) -> None:
 
 
 def test_a_tool_that_is_not_enabled_runs_nothing_and_the_model_is_told(alice: object) -> None:
-    reply = _reply_to("What is the weather like?", alice)
+    with serve(lambda hit: Reply(200, b"{}")) as endpoint:
+        _weather_function(endpoint.url, groups=[])  # defined, but alice's groups may not use it
+        reply = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    [call] = reply.tool_calls
+    assert (call["recipient"], call["arguments"], call["error"]) == (
+        "functions.get_weather",
+        WEATHER_CALL,
+        True,
+    )
+    assert call["result"] == "Error: the tool 'functions.get_weather' is not available in this conversation."
+    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+    assert endpoint.hits == []
+
+
+def _weather_function(url: str, *, groups: list[Group], timeout_s: float = 5.0) -> Function:
+    function = Function.objects.create(
+        name="get_weather",
+        description="Get the current weather in a city.",
+        parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        url=f"{url}/weather",
+        timeout_s=timeout_s,
+        secret_header="X-Api-Key",
+        secret_value="s3cret",
+    )
+    function.groups.set(groups)
+    return function
+
+
+@pytest.fixture
+def team(alice: object) -> Group:
+    group = Group.objects.create(name="team")
+    alice.groups.add(group)  # type: ignore[attr-defined]
+    return group
+
+
+def test_a_function_call_reaches_the_endpoint_and_its_result_reaches_the_model(
+    alice: object, team: Group
+) -> None:
+    answer = b'{"temperature_c": 22, "sky": "sunny"}'
+    with serve(lambda hit: Reply(200, answer, {"Content-Type": "application/json"})) as endpoint:
+        _weather_function(endpoint.url, groups=[team])
+        reply = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    [hit] = endpoint.hits
+    assert (hit.method, hit.path, json.loads(hit.body)) == ("POST", "/weather", {"city": "Paris"})
+    assert hit.headers["x-api-key"] == "s3cret" and hit.headers["content-type"] == "application/json"
+    [call] = reply.tool_calls
+    assert (call["recipient"], call["arguments"], call["result"], call["error"]) == (
+        "functions.get_weather",
+        WEATHER_CALL,
+        answer.decode(),
+        False,
+    )
+    assert call["started_at"] <= call["finished_at"]
+    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+
+
+def test_a_slow_function_times_out_and_the_model_is_told(alice: object, team: Group) -> None:
+    with serve(lambda hit: Reply(200, b"{}", delay_s=3)) as endpoint:
+        _weather_function(endpoint.url, groups=[team], timeout_s=0.5)
+        reply = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+        started = time.monotonic()
+        generate_reply_task.run(reply.pk)
+        elapsed = time.monotonic() - started
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    [call] = reply.tool_calls
+    assert call["error"] is True
+    assert call["result"] == "Error: The function get_weather did not answer within 0.5 s."
+    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+    assert elapsed < 3
+
+
+def test_python_code_runs_in_the_sandbox_and_its_output_reaches_the_model(alice: object) -> None:
+    reply = _reply_to("Run some python", alice, enabled_tools=["python"])
     generate_reply_task.run(reply.pk)
     reply.refresh_from_db()
     assert reply.status == "done", reply.error
-    assert reply.tool_calls == [
-        {
-            "recipient": "functions.get_weather",
-            "arguments": '{"city":"Paris"}',
-            "result": "Error: the tool 'functions.get_weather' is not available in this conversation.",
-        }
-    ]
-    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+    [call] = reply.tool_calls
+    assert (call["recipient"], call["arguments"], call["result"], call["error"]) == (
+        "python",
+        PYTHON_CALL,
+        "42\n",
+        False,
+    )
+    assert reply.content == SCRIPTS["python"].after_tool.final  # type: ignore[union-attr]
+
+
+def test_a_browser_search_reaches_the_search_endpoint_and_the_answer_cites_it(alice: object) -> None:
+    results = {
+        "results": [{"url": "https://gpt-oss.example/", "title": "GPT OSS", "content": "Open weight models."}]
+    }
+    body = json.dumps(results).encode()
+    with serve(lambda hit: Reply(200, body, {"Content-Type": "application/json"})) as searx:
+        ToolSettings.objects.update_or_create(pk=1, defaults={"search_url": f"{searx.url}/search"})
+        reply = _reply_to("Please search the web", alice, enabled_tools=["browser"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    assert [h.path for h in searx.hits] == ["/search?q=gpt-oss&format=json"]
+    [call] = reply.tool_calls
+    assert (call["recipient"], call["arguments"], call["error"]) == ("browser.search", SEARCH_CALL, False)
+    assert (
+        "L0: 【0†GPT OSS†gpt-oss.example】" in call["result"] and "L1: Open weight models." in call["result"]
+    )
+    assert call["sources"][0]["cursor"] == 0
+    assert reply.content == SCRIPTS["search"].after_tool.final  # type: ignore[union-attr]
+    html = render_markdown(reply.content, sources=message_sources(reply.tool_calls))
+    assert 'href="https://gpt-oss.example/"' in html and 'rel="noopener noreferrer nofollow"' in html
+    assert ">gpt-oss.example</a>" in html and "【0" not in html
+
+
+def test_a_search_endpoint_that_is_down_is_a_tool_error_and_the_answer_goes_on(alice: object) -> None:
+    with serve(lambda hit: Reply(503, b"down")) as searx:
+        ToolSettings.objects.update_or_create(pk=1, defaults={"search_url": f"{searx.url}/search"})
+        reply = _reply_to("Please search the web", alice, enabled_tools=["browser"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    [call] = reply.tool_calls
+    assert call["error"] is True and call["result"] == "Error: The search service answered HTTP 503."
+    assert reply.content == SCRIPTS["search"].after_tool.final  # type: ignore[union-attr]
+
+
+def test_other_streams_keep_decoding_while_a_tool_call_is_slow(
+    alice: object, bob: object, team: Group
+) -> None:
+    release = threading.Event()
+    called = threading.Event()
+
+    def slow(hit: Hit) -> Reply:
+        called.set()
+        release.wait(60)
+        return Reply(200, b'{"sky": "sunny"}')
+
+    with serve(slow) as endpoint:
+        _weather_function(endpoint.url, groups=[team], timeout_s=60)
+        waiting = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+
+        def run_waiting() -> None:
+            try:
+                generate_reply_task.run(waiting.pk)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run_waiting)
+        thread.start()
+        try:
+            assert called.wait(60), "the function was never called"
+            # The first reply's task thread is blocked in its tool call; another reply streams meanwhile.
+            other = _reply_to("Hello there", bob)
+            generate_reply_task.run(other.pk)
+            other.refresh_from_db()
+            assert other.status == "done" and other.content == SCRIPTS["plain"].first.final
+            assert other.answer_tokens > 5
+            waiting.refresh_from_db()
+            assert waiting.status == "streaming" and waiting.tool_calls == []
+        finally:
+            release.set()
+            thread.join(60)
+    waiting.refresh_from_db()
+    assert waiting.status == "done", waiting.error
+    assert waiting.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
 
 
 @pytest.mark.slow
