@@ -99,9 +99,8 @@ def _link_citations(text: str, sources: Sources) -> tuple[str, list[str]]:
             return match.group(0)
         label = urlsplit(url).hostname or url
         title = str(source.get("title") or url) if source else url
-        links.append(
-            f'<a class="citation" href="{html.escape(url)}" title="{html.escape(title)}">{html.escape(label)}</a>'
-        )
+        href, tip, text = html.escape(url), html.escape(title), html.escape(label)
+        links.append(f'<a class="citation" href="{href}" title="{tip}">{text}</a>')
         return f"\ue000{len(links) - 1}\ue001"
 
     return _CITATION.sub(replace, text), links

@@ -1,4 +1,4 @@
-"""Fakes for what lives outside the machine (web pages, a search engine, a function endpoint), served on loopback."""
+"""Fakes for what lives outside the machine (pages, a search engine, a function endpoint), on loopback."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def serve(handler: Callable[[Hit], Reply], host: str = "127.0.0.1", port: int = 
             except (BrokenPipeError, ConnectionResetError):
                 pass
 
-        do_GET = do_POST = _handle  # noqa: N815
+        do_GET = do_POST = _handle
 
         def log_message(self, *args: object) -> None:
             pass

@@ -22,8 +22,8 @@ from inference.dispatch import queue_for_model
 from inference.tasks import generate_reply_task
 from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.tools.models import Function, ToolSettings
-from tests.fakes import Hit, Reply, serve
 from tests.factories import make_conversation
+from tests.fakes import Hit, Reply, serve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]

@@ -84,7 +84,7 @@ def spellings(port: int) -> list[str]:
 
 def test_every_spelling_of_a_private_address_is_refused(canary: FakeServer) -> None:
     for url in spellings(canary.port):
-        with pytest.raises(FetchError, match="private or reserved|not public"):
+        with pytest.raises(FetchError, match=r"private or reserved|not public"):
             fetch(url, allowlist=NOTHING, limits=LIMITS)
     assert canary.hits == []
 
@@ -136,7 +136,7 @@ def test_a_redirect_chain_into_loopback_is_refused(good: FakeServer, canary: Fak
         f"http://[::1]:{canary.port}/",
     ):
         second = f"{good.url}/redirect?to={quote(into, safe='')}"
-        with pytest.raises(FetchError, match="private or reserved|not public"):
+        with pytest.raises(FetchError, match=r"private or reserved|not public"):
             fetch(f"{good.url}/redirect?to={quote(second, safe='')}", allowlist=allow, limits=LIMITS)
     assert canary.hits == []
     with pytest.raises(FetchError, match="redirected more than"):

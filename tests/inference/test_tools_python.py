@@ -1,4 +1,4 @@
-"""The Python sandbox: code that tries to escape, starve or flood the worker must fail, and the worker lives on."""
+"""The Python sandbox: code that tries to escape, starve or flood the worker fails; the worker lives on."""
 
 from __future__ import annotations
 
