@@ -74,6 +74,10 @@ def function_call(endpoint: Endpoint, arguments: str, *, max_bytes: int) -> str:
         )
         body = response.read(max_bytes + 1, decode_content=True)
         response.release_conn()
+    except urllib3.exceptions.NewConnectionError as error:
+        # Checked first: urllib3 counts a refused connection (or an unknown host) as a connect timeout.
+        message = f"The function {endpoint.name} could not be reached (connection failed)."
+        raise FunctionError(message) from error
     except urllib3.exceptions.TimeoutError as error:
         raise FunctionError(
             f"The function {endpoint.name} did not answer within {endpoint.timeout_s:g} s."
