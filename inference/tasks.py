@@ -169,6 +169,12 @@ def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
                 result=result.text,
             )
         )
+        # Stored as soon as it is known, so a browser that reloads sees the call and its result.
+        still_streaming = services.generation_save_progress(
+            message=message, content=state.content, reasoning=state.reasoning, tool_calls=state.tool_calls
+        )
+        if not still_streaming:
+            return Message.Status.CANCELLED, ""
 
 
 def _run_tool(message: Message, call: ToolCall, toolset: Toolset) -> ToolResult:

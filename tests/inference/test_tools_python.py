@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -57,6 +58,7 @@ def test_code_runs_and_its_output_comes_back() -> None:
 def test_the_network_is_unreachable_even_the_workers_loopback(listener: tuple[int, list[object]]) -> None:
     port, accepted = listener
     code = f"""
+import os
 import socket
 for attempt in (lambda: socket.create_connection(("127.0.0.1", {port}), timeout=2),
                 lambda: socket.getaddrinfo("example.com", 80),
@@ -189,3 +191,38 @@ def test_a_sandbox_that_fails_to_start_runs_nothing(monkeypatch: pytest.MonkeyPa
     with pytest.raises(SandboxUnavailable, match="could not start"):
         python_run(f"open({str(marker)!r}, 'w')", limits=LIMITS)
     assert not marker.exists()
+
+
+def test_the_sandbox_dies_with_the_worker(tmp_path: Path) -> None:
+    """A worker killed mid-run leaves no sandboxed process behind."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    code = "import time\nprint('started', flush=True)\ntime.sleep(60)"
+    script = (
+        "from inference.tools.python import SandboxLimits, python_run\n"
+        f"python_run({code!r}, limits=SandboxLimits(wall_seconds=60))\n"
+    )
+    worker = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, env={"PYTHONPATH": str(ROOT), "PATH": os.environ["PATH"]}
+    )
+
+    def sandboxed() -> list[psutil.Process]:
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            if "/code/main.py" in (process.info["cmdline"] or []):
+                found.append(process)
+        return found
+
+    deadline = time.monotonic() + 10
+    while not sandboxed() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandboxed(), "the sandbox never started"
+    worker.kill()
+    worker.wait()
+    deadline = time.monotonic() + 5
+    while sandboxed() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandboxed() == []
