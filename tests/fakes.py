@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -37,8 +38,10 @@ class FakeServer:
 
 
 @contextmanager
-def serve(handler: Callable[[Hit], Reply], host: str = "127.0.0.1", port: int = 0) -> Iterator[FakeServer]:
-    """Serve *handler* over HTTP on *host* in a thread; every request is recorded in ``hits``."""
+def serve(
+    handler: Callable[[Hit], Reply], host: str = "127.0.0.1", port: int = 0, tls: ssl.SSLContext | None = None
+) -> Iterator[FakeServer]:
+    """Serve *handler* over HTTP (HTTPS with *tls*) on *host* in a thread, recording requests in ``hits``."""
     hits: list[Hit] = []
 
     class Handler(BaseHTTPRequestHandler):
@@ -70,6 +73,8 @@ def serve(handler: Callable[[Hit], Reply], host: str = "127.0.0.1", port: int = 
             pass
 
     server = ThreadingHTTPServer((host, port), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

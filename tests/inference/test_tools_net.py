@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import socket
+import ssl
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pytest
@@ -178,3 +181,29 @@ def test_a_disabled_browser_fetches_nothing(canary: FakeServer) -> None:
 def test_an_oversized_page_is_cut_at_the_size_cap(good: FakeServer) -> None:
     page = fetch(good.url, allowlist=parse_allowlist("127.0.0.2"), limits=FetchLimits(max_bytes=20))
     assert page.truncated and len(page.body) == 20
+
+
+def test_https_goes_to_the_pinned_address_with_the_hosts_name_for_sni_and_the_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection is made to the checked address, yet TLS still verifies the certificate of the name."""
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
+         "-days", "1", "-subj", "/CN=wiki.test", "-addext", "subjectAltName=DNS:wiki.test"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    server_names: list[str | None] = []
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: server_names.append(name)  # type: ignore[assignment, misc, return-value]
+    with serve(lambda hit: Reply(200, b"<p>secure wiki</p>"), host="127.0.0.2", tls=context) as wiki:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        allow = parse_allowlist("127.0.0.2")
+        resolver = lambda host, port: ["127.0.0.2"]  # noqa: E731
+        page = fetch(f"https://wiki.test:{wiki.port}/", allowlist=allow, limits=LIMITS, resolver=resolver)
+        assert b"secure wiki" in page.body and server_names == ["wiki.test"]
+        # The same address under a name the certificate does not cover is refused.
+        with pytest.raises(FetchError, match="could not be fetched"):
+            fetch(f"https://other.test:{wiki.port}/", allowlist=allow, limits=LIMITS, resolver=resolver)
+    assert [h.headers["host"] for h in wiki.hits] == [f"wiki.test:{wiki.port}"]
