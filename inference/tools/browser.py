@@ -35,6 +35,7 @@ _BLOCK_TAGS = {
     "p", "div", "br", "li", "ul", "ol", "h1", "h2", "h3", "h4", "h5", "h6", "tr", "table", "section",
     "article", "header", "footer", "pre", "blockquote", "hr", "dt", "dd", "nav", "main", "aside", "form",
 }  # fmt: skip
+_TEXT_TYPES = {"application/xhtml+xml", "application/json", "application/xml", "application/javascript"}
 _SKIP_TAGS = {"script", "style", "noscript", "head", "template", "svg", "iframe", "object"}
 
 
@@ -278,8 +279,11 @@ def open_page(session: Session, args: dict[str, Any], config: BrowserConfig) -> 
         raise BrowserError(str(error)) from error
     if fetched.status >= 400:
         raise BrowserError(f"{url} answered HTTP {fetched.status}.")
+    kind = fetched.content_type.split(";", 1)[0].strip().lower()
+    if kind and not (kind.startswith("text/") or kind in _TEXT_TYPES):
+        raise BrowserError(f"{url} is {kind}, which the browser cannot show as text.")
     text = _decode(fetched.body, fetched.content_type)
-    if "html" in fetched.content_type.lower() or text.lstrip()[:1] == "<":
+    if "html" in kind or text.lstrip()[:1] == "<":
         page = page_from_html(fetched.url, text)
     else:
         page = Page(url=fetched.url, title=fetched.url, lines=_wrap(text))

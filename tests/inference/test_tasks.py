@@ -283,6 +283,8 @@ def test_the_worker_loads_the_model_once_and_serves_its_queue(alice: object, set
     )  # fmt: skip
     try:
         replies = [_reply_to(text, alice) for text in ("Hello", "Please think", "Hi again")]
+        # A tool call through the real worker: the sandbox starts from a Celery task thread.
+        replies.append(_reply_to("Run some python", alice, enabled_tools=["python"]))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             statuses = set(
@@ -297,7 +299,9 @@ def test_the_worker_loads_the_model_once_and_serves_its_queue(alice: object, set
             SCRIPTS["plain"].first.final,
             SCRIPTS["reasoning"].first.final,
             SCRIPTS["plain"].first.final,
+            SCRIPTS["python"].after_tool.final,  # type: ignore[union-attr]
         ]
+        assert stored[replies[3].pk].tool_calls[0]["result"] == "42\n"
         assert all(m.task_id for m in stored.values())
     finally:
         worker.terminate()

@@ -130,6 +130,8 @@ def wiki() -> Iterator[FakeServer]:
         if hit.path.startswith("/search"):
             results = [{"url": "http://127.0.0.2/wiki", "title": "Tiny wiki", "content": "the answer"}]
             return Reply(200, json.dumps({"results": results}).encode(), {"Content-Type": "application/json"})
+        if hit.path == "/image":
+            return Reply(200, b"\x89PNG\r\n", {"Content-Type": "image/png"})
         if hit.path == "/other":
             return Reply(200, b"<p>Other page text.</p>")
         return Reply(200, PAGE)
@@ -157,6 +159,13 @@ def test_open_and_find_work_on_numbered_lines_and_links_kept_per_conversation(wi
         call=call("browser.find", '{"pattern": "ANSWER", "cursor": 0}'), toolset=BROWSER, conversation_id=7
     )
     assert "L1: The wiki says the answer is 42." in found.text and found.text.startswith("[2] Find results")
+    image = tool_run(
+        call=call("browser.open", json.dumps({"id": f"{wiki.url}/image"})), toolset=BROWSER, conversation_id=7
+    )
+    assert (
+        image.error
+        and image.text == f"Error: {wiki.url}/image is image/png, which the browser cannot show as text."
+    )
     # Another conversation has its own cursors.
     other = tool_run(call=call("browser.open", '{"id": 0, "cursor": 0}'), toolset=BROWSER, conversation_id=8)
     assert other.error and other.text == "Error: There is no page with cursor 0."
