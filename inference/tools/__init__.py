@@ -5,8 +5,9 @@ in the calling thread (the generation's Celery task thread, never the engine's),
 decoding while a tool works. Nothing here raises on a bad call: unknown or disabled tools, invalid
 arguments, timeouts and unreachable services all come back as an error result the model can read.
 
-This package is also the Django app ``tools`` (admin-defined functions and tool settings); models are
-imported inside the functions because Django imports this module before its models are ready.
+This package is also the Django app ``tools`` (admin-defined functions and tool settings); the selectors
+(which import the models) are imported inside the functions because Django imports this module before
+its models are ready. The tool modules themselves (python, browser, net, functions) are plain Python.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from django.conf import settings
 from django.utils import timezone
 
 from inference.harmony import FunctionSpec, ToolCall
+from inference.tools import browser
+from inference.tools.functions import FunctionError, function_call
+from inference.tools.python import SandboxLimits, SandboxUnavailable, python_run
 
 if TYPE_CHECKING:
     from chat.models import Conversation
@@ -114,23 +118,21 @@ def tool_run(*, call: ToolCall, toolset: Toolset, conversation_id: int) -> ToolR
     return ToolResult(text=text, error=error, record=record)
 
 
-def python_limits() -> Any:
-    from inference.tools.python import SandboxLimits
-
+def python_limits() -> SandboxLimits:
+    """Return the limits of one Python run, from the GPTOSS_PYTHON_* settings."""
     return SandboxLimits(
         wall_seconds=settings.GPTOSS_PYTHON_TIMEOUT_S,
         cpu_seconds=max(1, int(settings.GPTOSS_PYTHON_TIMEOUT_S)),
         memory_bytes=settings.GPTOSS_PYTHON_MEMORY_MB * 1024 * 1024,
         processes=settings.GPTOSS_PYTHON_PROCESSES,
-        output_bytes=settings.GPTOSS_TOOL_OUTPUT_CHARS,
+        # Room for the truncation marker within the output cap of every tool.
+        output_bytes=max(50, settings.GPTOSS_TOOL_OUTPUT_CHARS - 100),
         tmpfs_bytes=settings.GPTOSS_PYTHON_DISK_MB * 1024 * 1024,
         file_bytes=settings.GPTOSS_PYTHON_DISK_MB * 1024 * 1024,
     )
 
 
 def _python(code: str) -> tuple[str, bool]:
-    from inference.tools.python import SandboxUnavailable, python_run
-
     limits = python_limits()
     try:
         run = python_run(code, limits=limits)
@@ -140,6 +142,8 @@ def _python(code: str) -> tuple[str, bool]:
     text = run.output
     if run.timed_out:
         text += f"\n[timed out after {limits.wall_seconds:g} seconds: the run was stopped]"
+    elif run.truncated:
+        return text, False  # stopped by us once the output cap was reached; the output is what it is
     elif run.exit_code is not None and run.exit_code < 0:
         text += f"\n[the run was killed by signal {-run.exit_code} (a resource limit)]"
     return text or "[no output]", run.timed_out or run.exit_code != 0
@@ -148,7 +152,6 @@ def _python(code: str) -> tuple[str, bool]:
 def _browser(action: str, arguments: str, conversation_id: int) -> tuple[str, bool, list[dict[str, Any]]]:
     from django.core.cache import cache
 
-    from inference.tools import browser
     from inference.tools.selectors import browser_config
 
     try:
@@ -168,7 +171,6 @@ def _browser(action: str, arguments: str, conversation_id: int) -> tuple[str, bo
 
 
 def _function(name: str, arguments: str) -> tuple[str, bool]:
-    from inference.tools.functions import FunctionError, function_call
     from inference.tools.selectors import function_endpoint
 
     endpoint = function_endpoint(name=name)

@@ -114,7 +114,8 @@ def test_python_output_is_capped_and_errors_are_flagged() -> None:
     result = tool_run(
         call=call("python", "print('x' * 10**6)", "analysis"), toolset=python, conversation_id=1
     )
-    assert "[output truncated" in result.text and len(result.text) < 8200
+    assert result.text.endswith("[output truncated: the code printed more than 7900 bytes]")
+    assert result.text.count("[output truncated") == 1 and len(result.text) <= 8000
     result = tool_run(call=call("python", "1/0", "analysis"), toolset=python, conversation_id=1)
     assert result.error and "ZeroDivisionError" in result.text
 
