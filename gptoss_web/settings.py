@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "axes",
     "chat",
     "inference",
+    "inference.tools",
 ]
 
 MIDDLEWARE = [
@@ -214,6 +215,15 @@ GPTOSS_MODEL = env_str("GPTOSS_MODEL", "gpt-oss-20b")
 GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
+# Tools: limits of one Python run, of fetched pages, and of any tool's output the model reads back.
+GPTOSS_TOOL_OUTPUT_CHARS = env_int("GPTOSS_TOOL_OUTPUT_CHARS", 8000, minimum=100)
+GPTOSS_PYTHON_TIMEOUT_S = env_int("GPTOSS_PYTHON_TIMEOUT_S", 10, minimum=1, maximum=600)
+GPTOSS_PYTHON_MEMORY_MB = env_int("GPTOSS_PYTHON_MEMORY_MB", 512, minimum=64)
+GPTOSS_PYTHON_PROCESSES = env_int("GPTOSS_PYTHON_PROCESSES", 32, minimum=1)
+GPTOSS_PYTHON_DISK_MB = env_int("GPTOSS_PYTHON_DISK_MB", 64, minimum=1)
+GPTOSS_FETCH_MAX_BYTES = env_int("GPTOSS_FETCH_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
+GPTOSS_FETCH_TIMEOUT_S = env_int("GPTOSS_FETCH_TIMEOUT_S", 10, minimum=1, maximum=120)
+GPTOSS_FETCH_MAX_REDIRECTS = env_int("GPTOSS_FETCH_MAX_REDIRECTS", 5, minimum=0, maximum=20)
 GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, minimum=1)
 # Many teams must not read each other's chats: staff see message contents in admin only when allowed.
 GPTOSS_STAFF_CAN_READ_MESSAGES = env_bool("GPTOSS_STAFF_CAN_READ_MESSAGES", False)
