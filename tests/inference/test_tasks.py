@@ -366,5 +366,7 @@ def test_a_call_past_the_tool_call_limit_runs_nothing_and_the_model_answers_anyw
     assert reply.status == "done", reply.error
     assert endpoint.hits == []
     [call] = reply.tool_calls
-    assert call["result"] == "Error: this answer already used its 0 tool calls. Answer now with what you have."
+    assert call["result"] == (
+        "Error: this answer already used its 0 tool calls. Answer now with what you have."
+    )
     assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
