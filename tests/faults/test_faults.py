@@ -27,7 +27,11 @@ pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 @pytest.fixture
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    live = Stack().start()
+    db = settings.DATABASES["default"]
+    live = Stack(
+        database_url=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        redis_prefix=settings.GPTOSS_REDIS_PREFIX,
+    ).start()
     try:
         yield live
     finally:
