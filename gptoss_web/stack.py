@@ -91,6 +91,14 @@ class Stack:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> Stack:
+        """Start every process and wait until each is ready; on any failure stop them all and raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Stack:
         self.start_redis()
         self.processes["web"] = Process(
             "web",
