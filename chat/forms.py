@@ -18,6 +18,7 @@ class RenameForm(forms.Form):
 
 
 class SettingsForm(forms.Form):
+    model_name = forms.ChoiceField(label="Model", choices=[], required=False)  # blank: keep the model
     reasoning_effort = forms.ChoiceField(choices=ReasoningEffort.choices, widget=forms.RadioSelect)
     enabled_tools = forms.MultipleChoiceField(
         choices=Tool.choices, required=False, widget=forms.CheckboxSelectMultiple, label="Tools"
@@ -32,12 +33,20 @@ class SettingsForm(forms.Form):
 
     @classmethod
     def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:
+        from inference.selectors import served_model_list
+
         initial = {
+            "model_name": conversation.model_name,
             "reasoning_effort": conversation.reasoning_effort,
             "enabled_tools": conversation.enabled_tools,
             "instructions": conversation.instructions,
         }
-        return cls(data=data, initial=initial, prefix="settings")
+        form = cls(data=data, initial=initial, prefix="settings")
+        field = form.fields["model_name"]
+        assert isinstance(field, forms.ChoiceField)
+        # Only the models the owner may use (enabled, and in one of their groups) can be chosen.
+        field.choices = [(m.name, m.display_name) for m in served_model_list(user=conversation.owner)]
+        return form
 
 
 class MessageForm(forms.Form):

@@ -197,6 +197,8 @@ GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
 GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, minimum=1)
+# Tokens (reasoning + answer) a user may generate a day unless a quota in admin says otherwise; 0 = none.
+GPTOSS_DAILY_TOKEN_LIMIT = env_int("GPTOSS_DAILY_TOKEN_LIMIT", 0, minimum=0)
 # Many teams must not read each other's chats: staff see message contents in admin only when allowed.
 GPTOSS_STAFF_CAN_READ_MESSAGES = env_bool("GPTOSS_STAFF_CAN_READ_MESSAGES", False)
 
