@@ -45,6 +45,24 @@ def models(research: Group) -> tuple[ServedModel, ServedModel]:
     return tiny, big
 
 
+@pytest.fixture
+def sent_tasks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    """Record (task name, queue) of every task sent to Celery instead of sending it."""
+    from inference import dispatch
+
+    sent: list[tuple[str, str]] = []
+
+    class _Result:
+        id = "test-task"
+
+    def send_task(name: str, *, args: list, queue: str) -> _Result:
+        sent.append((name, queue))
+        return _Result()
+
+    monkeypatch.setattr(dispatch.app, "send_task", send_task)
+    return sent
+
+
 def _admin_form(**overrides: Any) -> dict[str, Any]:
     data = {
         "name": "gpt-oss-20b", "label": "", "enabled": "on", "position": "0", "source": "gpt-oss-20b",
@@ -110,15 +128,18 @@ def test_users_see_and_pick_only_the_models_they_may_use(
 
 
 def test_a_model_taken_away_is_refused_before_queueing_and_in_the_task(
-    models: tuple[ServedModel, ServedModel], research: Group, django_capture_on_commit_callbacks: Any
+    models: tuple[ServedModel, ServedModel],
+    research: Group,
+    django_capture_on_commit_callbacks: Any,
+    sent_tasks: list[tuple[str, str]],
 ) -> None:
     member = UserFactory(username="erin")
     member.groups.add(research)
     conversation = make_conversation(member, model_name="big")
     assert conversation.reasoning_effort == "high"  # the model's default effort
-    with django_capture_on_commit_callbacks() as queued:
+    with django_capture_on_commit_callbacks(execute=True):
         _, reply = message_send(conversation=conversation, text="hello")
-    assert len(queued) == 1
+    assert sent_tasks == [("inference.tasks.generate_reply_task", "gpu.big")]
     member.groups.remove(research)  # the admin takes the model away while the reply waits in the queue
     generate_reply_task.run(reply.pk)  # refused before any engine is needed
     reply.refresh_from_db()
@@ -132,17 +153,20 @@ def test_a_model_taken_away_is_refused_before_queueing_and_in_the_task(
 
 
 def test_quota_exceeded_says_when_it_resets_and_queues_nothing(
-    alice: Any, alice_client: Client, django_capture_on_commit_callbacks: Any
+    alice: Any,
+    alice_client: Client,
+    django_capture_on_commit_callbacks: Any,
+    sent_tasks: list[tuple[str, str]],
 ) -> None:
     Quota.objects.create(user=alice, daily_tokens=1000)
     UsageDay.objects.create(user=alice, model_name="tiny", reasoning_tokens=400, answer_tokens=600)
     conversation = make_conversation(alice)
-    with django_capture_on_commit_callbacks() as queued:
+    with django_capture_on_commit_callbacks(execute=True):
         response = alice_client.post(f"/c/{conversation.pk}/messages/", {"text": "one more?"})
     assert response.status_code == 409
     page = response.content.decode()
     assert "You have used your 1,000 tokens for today" in page and "Your quota resets at 00:00" in page
-    assert queued == [] and conversation.messages.count() == 0
+    assert sent_tasks == [] and conversation.messages.count() == 0
     # Yesterday's usage does not count today.
     UsageDay.objects.filter(user=alice).update(day=timezone.localdate() - timedelta(days=1))
     message_send(conversation=conversation, text="one more?")
