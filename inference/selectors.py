@@ -1,7 +1,8 @@
-"""Reads: which models a user may pick, a worker's registry row, a user's limits and today's usage."""
+"""Reads: which models a user may pick, a worker's registry row, limits and usage, the workers' board."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -10,6 +11,7 @@ from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from inference.models import Quota, ServedModel, UsageDay
+from inference.status import WorkerStatus, workers_list, workers_seen
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,45 @@ def tokens_used_today(*, user: User) -> int:
         total=Sum(F("reasoning_tokens") + F("answer_tokens"))
     )["total"]
     return int(total or 0)
+
+
+@dataclass(frozen=True)
+class WorkerRow:
+    status: WorkerStatus
+    up: bool
+    seconds_since: float  # since its last heartbeat
+
+
+@dataclass(frozen=True)
+class ModelServing:
+    name: str
+    queue: str
+    workers_ready: int
+    workers_up: int
+
+
+def enabled_model_names() -> list[str]:
+    """Return the models that must be served: the enabled registry rows, else GPTOSS_MODEL."""
+    names = list(ServedModel.objects.filter(enabled=True).values_list("name", flat=True))
+    return names or ([] if ServedModel.objects.exists() else [settings.GPTOSS_MODEL])
+
+
+def worker_board() -> tuple[list[WorkerRow], list[ModelServing]]:
+    """Return every worker seen lately (up or down) and, per enabled model, how many workers serve it."""
+    from inference.dispatch import queue_for_reply
+
+    live = {w.name: w for w in workers_list()}
+    now = time.time()
+    latest = {w.name: w for w in workers_seen()} | live
+    rows = [WorkerRow(status=w, up=w.name in live, seconds_since=now - w.updated_at) for w in latest.values()]
+    rows.sort(key=lambda r: (not r.up, r.status.model, r.status.name))
+    serving = [
+        ModelServing(
+            name=name,
+            queue=queue_for_reply(name),
+            workers_ready=sum(1 for w in live.values() if w.model == name and w.state == "ready"),
+            workers_up=sum(1 for w in live.values() if w.model == name),
+        )
+        for name in enabled_model_names()
+    ]
+    return rows, serving

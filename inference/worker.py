@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError
 
 from gptoss_web.env import env_bool, env_int, env_str
 from inference.catalog import model_path
 from inference.engine import Engine, EngineSettings, Generation
+from inference.gpu import gpu_status
 from inference.status import Heartbeat, TokenMeter, WorkerStatus, host_memory, redis_client
 
 if TYPE_CHECKING:
@@ -43,7 +45,11 @@ def worker_config() -> WorkerConfig:
     from inference.selectors import served_model_get
 
     name = settings.GPTOSS_MODEL
-    row = served_model_get(name=name)
+    try:
+        row = served_model_get(name=name)
+    except DatabaseError as error:
+        logger.warning("model registry not readable (%s): using the GPTOSS_* settings", error)
+        row = None
     if row is not None:
         return _config_from_registry(row)
     path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
@@ -150,6 +156,7 @@ def _sample(status: WorkerStatus) -> None:
         status.queue_depth = engine.queue_depth()
     status.tokens_per_s_1m = round(_State.meter.rate(), 1)
     status.ram_used, status.ram_total = host_memory()
+    status.gpu = gpu_status()
 
 
 def meter() -> TokenMeter:
