@@ -94,6 +94,11 @@ def _config_from_registry(row: ServedModel) -> WorkerConfig:
         n_batch=max(2048, row.n_ubatch),
     )
     logger.info("model %s: settings from the model registry", row.name)
+    if os.environ.get("GPTOSS_SLOTS", str(row.slots)) != str(row.slots):
+        logger.warning(
+            "model %s has %d slots in the registry but GPTOSS_SLOTS=%s: give the worker --concurrency %d",
+            row.name, row.slots, os.environ["GPTOSS_SLOTS"], row.slots,
+        )  # fmt: skip
     return WorkerConfig(
         model_name=row.name, engine=engine, context=row.context, max_answer_tokens=row.answer_tokens()
     )
