@@ -8,6 +8,7 @@ record in `.verified/<name>.json` (size, sha256, repository, commit) that `model
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
@@ -150,7 +151,14 @@ def _explain(error: Exception, *, endpoint: str, what: str) -> DownloadError:
         )
     if status is not None:
         return DownloadError(f"{endpoint} answered HTTP {status} for {what}: {error}")
-    if isinstance(error, httpx2.HTTPError | OSError):
+    if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        return DownloadError(
+            f"The disk filled up while writing {what}: free some space (or set GPTOSS_VAR_DIR to a larger "
+            "disk) and run the command again; it resumes where it stopped."
+        )
+    if isinstance(error, OSError) and not isinstance(error, ConnectionError):
+        return DownloadError(f"Downloading {what} failed ({error}): run the command again to resume.")
+    if isinstance(error, httpx2.HTTPError | ConnectionError):
         return DownloadError(
             f"Cannot reach {endpoint} for {what} ({error}): check the network or set HF_ENDPOINT to an "
             "internal mirror; on a server without network use `models download NAME --from-file PATH`."

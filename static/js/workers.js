@@ -29,7 +29,7 @@
       const tr = row([
         w.name, w.model, (w.up ? w.state : "down") + (w.error ? ` (${w.error})` : ""),
         `${w.slots_busy} / ${w.slots_total}`, String(w.queue_depth), String(w.tokens_per_s_1m),
-        w.gpu ? w.gpu.name : "none (CPU)",
+        w.gpu ? `${w.gpu.name} (${w.gpu.utilization} % busy)` : "none (CPU)",
         w.gpu ? `${gib(w.gpu.memory_used)} / ${gib(w.gpu.memory_total)}` : "–",
         `${gib(w.ram_used)} / ${gib(w.ram_total)}`, `${Math.round(w.seconds_since)} s ago`,
       ], w.up);

@@ -63,6 +63,7 @@ def test_the_dashboard_is_for_staff_only(alice_client: Client, staff_client: Cli
     assert alice_client.get("/ops/workers.json").status_code == 302
     page = staff_client.get("/ops/workers/")
     assert page.status_code == 200 and "No GPU worker has sent a heartbeat yet." in page.content.decode()
+    assert 'href="/ops/workers/"' in staff_client.get("/admin/").content.decode()  # linked from admin
 
 
 @pytest.mark.slow
@@ -109,7 +110,9 @@ def test_the_dashboard_shows_a_live_worker_and_shows_it_down_once_killed(staff_c
 
         started = time.monotonic()
         _wait_for(down, 30, "the killed worker to be shown down")
-        assert time.monotonic() - started < 15
+        shown_down_after = time.monotonic() - started
+        print(f"killed worker shown down after {shown_down_after:.1f} s")
+        assert shown_down_after < 15
         page = staff_client.get("/ops/workers/").content.decode()
         assert 'class="is-down"' in page and ">down<" in page.replace(" ", "")
         assert staff_client.get("/healthz").status_code == 503

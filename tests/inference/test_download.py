@@ -233,3 +233,21 @@ def test_the_command_shows_progress_and_lists_what_is_verified(
     unknown = _manage("models", "download", "llama-3", env=env)
     assert unknown.returncode == 1 and "Unknown model 'llama-3'" in unknown.stderr
     assert "Traceback" not in unknown.stderr
+
+
+def test_a_full_disk_mid_download_keeps_the_part_and_says_so(
+    hub: tuple[HubState, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from huggingface_hub import file_download
+
+    _, endpoint = hub
+
+    def no_space(*_: object, **__: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(file_download, "http_get", no_space)
+    with pytest.raises(download.DownloadError, match=r"disk filled up.*resumes"):
+        download.download_model("gpt-oss-20b", tmp_path, endpoint=endpoint)
+    assert not (tmp_path / "models" / FILE_20B).exists()
