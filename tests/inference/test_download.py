@@ -251,3 +251,17 @@ def test_a_full_disk_mid_download_keeps_the_part_and_says_so(
     with pytest.raises(download.DownloadError, match=r"disk filled up.*resumes"):
         download.download_model("gpt-oss-20b", tmp_path, endpoint=endpoint)
     assert not (tmp_path / "models" / FILE_20B).exists()
+
+
+def test_list_tells_partial_and_hand_placed_files_from_verified_ones(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / FILE_20B).write_bytes(b"copied by hand, never checked")
+    second = HUB_MODELS["gpt-oss-120b"].files[1]
+    (models / f"{second}.part").write_bytes(b"half")
+    assert [s.state for s in download.file_states("gpt-oss-20b", tmp_path)] == ["unverified"]
+    assert [s.state for s in download.file_states("gpt-oss-120b", tmp_path)] == [
+        "missing",
+        "partial",
+        "missing",
+    ]
