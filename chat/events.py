@@ -153,10 +153,7 @@ def broadcast_many(items: list[tuple[int, dict[str, Any]]]) -> bool:
 
     async def send_all() -> None:
         await asyncio.gather(
-            *(
-                layer.group_send(conversation_group(c), {"type": "chat.event", "payload": p})
-                for c, p in items
-            )
+            *(layer.group_send(conversation_group(c), {"type": "chat.event", "payload": p}) for c, p in items)
         )
 
     return _broadcaster.run(send_all())
