@@ -19,8 +19,8 @@ from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 
 from chat.models import Conversation, Message
+from gptoss_web.stack import Stack
 from tests.factories import make_conversation
-from tests.faults.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
