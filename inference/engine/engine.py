@@ -200,6 +200,7 @@ class Engine:
         self._model: llama_cpp.llama_model_p | None = None
         self._ctx: llama_cpp.llama_context_p | None = None
         self._mem: llama_cpp.llama_memory_t | None = None
+        self._n_swa = 0  # sliding-window size of the model, known once it has loaded
         self._batch: ll.LlamaBatch | None = None
         self._overrides: ll.TensorBuftOverrides | None = None
         self._batch_gens: list[Generation] = []
@@ -350,6 +351,9 @@ class Engine:
             self._ctx = ctx
         self._overrides = None  # the model has copied the patterns; the array may go
         self._mem = llama_cpp.llama_get_memory(ctx)
+        # gpt-oss's even layers attend to a sliding window; llama.cpp prunes their older cells as a sequence
+        # grows, so a cached prefix is reusable only while the window before its end is still there.
+        self._n_swa = int(llama_cpp.llama_model_n_swa(model))
         vocab = llama_cpp.llama_model_get_vocab(model)
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self.n_layer = llama_cpp.llama_model_n_layer(model)
@@ -476,6 +480,18 @@ class Engine:
         prompt = gen.prompt
         # Always re-evaluate the last prompt token: its logits give the first generated token.
         lcp = min(_common_prefix(slot.tokens, prompt), len(prompt) - 1)
+        if lcp > 0 and self._n_swa > 0:
+            pos_min = llama_cpp.llama_memory_seq_pos_min(self._mem, slot.seq)
+            if pos_min > max(0, lcp - self._n_swa):
+                # The sliding-window layers no longer hold the cells the first new token must see (the
+                # same rule as llama.cpp's server): reusing the prefix would answer from a broken context.
+                logger.debug(
+                    "slot %d: window cells before %d pruned (first kept %d): prefilling anew",
+                    slot.seq,
+                    lcp,
+                    pos_min,
+                )
+                lcp = 0
         if lcp < len(slot.tokens):
             if not llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, lcp, -1):
                 llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)

@@ -6,6 +6,7 @@ and single-sequence runs agree token for token); throughput-only checks use rand
 
 from __future__ import annotations
 
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -26,7 +27,7 @@ from inference.engine import (
     SettingsError,
 )
 from inference.engine import llama as engine_llama
-from inference.harmony import PromptSpec, Turn, render_prompt
+from inference.harmony import STOP_TOKENS, PromptSpec, Turn, render_prompt
 from inference.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
 
 RETURN = 200002
@@ -258,6 +259,30 @@ def test_idle_caches_are_evicted_least_recently_used_first(scripted_model: Path)
 # --------------------------------------------------------------------------------------------------
 # Scheduling and limits
 # --------------------------------------------------------------------------------------------------
+
+
+def test_a_cache_whose_sliding_window_was_pruned_is_not_reused_and_answers_stay_right(
+    scripted_model: Path,
+) -> None:
+    """Later conversations on slots that held long answers get the same answer as on a fresh engine.
+
+    llama.cpp drops a sequence's sliding-window cells older than the window as it grows; reusing such a cache
+    for a prompt that shares its beginning (every conversation shares the system message) would attend to
+    cells that are gone. 32 answers of mixed lengths through 8 slots, admitted while others decode.
+    """
+    rng = random.Random(1)
+    lengths = [rng.randint(32, 200) for _ in range(32)]
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=2048 * 8, n_slots=8)) as eng:
+        gens = [
+            eng.submit(
+                _prompt(f"Tell me an endless story {i}"), sampling=SamplingParams(), max_tokens=n,
+                stop_tokens=STOP_TOKENS, cache_key=f"conversation:{i}",
+            )
+            for i, n in enumerate(lengths)
+        ]  # fmt: skip
+        outputs = [list(g) for g in gens]
+    wrong = [i for i, (out, n) in enumerate(zip(outputs, lengths, strict=True)) if out != _endless_reply(n)]
+    assert wrong == []
 
 
 def test_long_prompt_is_prefilled_in_chunks_while_another_stream_keeps_decoding(random_model: Path) -> None:
