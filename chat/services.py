@@ -297,19 +297,22 @@ def invitation_accept(*, invitation: Invitation, username: str, password: str) -
 def generation_start(*, message_id: int, task_id: str, worker: str) -> Message | None:
     """Claim a queued reply for generation; return None when it is no longer queued (nothing to do).
 
-    The conditional UPDATE makes a redelivered or duplicated task harmless: only one claim can succeed.
+    The conditional UPDATE makes a redelivered or duplicated task harmless: only one claim can succeed. The
+    browsers are told by generation_announce, which the task calls once the engine has the prompt.
     """
-    with transaction.atomic():
-        claimed = Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
-            status=Message.Status.STREAMING, started_at=timezone.now(), task_id=task_id, worker=worker
-        )
-        if not claimed:
-            logger.info("reply %s is no longer queued; task %s does nothing", message_id, task_id)
-            return None
-        message = Message.objects.select_related("conversation", "reply_to").get(pk=message_id)
-        events.reply_started(message)
-        _broadcast_queue(message.model_name)
-    return message
+    claimed = Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
+        status=Message.Status.STREAMING, started_at=timezone.now(), task_id=task_id, worker=worker
+    )
+    if not claimed:
+        logger.info("reply %s is no longer queued; task %s does nothing", message_id, task_id)
+        return None
+    return Message.objects.select_related("conversation", "reply_to").get(pk=message_id)
+
+
+def generation_announce(*, message: Message) -> None:
+    """Tell the reply's sockets it started, and the replies still queued their new places."""
+    events.reply_started(message)
+    _broadcast_queue(message.model_name)
 
 
 def generation_notice(*, message: Message, notice: str) -> None:

@@ -99,15 +99,17 @@ CACHES = {
     }
 }
 
-# Pub/sub: one PUBLISH per event and one subscribed connection per web process, re-subscribed by redis-py
-# after a Redis restart. Events to a socket that is not listening are lost by design: a (re)connecting socket
-# reloads the stored state and the reply's stream list (chat/events.py, docs/protocol.md).
+# Redis lists per socket (channels_redis's core layer): a socket's next event wakes it at once. The pub/sub
+# layer was measured here delivering 50-90 ms late in one case out of two (its reader polls every 100 ms),
+# more than this app's whole time-to-first-token budget. Group memberships live in Redis: after a Redis
+# restart, sockets re-join within WATCH_EVERY_S and reload the state (chat/consumers.py).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            # redis-py 8 reads with a 5 s socket timeout by default; after a Redis restart, pooled connections
-            # are dead: retry a command on a fresh one.
+            # redis-py 8 reads with a 5 s socket timeout by default, which is exactly how long channels_redis
+            # blocks waiting for a socket's next event: idle sockets would die with error 1011. Read longer.
+            # After a Redis restart, pooled connections are dead: retry a command on a fresh one.
             "hosts": [
                 {
                     "address": REDIS_URL,
@@ -118,6 +120,8 @@ CHANNEL_LAYERS = {
                 }
             ],
             "prefix": f"{GPTOSS_REDIS_PREFIX}:asgi",
+            "capacity": 1000,
+            "expiry": 30,
         },
     }
 }

@@ -159,6 +159,8 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
             cache_key=f"conversation:{message.conversation_id}",
         )
         state.prompt_tokens = len(fitted.tokens)
+        if not state.steps:  # the first generation of the turn: announced while the engine prefills
+            services.generation_announce(message=message)
         if fitted.dropped_turns:
             logger.info(
                 "reply %s: %d oldest turns left out to fit the context", message.pk, fitted.dropped_turns
