@@ -49,7 +49,12 @@ def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, frame: di
         raise FrameError("This conversation no longer exists.") from None
     action = frame["action"]
     if action == "send":
-        services.message_send(conversation=conversation, text=_text(frame))
+        client_id = frame.get("client_id")
+        services.message_send(
+            conversation=conversation,
+            text=_text(frame),
+            client_id=client_id if isinstance(client_id, str) else "",
+        )
     elif action == "stop":
         services.generation_cancel(conversation=conversation)
     elif action == "regenerate":
@@ -129,6 +134,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self._send_state()
                 return
             await database_sync_to_async(_act)(self.scope.get("user"), self.conversation_id, frame)
+        except services.AlreadySent:
+            pass  # acknowledged again below; nothing is stored twice
         except (ChatError, FrameError) as error:
             await self._reply("error", frame, message=str(error))
             if frame.get("action") in ("edit", "regenerate"):

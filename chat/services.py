@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from django.conf import settings
 from django.contrib.auth.models import Group, User
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -126,13 +127,21 @@ def validate_message_text(text: str) -> str:
     return text
 
 
-def message_send(*, conversation: Conversation, text: str) -> tuple[Message, Message]:
+class AlreadySent(Exception):
+    """The browser sent this message before (its acknowledgement was lost with the connection)."""
+
+
+def message_send(*, conversation: Conversation, text: str, client_id: str = "") -> tuple[Message, Message]:
     """Store the user's message and a queued reply in one transaction; enqueue the reply on commit.
 
     Raises ChatError (and stores nothing) when the text is invalid, the conversation is already answering or
-    the owner has too many answers in flight.
+    the owner has too many answers in flight. A browser that resends with the same *client_id* (it never got
+    the acknowledgement) gets AlreadySent instead of a second copy.
     """
     validate_message_text(text)
+    sent_key = f"sent:{conversation.pk}:{client_id[:64]}" if client_id else ""
+    if sent_key and _cache_get(sent_key):
+        raise AlreadySent()
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
         _check_can_generate(locked)
@@ -141,8 +150,24 @@ def message_send(*, conversation: Conversation, text: str) -> tuple[Message, Mes
             locked.title = title_from_text(text)
             locked.save(update_fields=["title"])
             events.title_changed(locked.pk, locked.title)
+        if sent_key:
+            transaction.on_commit(lambda: _cache_set(sent_key, reply.pk))
     conversation.refresh_from_db()
     return user_message, reply
+
+
+def _cache_get(key: str) -> object:
+    try:
+        return cache.get(key)
+    except Exception:  # Redis down: no duplicate check, the send goes on
+        return None
+
+
+def _cache_set(key: str, value: object) -> None:
+    try:
+        cache.set(key, value, timeout=3600)
+    except Exception:
+        logger.warning("could not remember sent message %s", key)
 
 
 def message_edit(*, conversation: Conversation, message_id: int, text: str) -> tuple[Message, Message]:
@@ -384,14 +409,31 @@ def generation_finish(
     return final
 
 
+INTERRUPT_FIELDS = (
+    "content", "reasoning", "tool_calls", "notice", "stream_seq", "status", "error", "finished_at"
+)  # fmt: skip
+
+
 def generation_interrupt(*, message: Message, reason: str) -> bool:
-    """Mark a streaming reply whose worker is gone as `interrupted`; its partial text is kept (Retry)."""
+    """Mark a streaming reply whose worker is gone as `interrupted`, keeping its text for Retry.
+
+    The worker stored its text about once a second; what it streamed after its last write is still in the
+    reply's Redis list, so it is folded in: the user keeps every word they saw.
+    """
     with transaction.atomic():
-        updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
-            status=Message.Status.INTERRUPTED, error=reason, finished_at=timezone.now()
-        )
-        if updated:
-            logger.warning("reply %s interrupted: %s", message.pk, reason)
-            message.refresh_from_db()
-            events.reply_finished(message)
-    return bool(updated)
+        locked = Message.objects.select_for_update().filter(pk=message.pk, status=Message.Status.STREAMING)
+        current = locked.first()
+        if current is None:
+            return False
+        payload = events.message_payload(current)
+        for event in events.stream_events_after(current.pk, current.stream_seq) or []:
+            events.apply_stream_event(payload, event)
+        current.content, current.reasoning = payload["content"], payload["reasoning"]
+        current.tool_calls, current.notice = payload["tool_calls"], payload["notice"]
+        current.stream_seq = payload["seq"]
+        current.status, current.error = Message.Status.INTERRUPTED, reason
+        current.finished_at = timezone.now()
+        current.save(update_fields=[*INTERRUPT_FIELDS])
+        logger.warning("reply %s interrupted: %s", current.pk, reason)
+        events.reply_finished(current)
+    return True

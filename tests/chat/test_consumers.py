@@ -323,3 +323,20 @@ async def test_a_tool_call_streams_as_a_card_that_fills_in_with_its_result(alice
         assert frames[-1]["message"]["content"] == stored.content == SCRIPTS["python"].after_tool.final
     finally:
         await communicator.disconnect()
+
+
+async def test_a_send_repeated_with_the_same_client_id_is_stored_once_and_acked_again(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        frame = {"action": "send", "text": "Hello once", "client_id": "draft-7"}
+        await communicator.send_json_to(frame)
+        first = [await communicator.receive_json_from() for _ in range(4)]
+        assert {"type": "ack", "action": "send", "client_id": "draft-7"} in first
+        await communicator.send_json_to(frame)  # the browser never saw the ack and sends again
+        again = await communicator.receive_json_from()
+        assert again == {"type": "ack", "action": "send", "client_id": "draft-7"}
+        contents = await sync_to_async(lambda: list(Message.objects.values_list("content", flat=True)))()
+        assert contents == ["Hello once", ""]
+    finally:
+        await communicator.disconnect()

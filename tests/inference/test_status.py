@@ -64,3 +64,21 @@ def test_the_replies_of_a_live_worker_are_left_alone(alice: object, monkeypatch:
         assert reply.status == "streaming"
     finally:
         beat.stop()
+
+
+def test_an_interrupted_reply_keeps_what_was_streamed_after_its_last_write(
+    alice: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat import events
+
+    reply = _streaming_reply(alice, worker="gpu-gone:43")  # stored: "Half an", seq 2
+    for seq, text in ((1, "Half"), (2, " an"), (3, " answer"), (4, " so far")):
+        delta = {"type": "delta", "message": reply.pk, "seq": seq, "reasoning": "", "content": text}
+        assert events.stream_publish(reply.conversation_id, reply.pk, delta)
+    reaper = Reaper()
+    reaper.run_once()
+    monkeypatch.setattr(status.time, "monotonic", lambda: 10_000.0 + Reaper.MISSING_FOR_S)
+    reaper._missing_since = dict.fromkeys(reaper._missing_since, 10_000.0)
+    assert reaper.run_once() == 1
+    reply.refresh_from_db()
+    assert (reply.status, reply.content, reply.stream_seq) == ("interrupted", "Half an answer so far", 4)
