@@ -85,6 +85,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     in_flight: dict[int, str]  # reply id → status, as this socket last told the browser
     last_event: float = 0.0
     watchdog: asyncio.Task[None] | None = None
+    # The watchdog's resent state and forwarded events must not interleave: an event sent while the state is
+    # being read would be overwritten by it in the browser, leaving a gap.
+    sending: asyncio.Lock
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -97,6 +100,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         # Join the group before reading the state, so no event falls between the two (docs/protocol.md).
         self.group = conversation_group(self.conversation_id)
+        self.sending = asyncio.Lock()
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self._send_state()
@@ -169,19 +173,25 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.send(text_data=json.dumps(payload))
 
     async def _send_state(self) -> None:
-        try:
-            state = await database_sync_to_async(_state)(self.scope.get("user"), self.conversation_id)
-        except Http404:
-            await self.close(code=4404)
-            return
-        self.seqs = {m["id"]: m["seq"] for m in state["messages"]}
-        self.in_flight = {m["id"]: m["status"] for m in state["messages"] if m["status"] in Message.IN_FLIGHT}
-        self.last_event = asyncio.get_running_loop().time()
-        await self.send(text_data=json.dumps(state))
+        async with self.sending:
+            try:
+                state = await database_sync_to_async(_state)(self.scope.get("user"), self.conversation_id)
+            except Http404:
+                await self.close(code=4404)
+                return
+            self.seqs = {m["id"]: m["seq"] for m in state["messages"]}
+            self.in_flight = {
+                m["id"]: m["status"] for m in state["messages"] if m["status"] in Message.IN_FLIGHT
+            }
+            self.last_event = asyncio.get_running_loop().time()
+            await self.send(text_data=json.dumps(state))
 
     async def chat_event(self, event: dict[str, Any]) -> None:
         """Forward a broadcast event (sent by chat.events), dropping stream events the socket already has."""
-        payload = event["payload"]
+        async with self.sending:
+            await self._forward(event["payload"])
+
+    async def _forward(self, payload: dict[str, Any]) -> None:
         self.last_event = asyncio.get_running_loop().time()
         kind = payload.get("type")
         if kind == "started":

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 STREAM_TTL_S = 3600
 STREAM_TTL_AFTER_DONE_S = 120
 SEND_TIMEOUT_S = 2.0
+BURST_CONCURRENCY = 8
 
 
 class Stats(TypedDict):
@@ -152,9 +153,15 @@ def broadcast_many(items: list[tuple[int, dict[str, Any]]]) -> bool:
     assert layer is not None, "CHANNEL_LAYERS is not configured"
 
     async def send_all() -> None:
-        await asyncio.gather(
-            *(layer.group_send(conversation_group(c), {"type": "chat.event", "payload": p}) for c, p in items)
-        )
+        # A burst (every queued reply's new place) must not take the whole connection pool from the streams.
+        limit = asyncio.Semaphore(BURST_CONCURRENCY)
+
+        async def send(conversation_id: int, payload: dict[str, Any]) -> None:
+            async with limit:
+                message = {"type": "chat.event", "payload": payload}
+                await layer.group_send(conversation_group(conversation_id), message)
+
+        await asyncio.gather(*(send(c, p) for c, p in items))
 
     return _broadcaster.run(send_all())
 

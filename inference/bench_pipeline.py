@@ -218,7 +218,7 @@ def run_pipeline(quick: bool) -> dict[str, Any]:
                 f"{p.label}: {line}"
                 for p in stack.processes.values()
                 for line in p.lines
-                if " WARNING " in line or " ERROR " in line
+                if "WARNING" in line or "ERROR" in line
             ]
             problems = [p for p in problems if "llama.cpp" not in p]
             from django.db import connections
