@@ -1,4 +1,4 @@
-"""The conversation WebSocket: stored state first, then live events for its owner only."""
+"""The conversation WebSocket (docs/protocol.md): stored state first, then newer live events, owner only."""
 
 from __future__ import annotations
 
@@ -8,19 +8,65 @@ from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.http import Http404
 
+from chat import selectors, services
 from chat.access import access_conversation
-from chat.events import conversation_group, conversation_state
+from chat.events import conversation_group
+from chat.services import ChatError
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
+ACTIONS = ("send", "stop", "regenerate", "edit", "sync")
+
+
+class FrameError(Exception):
+    """A frame the server cannot act on; the message says why."""
+
+
+def _state(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> dict[str, Any]:
+    conversation = access_conversation(user, conversation_id)
+    return selectors.conversation_state(conversation=conversation)
+
+
+def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, frame: dict[str, Any]) -> None:
+    """Carry out one client action; raise ChatError or FrameError with what the user should know."""
+    try:
+        conversation = access_conversation(user, conversation_id)
+    except Http404:
+        raise FrameError("This conversation no longer exists.") from None
+    action = frame["action"]
+    if action == "send":
+        services.message_send(conversation=conversation, text=_text(frame))
+    elif action == "stop":
+        services.generation_cancel(conversation=conversation)
+    elif action == "regenerate":
+        services.message_regenerate(conversation=conversation, message_id=_message_id(frame))
+    elif action == "edit":
+        services.message_edit(conversation=conversation, message_id=_message_id(frame), text=_text(frame))
+
+
+def _text(frame: dict[str, Any]) -> str:
+    text = frame.get("text")
+    if not isinstance(text, str):
+        raise FrameError('This action needs the message as "text".')
+    return text
+
+
+def _message_id(frame: dict[str, Any]) -> int:
+    value = frame.get("message")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FrameError('This action needs the id of a message as "message".')
+    return value
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation_id: int
-    group: str
+    group: str | None = None
+    # The newest stream seq this socket has been sent, per reply: older live events are dropped.
+    seqs: dict[int, int]
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -31,36 +77,75 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # Refused before accept: a stranger learns nothing, not even that the conversation exists.
             await self.close()
             return
+        # Join the group before reading the state, so no event falls between the two (docs/protocol.md).
         self.group = conversation_group(self.conversation_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
-        state = await database_sync_to_async(conversation_state)(self.conversation_id)
-        await self.send(text_data=json.dumps(state))
+        await self._send_state()
 
     async def disconnect(self, code: int) -> None:
-        if getattr(self, "group", None):
+        if self.group:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        frame: dict[str, Any] = {}
+        try:
+            frame = self._parse(text_data, bytes_data)
+            if frame["action"] == "sync":
+                await self._send_state()
+                return
+            await database_sync_to_async(_act)(self.scope.get("user"), self.conversation_id, frame)
+        except (ChatError, FrameError) as error:
+            await self._reply("error", frame, message=str(error))
+            if frame.get("action") in ("edit", "regenerate"):
+                await self._send_state()  # a stale edit: show the conversation as it is now
+            return
+        await self._reply("ack", frame)
+
+    def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if bytes_data is not None or text_data is None:
-            await self._error("Send JSON text frames.")
-            return
+            raise FrameError("Send JSON text frames.")
         if len(text_data.encode()) > MAX_FRAME_BYTES:
-            await self._error(f"That frame is larger than {MAX_FRAME_BYTES // 1024} KiB.")
-            return
+            raise FrameError(f"That frame is larger than {MAX_FRAME_BYTES // 1024} KiB.")
         try:
             frame = json.loads(text_data)
         except ValueError:
-            await self._error("That frame is not valid JSON.")
-            return
+            raise FrameError("That frame is not valid JSON.") from None
         if not isinstance(frame, dict) or not isinstance(frame.get("action"), str):
-            await self._error('A frame must be a JSON object with an "action".')
-            return
-        await self._error(f"Unknown action {frame['action'][:40]!r}.")
+            raise FrameError('A frame must be a JSON object with an "action".')
+        if frame["action"] not in ACTIONS:
+            raise FrameError(f"Unknown action {frame['action'][:40]!r}; use one of {', '.join(ACTIONS)}.")
+        return frame
 
-    async def _error(self, message: str) -> None:
-        await self.send(text_data=json.dumps({"type": "error", "message": message}))
+    async def _reply(self, kind: str, frame: dict[str, Any], **fields: Any) -> None:
+        client_id = frame.get("client_id")
+        payload = {
+            "type": kind,
+            "action": frame.get("action"),
+            "client_id": client_id if isinstance(client_id, str) else None,
+            **fields,
+        }
+        await self.send(text_data=json.dumps(payload))
+
+    async def _send_state(self) -> None:
+        try:
+            state = await database_sync_to_async(_state)(self.scope.get("user"), self.conversation_id)
+        except Http404:
+            await self.close(code=4404)
+            return
+        self.seqs = {m["id"]: m["seq"] for m in state["messages"]}
+        await self.send(text_data=json.dumps(state))
 
     async def chat_event(self, event: dict[str, Any]) -> None:
-        """Forward a broadcast event (sent by chat.events) to the browser."""
-        await self.send(text_data=json.dumps(event["payload"]))
+        """Forward a broadcast event (sent by chat.events), dropping stream events the socket already has."""
+        payload = event["payload"]
+        seq = payload.get("seq")
+        if seq is not None:
+            message_id = payload["message"]
+            if seq <= self.seqs.get(message_id, 0):
+                return
+            self.seqs[message_id] = seq
+        elif payload.get("type") in ("done", "message"):
+            message = payload["message"]
+            self.seqs[message["id"]] = max(self.seqs.get(message["id"], 0), message["seq"])
+        await self.send(text_data=json.dumps(payload))

@@ -1,10 +1,66 @@
-"""Everything broadcast to conversation groups is built and sent here, after commit."""
+"""Everything broadcast to conversation sockets is built and sent here (docs/protocol.md).
+
+Two kinds of events:
+- state changes (`message`, `removed`, `queued`, `done`, `title`), sent after the transaction that made them
+  commits;
+- stream events of a reply (`delta`, `tool`, `notice`), numbered by `seq`, sent by the GPU worker's task and
+  also appended to a Redis list per reply so a socket that (re)connects mid-answer can catch up without a gap.
+
+Redis carries what may be lost: every function here reports a Redis failure by returning False, never by
+raising, so a Redis restart cannot fail a generation or a request.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Coroutine, Iterable
+from typing import Any, TypedDict
+
+import redis
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db import transaction
 
 from chat.models import Message
+from chat.rendering import render_markdown
+
+logger = logging.getLogger(__name__)
+
+# A reply's stream list outlives the reply a little, for sockets that reconnect right at the end.
+STREAM_TTL_S = 3600
+STREAM_TTL_AFTER_DONE_S = 120
+SEND_TIMEOUT_S = 2.0
+
+
+class Stats(TypedDict):
+    prompt_tokens: int
+    reasoning_tokens: int
+    answer_tokens: int
+    queue_wait_ms: int | None
+    ttft_ms: int | None
+    tokens_per_second: float | None
+
+
+class MessagePayload(TypedDict):
+    id: int
+    role: str
+    status: str
+    reply_to: int | None
+    content: str
+    reasoning: str
+    tool_calls: list[dict[str, Any]]
+    error: str
+    notice: str
+    reasoning_effort: str
+    model_name: str
+    seq: int
+    html: str
+    stats: Stats
+    queue_position: int | None
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -12,18 +68,22 @@ def conversation_group(conversation_id: int) -> str:
     return f"conversation.{conversation_id}"
 
 
-def message_payload(message: Message) -> dict[str, Any]:
+def message_payload(message: Message, *, queue_position: int | None = None) -> MessagePayload:
     """Return the stored state of *message* as the browser receives it."""
     return {
         "id": message.pk,
         "role": message.role,
         "status": message.status,
+        "reply_to": message.reply_to_id,
         "content": message.content,
         "reasoning": message.reasoning,
         "tool_calls": message.tool_calls,
         "error": message.error,
         "notice": message.notice,
         "reasoning_effort": message.reasoning_effort,
+        "model_name": message.model_name,
+        "seq": message.stream_seq,
+        "html": render_markdown(message.content),
         "stats": {
             "prompt_tokens": message.prompt_tokens,
             "reasoning_tokens": message.reasoning_tokens,
@@ -32,14 +92,180 @@ def message_payload(message: Message) -> dict[str, Any]:
             "ttft_ms": message.ttft_ms,
             "tokens_per_second": message.tokens_per_second,
         },
+        "queue_position": queue_position,
     }
 
 
-def conversation_state(conversation_id: int) -> dict[str, Any]:
-    """Return the stored state of a conversation: what a (re)connecting socket is sent first."""
-    messages = Message.objects.filter(conversation_id=conversation_id).order_by("created_at", "id")
-    return {
-        "type": "state",
-        "conversation": conversation_id,
-        "messages": [message_payload(m) for m in messages],
-    }
+# --- Sending -----------------------------------------------------------------------------------------------
+
+
+class _Broadcaster:
+    """One event loop thread per process that owns the channel layer's Redis connections.
+
+    Callers are sync (views, services, the worker's task threads). Sending from one loop keeps the
+    connection pool warm, where async_to_sync in a plain thread would open a new loop and connection per call;
+    waiting for each send keeps a conversation's events in order.
+    """
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock = threading.Lock()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="broadcaster", daemon=True).start()
+                self._loop = loop
+            return self._loop
+
+    def run(self, coroutine: Coroutine[Any, Any, Any]) -> bool:
+        future = asyncio.run_coroutine_threadsafe(coroutine, self._running_loop())
+        try:
+            future.result(timeout=SEND_TIMEOUT_S)
+        except Exception as error:  # a Redis outage: the stored state stays the truth
+            future.cancel()
+            logger.warning("broadcast not sent: %r", error)
+            return False
+        return True
+
+
+_broadcaster = _Broadcaster()
+_redis: redis.Redis | None = None
+
+
+def _redis_client() -> redis.Redis:
+    global _redis
+    if _redis is None:
+        _redis = redis.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+    return _redis
+
+
+def broadcast(conversation_id: int, payload: dict[str, Any]) -> bool:
+    """Send *payload* to every socket of the conversation now; return False if Redis could not take it."""
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    message = {"type": "chat.event", "payload": payload}
+    return _broadcaster.run(layer.group_send(conversation_group(conversation_id), message))
+
+
+def broadcast_on_commit(conversation_id: int, payload: dict[str, Any]) -> None:
+    """Send *payload* once the current transaction commits (at once outside a transaction)."""
+    transaction.on_commit(lambda: broadcast(conversation_id, payload))
+
+
+# --- State changes (sent by chat.services, after commit) ---------------------------------------------------
+
+
+def message_changed(message: Message, *, queue_position: int | None = None) -> None:
+    """Tell the conversation's sockets that *message* was created or changed state."""
+    broadcast_on_commit(
+        message.conversation_id,
+        {"type": "message", "message": message_payload(message, queue_position=queue_position)},
+    )
+
+
+def messages_removed(conversation_id: int, message_ids: Iterable[int]) -> None:
+    ids = sorted(message_ids)
+    if ids:
+        broadcast_on_commit(conversation_id, {"type": "removed", "messages": ids})
+
+
+def title_changed(conversation_id: int, title: str) -> None:
+    broadcast_on_commit(conversation_id, {"type": "title", "title": title})
+
+
+def reply_finished(message: Message) -> None:
+    """Send the final stored state of a reply (done, cancelled, failed or interrupted)."""
+
+    def send() -> None:
+        broadcast(message.conversation_id, {"type": "done", "message": message_payload(message)})
+        with contextlib.suppress(redis.RedisError):
+            _redis_client().expire(stream_key(message.pk), STREAM_TTL_AFTER_DONE_S)
+
+    transaction.on_commit(send)
+
+
+def reply_started(message: Message) -> None:
+    broadcast_on_commit(message.conversation_id, {"type": "started", "message": message.pk})
+
+
+def queue_positions(positions: Iterable[tuple[int, int, int]]) -> None:
+    """Tell each queued reply its place in its model's queue: (conversation_id, message_id, position)."""
+    items = list(positions)
+
+    def send() -> None:
+        for conversation_id, message_id, position in items:
+            broadcast(conversation_id, {"type": "queued", "message": message_id, "position": position})
+
+    if items:
+        transaction.on_commit(send)
+
+
+def cancel_signal(message_id: int) -> None:
+    """Ask the GPU worker generating *message_id* to stop it now (workers also notice at their next write)."""
+
+    def send() -> None:
+        try:
+            _redis_client().publish(cancel_channel(), str(message_id))
+        except redis.RedisError as error:
+            logger.warning("stop signal for reply %s not sent: %s", message_id, error)
+
+    transaction.on_commit(send)
+
+
+def cancel_channel() -> str:
+    """Return the Redis pub/sub channel the GPU workers listen on for Stop."""
+    return f"{settings.GPTOSS_REDIS_PREFIX}:cancel"
+
+
+# --- Stream events (sent by the GPU worker's task) ---------------------------------------------------------
+
+
+def stream_key(message_id: int) -> str:
+    return f"{settings.GPTOSS_REDIS_PREFIX}:stream:{message_id}"
+
+
+def stream_publish(conversation_id: int, message_id: int, event: dict[str, Any]) -> bool:
+    """Append a seq-numbered stream event to the reply's list, then send it; return False on a Redis failure.
+
+    The order matters for reconnects: an event is in the list before any socket can receive it.
+    """
+    try:
+        pipe = _redis_client().pipeline(transaction=False)
+        pipe.rpush(stream_key(message_id), json.dumps(event))
+        pipe.expire(stream_key(message_id), STREAM_TTL_S)
+        pipe.execute()
+    except redis.RedisError as error:
+        logger.warning("stream event %s of reply %s not stored: %s", event.get("seq"), message_id, error)
+        return False
+    return broadcast(conversation_id, event)
+
+
+def stream_events_after(message_id: int, seq: int) -> list[dict[str, Any]] | None:
+    """Return the reply's stream events numbered above *seq*, oldest first; None if Redis cannot answer."""
+    try:
+        raw = _redis_client().lrange(stream_key(message_id), 0, -1)
+    except redis.RedisError as error:
+        logger.warning("stream of reply %s not readable: %s", message_id, error)
+        return None
+    events = [json.loads(item) for item in raw]
+    return [e for e in events if e.get("seq", 0) > seq]
+
+
+def apply_stream_event(payload: MessagePayload, event: dict[str, Any]) -> None:
+    """Fold a stream event into a message payload, as the browser does (docs/protocol.md)."""
+    kind = event.get("type")
+    if kind == "delta":
+        payload["reasoning"] += event.get("reasoning", "")
+        payload["content"] += event.get("content", "")
+    elif kind == "tool":
+        index, call = event["index"], event["call"]
+        calls = payload["tool_calls"]
+        if index < len(calls):
+            calls[index] = call
+        else:
+            calls.append(call)
+    elif kind == "notice":
+        payload["notice"] = event.get("notice", "")
+    payload["seq"] = event["seq"]

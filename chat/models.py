@@ -97,6 +97,11 @@ class Message(models.Model):
     # The Celery task and worker that own a streaming message, for the reaper and the logs.
     task_id = models.CharField(max_length=64, blank=True)
     worker = models.CharField(max_length=200, blank=True)
+    # Sequence number of the last stream event folded into content, reasoning and tool_calls
+    # (docs/protocol.md).
+    stream_seq = models.PositiveIntegerField(default=0)
+    # Set when an edit or a regenerate replaced this message: kept, but no longer shown or sent to the model.
+    superseded_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

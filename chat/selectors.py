@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from django.contrib.auth.models import User
-from django.db.models import QuerySet
+from typing import Any
 
+from django.contrib.auth.models import User
+from django.db.models import Q, QuerySet
+
+from chat import events
 from chat.models import Conversation, Message
 
 
@@ -14,13 +17,61 @@ def conversation_list(*, user: User) -> QuerySet[Conversation]:
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    """Return the messages of *conversation* in the order they were written."""
-    return conversation.messages.order_by("created_at", "id")
+    """Return the visible messages of *conversation* (superseded ones left out) in the order written."""
+    return conversation.messages.filter(superseded_at__isnull=True).order_by("created_at", "id")
+
+
+def queue_positions(*, model_name: str) -> list[tuple[int, int, int]]:
+    """Return (conversation id, message id, position from 1) of every reply queued for *model_name*.
+
+    First come, first served: the Celery queue hands out tasks in the order the replies were created.
+    """
+    queued = Message.objects.filter(
+        status=Message.Status.QUEUED, model_name=model_name, role=Message.Role.ASSISTANT
+    ).order_by("created_at", "id")
+    return [(c, m, i) for i, (c, m) in enumerate(queued.values_list("conversation_id", "id"), start=1)]
+
+
+def queue_position_get(*, message: Message) -> int | None:
+    """Return *message*'s place in its model's queue (1 = next), or None when it is not queued."""
+    if message.status != Message.Status.QUEUED:
+        return None
+    ahead = Message.objects.filter(
+        status=Message.Status.QUEUED, model_name=message.model_name, role=Message.Role.ASSISTANT
+    ).filter(Q(created_at__lt=message.created_at) | Q(created_at=message.created_at, id__lt=message.pk))
+    return ahead.count() + 1
+
+
+def conversation_state(*, conversation: Conversation) -> dict[str, Any]:
+    """Return what a (re)connecting socket is sent first: the visible thread, caught up with live streams.
+
+    A reply in flight is stored about once a second; the stream events published since (kept in Redis) are
+    folded in, so the state is as new as the last event sent to the group (docs/protocol.md).
+    """
+    payloads = []
+    for message in message_list(conversation=conversation):
+        payload = events.message_payload(message, queue_position=queue_position_get(message=message))
+        if message.status == Message.Status.STREAMING:
+            for event in events.stream_events_after(message.pk, message.stream_seq) or []:
+                events.apply_stream_event(payload, event)
+            payload["html"] = ""  # the browser shows streamed text as text until `done`
+        payloads.append(payload)
+    return {
+        "type": "state",
+        "conversation": conversation.pk,
+        "title": conversation.display_title,
+        "messages": payloads,
+    }
+
+
+def message_latest_get(*, conversation: Conversation, role: str) -> Message | None:
+    """Return the newest visible message of *role* in *conversation*."""
+    return message_list(conversation=conversation).filter(role=role).order_by("-created_at", "-id").first()
 
 
 def message_in_flight_get(*, conversation: Conversation) -> Message | None:
     """Return the conversation's queued or streaming reply, if any."""
-    return conversation.messages.filter(status__in=Message.IN_FLIGHT).first()
+    return Message.objects.filter(conversation_id=conversation.pk, status__in=Message.IN_FLIGHT).first()
 
 
 def generations_in_flight_count(*, user: User) -> int:
@@ -41,6 +92,8 @@ def finished_turns(*, reply: Message) -> list[tuple[str, str]]:
             reply_to__isnull=False,
             reply_to__created_at__lt=reply.reply_to.created_at if reply.reply_to else reply.created_at,
             status__in=[Message.Status.DONE, Message.Status.CANCELLED, Message.Status.INTERRUPTED],
+            superseded_at__isnull=True,
+            reply_to__superseded_at__isnull=True,
         )
         .exclude(content="")
         .select_related("reply_to")

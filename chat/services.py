@@ -10,8 +10,8 @@ from django.contrib.auth.models import Group, User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from chat import events, selectors
 from chat.models import Conversation, Invitation, Message, ReasoningEffort
-from chat.selectors import generations_in_flight_count, message_in_flight_get
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,14 @@ class ChatError(Exception):
 class GenerationInFlight(ChatError):
     def __init__(self) -> None:
         super().__init__("This conversation is still answering. Wait for it or press Stop, then send again.")
+
+
+class StaleEdit(ChatError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Only the latest message can be edited or answered again, and this one no longer is. "
+            "The conversation has been reloaded."
+        )
 
 
 class TooManyInFlight(ChatError):
@@ -107,30 +115,98 @@ def message_send(*, conversation: Conversation, text: str) -> tuple[Message, Mes
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
         _check_can_generate(locked)
-        now = timezone.now()
-        user_message = Message.objects.create(
-            conversation=locked,
-            role=Message.Role.USER,
-            status=Message.Status.DONE,
-            content=text,
-            created_at=now,
-        )
-        reply = _reply_create(conversation=locked, reply_to=user_message)
-        locked.updated_at = now
-        fields = ["updated_at"]
+        user_message, reply = _question_create(conversation=locked, text=text)
         if not locked.title:
             locked.title = title_from_text(text)
-            fields.append("title")
-        locked.save(update_fields=fields)
+            locked.save(update_fields=["title"])
+            events.title_changed(locked.pk, locked.title)
     conversation.refresh_from_db()
     return user_message, reply
 
 
+def message_edit(*, conversation: Conversation, message_id: int, text: str) -> tuple[Message, Message]:
+    """Replace the latest question of *conversation* by *text* and answer it anew.
+
+    The old question and its answers are kept but superseded (hidden, and left out of the prompt). Only the
+    latest question can be edited, and only while nothing is generating.
+    """
+    validate_message_text(text)
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        latest = selectors.message_latest_get(conversation=locked, role=Message.Role.USER)
+        if latest is None or latest.pk != message_id:
+            raise StaleEdit()
+        _check_can_generate(locked)
+        answers = latest.replies.filter(superseded_at__isnull=True).values_list("pk", flat=True)
+        superseded = [latest.pk, *answers]
+        Message.objects.filter(pk__in=superseded).update(superseded_at=timezone.now())
+        events.messages_removed(locked.pk, superseded)
+        return _question_create(conversation=locked, text=text)
+
+
+def message_regenerate(*, conversation: Conversation, message_id: int) -> Message:
+    """Answer the latest question again; the previous answer *message_id* is kept but superseded."""
+    with transaction.atomic():
+        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        latest = selectors.message_latest_get(conversation=locked, role=Message.Role.ASSISTANT)
+        if latest is None or latest.pk != message_id or latest.reply_to is None:
+            raise StaleEdit()
+        _check_can_generate(locked)
+        Message.objects.filter(pk=latest.pk).update(superseded_at=timezone.now())
+        events.messages_removed(locked.pk, [latest.pk])
+        reply = _reply_create(conversation=locked, reply_to=latest.reply_to)
+        _touch(locked)
+        return reply
+
+
+def generation_cancel(*, conversation: Conversation) -> Message | None:
+    """Stop the reply in flight in *conversation* (Stop); its partial text is kept as `cancelled`.
+
+    A queued reply ends at once. A streaming one is marked here and its worker, told through Redis, stops it
+    within a step and stores the text it had; return the reply, or None when nothing was in flight.
+    """
+    with transaction.atomic():
+        reply = (
+            Message.objects.select_for_update()
+            .filter(conversation_id=conversation.pk, status__in=Message.IN_FLIGHT)
+            .first()
+        )
+        if reply is None:
+            return None
+        was_queued = reply.status == Message.Status.QUEUED
+        reply.status = Message.Status.CANCELLED
+        reply.finished_at = timezone.now()
+        reply.save(update_fields=["status", "finished_at"])
+        logger.info("reply %s of conversation %s stopped by its owner", reply.pk, conversation.pk)
+        if was_queued:
+            events.reply_finished(reply)
+            _broadcast_queue(reply.model_name)
+        else:
+            events.cancel_signal(reply.pk)
+            events.message_changed(reply)
+    return reply
+
+
+def _question_create(*, conversation: Conversation, text: str) -> tuple[Message, Message]:
+    user_message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, status=Message.Status.DONE, content=text
+    )
+    events.message_changed(user_message)
+    reply = _reply_create(conversation=conversation, reply_to=user_message)
+    _touch(conversation)
+    return user_message, reply
+
+
+def _touch(conversation: Conversation) -> None:
+    conversation.updated_at = timezone.now()
+    conversation.save(update_fields=["updated_at"])
+
+
 def _check_can_generate(conversation: Conversation) -> None:
-    if message_in_flight_get(conversation=conversation) is not None:
+    if selectors.message_in_flight_get(conversation=conversation) is not None:
         raise GenerationInFlight()
     limit = settings.GPTOSS_MAX_IN_FLIGHT_PER_USER
-    if generations_in_flight_count(user=conversation.owner) >= limit:
+    if selectors.generations_in_flight_count(user=conversation.owner) >= limit:
         raise TooManyInFlight(limit)
 
 
@@ -150,8 +226,14 @@ def _reply_create(*, conversation: Conversation, reply_to: Message) -> Message:
         if "message_one_generation_in_flight" in str(error):
             raise GenerationInFlight() from error
         raise
+    events.message_changed(reply, queue_position=selectors.queue_position_get(message=reply))
     transaction.on_commit(lambda: _enqueue(reply))
     return reply
+
+
+def _broadcast_queue(model_name: str) -> None:
+    """Tell every reply still queued for *model_name* its new place (after one left the queue)."""
+    events.queue_positions(selectors.queue_positions(model_name=model_name))
 
 
 def _enqueue(reply: Message) -> None:
@@ -177,7 +259,7 @@ def invitation_accept(*, invitation: Invitation, username: str, password: str) -
     return user
 
 
-# --- Generation lifecycle (called by the GPU worker's task) ------------------------------------------------
+# --- Generation lifecycle (called by the GPU worker's task and the reaper) ----------------------------------
 
 
 def generation_start(*, message_id: int, task_id: str, worker: str) -> Message | None:
@@ -185,28 +267,34 @@ def generation_start(*, message_id: int, task_id: str, worker: str) -> Message |
 
     The conditional UPDATE makes a redelivered or duplicated task harmless: only one claim can succeed.
     """
-    now = timezone.now()
-    claimed = Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
-        status=Message.Status.STREAMING, started_at=now, task_id=task_id, worker=worker
-    )
-    if not claimed:
-        logger.info("reply %s is no longer queued; task %s does nothing", message_id, task_id)
-        return None
-    return Message.objects.select_related("conversation", "reply_to").get(pk=message_id)
+    with transaction.atomic():
+        claimed = Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
+            status=Message.Status.STREAMING, started_at=timezone.now(), task_id=task_id, worker=worker
+        )
+        if not claimed:
+            logger.info("reply %s is no longer queued; task %s does nothing", message_id, task_id)
+            return None
+        message = Message.objects.select_related("conversation", "reply_to").get(pk=message_id)
+        events.reply_started(message)
+        _broadcast_queue(message.model_name)
+    return message
 
 
 def generation_notice(*, message: Message, notice: str) -> None:
-    """Tell the user something about this answer (shown under it)."""
+    """Store something the user should know about this answer (the task also streams it)."""
     Message.objects.filter(pk=message.pk).update(notice=notice[:300])
 
 
 def generation_save_progress(
-    *, message: Message, content: str, reasoning: str, tool_calls: list[dict]
+    *, message: Message, content: str, reasoning: str, tool_calls: list[dict], seq: int
 ) -> bool:
-    """Store the text generated so far; return False when the reply stopped streaming (cancelled, deleted)."""
+    """Store the text generated so far, up to stream event *seq*.
+
+    Return False when the reply stopped streaming (Stop, deleted, interrupted): the task then stops too.
+    """
     return bool(
         Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
-            content=content, reasoning=reasoning, tool_calls=tool_calls
+            content=content, reasoning=reasoning, tool_calls=tool_calls, stream_seq=seq
         )
     )
 
@@ -218,6 +306,7 @@ def generation_finish(
     content: str,
     reasoning: str,
     tool_calls: list[dict],
+    seq: int,
     prompt_tokens: int,
     reasoning_tokens: int,
     answer_tokens: int,
@@ -225,13 +314,18 @@ def generation_finish(
     ttft_ms: int | None,
     tokens_per_second: float | None,
     error: str = "",
-) -> bool:
-    """Store the final state of a reply; a reply cancelled meanwhile keeps `cancelled` but gets the text."""
+) -> Message | None:
+    """Store the final state of a reply and tell its sockets; return it, or None if it no longer exists.
+
+    A reply stopped by the user meanwhile keeps `cancelled` but gets the text; one that the reaper marked
+    `interrupted` (the worker looked dead) keeps that state and what it had.
+    """
     now = timezone.now()
     fields = {
         "content": content,
         "reasoning": reasoning,
         "tool_calls": tool_calls,
+        "stream_seq": seq,
         "prompt_tokens": prompt_tokens,
         "reasoning_tokens": reasoning_tokens,
         "answer_tokens": answer_tokens,
@@ -241,11 +335,28 @@ def generation_finish(
         "error": error,
         "finished_at": now,
     }
-    updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
-        status=status, **fields
-    )
-    if not updated:
-        # Stopped by the user while we were finishing: keep their `cancelled`, store what was generated.
-        updated = Message.objects.filter(pk=message.pk, status=Message.Status.CANCELLED).update(**fields)
-    Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+            status=status, **fields
+        )
+        if not updated:
+            Message.objects.filter(pk=message.pk, status=Message.Status.CANCELLED).update(**fields)
+        final = Message.objects.filter(pk=message.pk).first()
+        if final is None:
+            return None
+        Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
+        events.reply_finished(final)
+    return final
+
+
+def generation_interrupt(*, message: Message, reason: str) -> bool:
+    """Mark a streaming reply whose worker is gone as `interrupted`; its partial text is kept (Retry)."""
+    with transaction.atomic():
+        updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
+            status=Message.Status.INTERRUPTED, error=reason, finished_at=timezone.now()
+        )
+        if updated:
+            logger.warning("reply %s interrupted: %s", message.pk, reason)
+            message.refresh_from_db()
+            events.reply_finished(message)
     return bool(updated)

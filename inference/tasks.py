@@ -29,6 +29,7 @@ from inference.harmony import (
     Turn,
     fit_prompt,
 )
+from inference.streaming import ReplyPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,17 @@ class ReplyState:
     tokens_per_second: float | None = None
     last_flush: float = field(default_factory=time.monotonic)
 
+    def save(self, message: Message, publisher: ReplyPublisher) -> bool:
+        """Store the text so far; return False when the reply stopped streaming (Stop, deleted, reaped)."""
+        self.last_flush = time.monotonic()
+        return services.generation_save_progress(
+            message=message,
+            content=self.content,
+            reasoning=self.reasoning,
+            tool_calls=self.tool_calls,
+            seq=publisher.stored(),
+        )
+
 
 @shared_task(name="inference.tasks.generate_reply_task", bind=True, ignore_result=True, acks_late=False)
 def generate_reply_task(self: object, message_id: int) -> None:
@@ -78,8 +90,9 @@ def generate_reply_task(self: object, message_id: int) -> None:
     if message is None:
         return
     state = ReplyState()
+    publisher = ReplyPublisher(message.conversation_id, message.pk)
     try:
-        status, error = _generate(message, state)
+        status, error = _generate(message, state, publisher)
     except Exception as unexpected:
         logger.exception("reply %s (task %s) failed", message_id, task_id)
         status, error = Message.Status.FAILED, f"The answer failed: {unexpected}"
@@ -89,6 +102,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
         content=state.content,
         reasoning=state.reasoning,
         tool_calls=state.tool_calls,
+        seq=publisher.stored(),
         prompt_tokens=state.prompt_tokens,
         reasoning_tokens=state.reasoning_tokens,
         answer_tokens=state.answer_tokens,
@@ -117,7 +131,7 @@ def _prompt_spec(message: Message, steps: list[ToolStep]) -> PromptSpec:
     )
 
 
-def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
+def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> tuple[str, str]:
     """Run the turn to its end (through tool calls); return the final status and error text."""
     engine, config = worker.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
@@ -139,12 +153,14 @@ def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
             logger.info(
                 "reply %s: %d oldest turns left out to fit the context", message.pk, fitted.dropped_turns
             )
-            services.generation_notice(
-                message=message,
-                notice=f"The {fitted.dropped_turns} oldest turns of this conversation were left out: "
+            _notice(
+                message,
+                publisher,
+                f"The {fitted.dropped_turns} oldest turns of this conversation were left out: "
                 f"they no longer fit the model's context of {config.context:,} tokens.",
             )
-        call, status, problem = _stream(message, generation, state)
+        with worker.tracking(message.pk, generation):
+            call, status, problem = _stream(message, generation, state, publisher)
         if call is None:
             return status, problem
         budget -= generation.stats.generated_tokens
@@ -153,8 +169,14 @@ def _generate(message: Message, state: ReplyState) -> tuple[str, str]:
                 Message.Status.FAILED,
                 f"The answer used more than {max_calls} tool calls or its token budget.",
             )
+        index = len(state.tool_calls)
+        state.tool_calls.append({"recipient": call.recipient, "arguments": call.arguments})
+        publisher.tool(index, state.tool_calls[index])
         result = _run_tool(message, call)
-        state.tool_calls.append({"recipient": call.recipient, "arguments": call.arguments, "result": result})
+        state.tool_calls[index] = {**state.tool_calls[index], "result": result}
+        publisher.tool(index, state.tool_calls[index])
+        if not state.save(message, publisher):
+            return Message.Status.CANCELLED, ""
         state.steps.append(
             ToolStep(
                 channel=call.channel,
@@ -173,8 +195,15 @@ def _run_tool(message: Message, call: ToolCall) -> str:
     return f"Error: the tool {call.recipient!r} is not available in this conversation."
 
 
-def _stream(message: Message, generation: Generation, state: ReplyState) -> tuple[ToolCall | None, str, str]:
-    """Feed the generation's tokens through the harmony parser into *state*, flushing to the database."""
+def _notice(message: Message, publisher: ReplyPublisher, notice: str) -> None:
+    services.generation_notice(message=message, notice=notice)
+    publisher.notice(notice)
+
+
+def _stream(
+    message: Message, generation: Generation, state: ReplyState, publisher: ReplyPublisher
+) -> tuple[ToolCall | None, str, str]:
+    """Feed the generation's tokens through the harmony parser into *state*, publishing and storing them."""
     parser = ReplyParser()
     base_reasoning = state.reasoning
     call: ToolCall | None = None
@@ -185,23 +214,21 @@ def _stream(message: Message, generation: Generation, state: ReplyState) -> tupl
             assert message.started_at is not None
             claimed_after = (message.started_at - message.created_at).total_seconds()
             state.queue_wait_ms = int((claimed_after + (generation.stats.queue_wait_s or 0)) * 1000)
+        worker.meter().add(1)
         for event in parser.feed(token):
             if isinstance(event, ReasoningDelta):
                 state.reasoning += event.text
+                publisher.text(reasoning=event.text)
             elif isinstance(event, FinalDelta | CommentaryDelta):
                 state.content += event.text
+                publisher.text(content=event.text)
             elif isinstance(event, ToolCall):
                 call = event
             elif isinstance(event, ParseError):
                 parse_error = event.message
                 generation.cancel()
-        if time.monotonic() - state.last_flush >= FLUSH_EVERY_S:
-            state.last_flush = time.monotonic()
-            still_streaming = services.generation_save_progress(
-                message=message, content=state.content, reasoning=state.reasoning, tool_calls=state.tool_calls
-            )
-            if not still_streaming:
-                generation.cancel()
+        if time.monotonic() - state.last_flush >= FLUSH_EVERY_S and not state.save(message, publisher):
+            generation.cancel()
     done = parser.finish(generation.stats.stop_reason or "error")
     state.segment_reasoning = state.reasoning[len(base_reasoning) :]
     state.reasoning_tokens += done.reasoning_tokens
@@ -217,6 +244,6 @@ def _stream(message: Message, generation: Generation, state: ReplyState) -> tupl
     if reason == "context_full":
         return None, Message.Status.FAILED, "The conversation filled the model's context; start a new one."
     if reason == "max_tokens":
-        services.generation_notice(message=message, notice="The answer stopped at its length limit.")
+        _notice(message, publisher, "The answer stopped at its length limit.")
         return None, Message.Status.DONE, ""
     return call, Message.Status.DONE, ""

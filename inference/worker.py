@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+import redis
 from django.conf import settings
 
 from gptoss_web.env import env_bool, env_int, env_str
 from inference.catalog import model_path
-from inference.engine import Engine, EngineSettings
+from inference.engine import Engine, EngineSettings, Generation
+from inference.status import Heartbeat, TokenMeter, WorkerStatus, host_memory, redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -56,29 +61,112 @@ def worker_config() -> WorkerConfig:
 class _State:
     engine: Engine | None = None
     config: WorkerConfig | None = None
+    heartbeat: Heartbeat | None = None
+    listener: CancelListener | None = None
+    meter = TokenMeter()
     lock = threading.Lock()
+    # Replies generating in this process, by message id, so Stop can reach them at once.
+    generations: dict[int, Generation] = {}
 
 
 def start_engine() -> Engine:
-    """Load the model once for this process (idempotent); raise EngineError/ModelUnavailable with advice."""
+    """Load the model once for this process (idempotent); raise EngineError/ModelUnavailable with advice.
+
+    The worker's heartbeat says "loading" meanwhile, then "ready", or "failed" with the reason.
+    """
     with _State.lock:
         if _State.engine is not None:
             return _State.engine
-        config = worker_config()
-        from inference.vocab import configure_vocab
-
-        configure_vocab(config.engine.model_path, Path(settings.GPTOSS_VAR_DIR) / "vocab")
-        logger.info(
-            "loading %s from %s (%d slots)",
-            config.model_name,
-            config.engine.model_path,
-            config.engine.n_slots,
-        )
-        engine = Engine(config.engine)
-        engine.start()
+        status = WorkerStatus(name=worker_name(), model=settings.GPTOSS_MODEL, state="loading")
+        _State.heartbeat = _State.heartbeat or Heartbeat(status, _sample).start()
+        try:
+            engine, config = _load()
+        except Exception as error:
+            _State.heartbeat.status.state, _State.heartbeat.status.error = "failed", str(error)
+            _State.heartbeat.beat()
+            raise
         _State.engine, _State.config = engine, config
+        _State.heartbeat.status.state = "ready"
+        _State.heartbeat.beat()
+        _State.listener = _State.listener or CancelListener().start()
         logger.info("model %s ready", config.model_name)
         return engine
+
+
+def _load() -> tuple[Engine, WorkerConfig]:
+    config = worker_config()
+    from inference.vocab import configure_vocab
+
+    configure_vocab(config.engine.model_path, Path(settings.GPTOSS_VAR_DIR) / "vocab")
+    logger.info(
+        "loading %s from %s (%d slots)", config.model_name, config.engine.model_path, config.engine.n_slots
+    )
+    engine = Engine(config.engine)
+    engine.start()
+    return engine, config
+
+
+def _sample(status: WorkerStatus) -> None:
+    """Fill in the live figures of this worker's heartbeat."""
+    engine, config = _State.engine, _State.config
+    if engine is not None and config is not None:
+        status.slots_busy = engine.busy_slots()
+        status.slots_total = config.engine.n_slots
+        status.queue_depth = engine.queue_depth()
+    status.tokens_per_s_1m = round(_State.meter.rate(), 1)
+    status.ram_used, status.ram_total = host_memory()
+
+
+def meter() -> TokenMeter:
+    """Return the counter of tokens this worker generated (for its heartbeat)."""
+    return _State.meter
+
+
+@contextmanager
+def tracking(message_id: int, generation: Generation) -> Iterator[None]:
+    """Make *generation* reachable by Stop (through the cancel listener) while it runs."""
+    _State.generations[message_id] = generation
+    try:
+        yield
+    finally:
+        _State.generations.pop(message_id, None)
+
+
+def cancel(message_id: int) -> bool:
+    """Stop the reply *message_id* if this process generates it; the slot is freed at the next step."""
+    generation = _State.generations.get(message_id)
+    if generation is None:
+        return False
+    logger.info("reply %s stopped", message_id)
+    generation.cancel()
+    return True
+
+
+class CancelListener:
+    """Listen on Redis for Stop and cancel the matching generation at once (reconnects after outages)."""
+
+    def __init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cancel-listener", daemon=True)
+
+    def start(self) -> CancelListener:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        from chat.events import cancel_channel
+
+        while True:
+            try:
+                pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
+                pubsub.subscribe(cancel_channel())
+                while True:
+                    item = pubsub.get_message(timeout=1.0)
+                    if item and item.get("type") == "message":
+                        with suppress(ValueError):
+                            cancel(int(item["data"]))
+            except redis.RedisError as error:
+                logger.warning("stop listener lost Redis (%s); retrying", error)
+                time.sleep(1)
 
 
 def current() -> tuple[Engine, WorkerConfig]:
@@ -90,6 +178,9 @@ def current() -> tuple[Engine, WorkerConfig]:
 
 def stop_engine() -> None:
     with _State.lock:
+        if _State.heartbeat is not None:
+            _State.heartbeat.stop()
+            _State.heartbeat = None
         if _State.engine is not None:
             _State.engine.close()
             _State.engine = None
