@@ -167,7 +167,9 @@ def _started(child: Child) -> bool:
 
 
 def reaper_available() -> bool:
-    return (ROOT / "chat" / "management" / "commands" / "reaper.py").exists()
+    return any(
+        (ROOT / app / "management" / "commands" / "reaper.py").exists() for app in ("inference", "chat")
+    )
 
 
 @contextmanager
@@ -218,7 +220,9 @@ def live_stack(
             _printed("model tiny ready"),
         )  # fmt: skip
     if reaper if reaper is not None else reaper_available():
-        children["reaper"] = Child("reaper", [sys.executable, "manage.py", "reaper"], base_env, _started)
+        children["reaper"] = Child(
+            "reaper", [sys.executable, "manage.py", "reaper"], base_env, _printed("reaper watching")
+        )
     stack = LiveStack(url=f"http://127.0.0.1:{port}", port=port, children=children)
     try:
         for child in children.values():

@@ -120,15 +120,16 @@
 
   MessageView.prototype.inFlight = function () { return !!IN_FLIGHT[this.m.status]; };
 
-  // Take the stored message as it is (state, message and done frames).
-  MessageView.prototype.setFull = function (m) {
+  // Take the stored message (state and done frames replace everything; a `message` frame may lag behind
+  // the deltas already shown, e.g. Stop before the worker's last write: then only its status is taken).
+  MessageView.prototype.setFull = function (m, partial) {
     var old = this.m;
-    var streamOlder = IN_FLIGHT[m.status] && typeof m.seq === "number" && m.seq < old.seq;
     var next = Object.assign({}, m);
-    if (streamOlder) {
-      // A status frame that lags behind the deltas already applied: keep the newer text.
+    this.staleHtml = false;
+    if (partial && typeof m.seq === "number" && m.seq < old.seq) {
       next.content = old.content; next.reasoning = old.reasoning; next.tool_calls = old.tool_calls;
       next.seq = old.seq;
+      this.staleHtml = true;
     }
     next.seq = typeof next.seq === "number" ? next.seq : 0;
     next.content = next.content || "";
@@ -151,7 +152,7 @@
   MessageView.prototype.renderContent = function (full) {
     var m = this.m;
     var streaming = this.role === "assistant" && IN_FLIGHT[m.status];
-    if (!streaming && typeof m.html === "string") {
+    if (!streaming && typeof m.html === "string" && !this.staleHtml) {
       if (full || this.streamText) {
         // The server's sanitized rendering: the one source of truth for how a finished message looks.
         this.contentEl.innerHTML = m.html;
@@ -332,9 +333,9 @@
     }
   }
 
-  function upsert(m) {
+  function upsert(m, partial) {
     var view = views.get(m.id);
-    if (view) { view.setFull(m); } else { view = new MessageView(m); views.set(m.id, view); place(view); }
+    if (view) { view.setFull(m, partial); } else { view = new MessageView(m); views.set(m.id, view); place(view); }
     return view;
   }
 
@@ -354,7 +355,7 @@
     }
     (frame.messages || []).forEach(function (m) { seen[m.id] = true; upsert(m); });
     Array.from(views.keys()).forEach(function (id) { if (!seen[id]) { remove(id); } });
-    if (typeof frame.title === "string") { setTitle(frame.title); }
+    if (typeof frame.title === "string") { setTitle(frame.title, false); }
     if (!initialised) { thread.scrollTop = thread.scrollHeight; }
     initialised = true;
     refresh();
@@ -391,12 +392,12 @@
 
   // --- Title ---------------------------------------------------------------------------------------------
 
-  function setTitle(title) {
+  function setTitle(title, stored) {
     var shown = title || "New conversation";
     var h1 = document.querySelector("[data-role=title]");
     if (h1) { h1.textContent = shown; }
     var input = document.querySelector(".rename input[name=title]");
-    if (input && document.activeElement !== input) { input.value = title; }
+    if (stored && input && document.activeElement !== input) { input.value = title; }
     var link = document.querySelector(".conversation-link.active .title");
     if (link) { link.textContent = shown; }
     document.title = shown + " · gptoss-web";
@@ -577,7 +578,7 @@
         renderState(frame);
         break;
       case "message":
-        if (frame.message) { upsert(frame.message); refresh(); }
+        if (frame.message) { upsert(frame.message, true); refresh(); }
         break;
       case "done":
         if (frame.message) { upsert(frame.message); refresh(); }
@@ -596,7 +597,7 @@
         stream(frame);
         break;
       case "title":
-        setTitle(frame.title || "");
+        setTitle(frame.title || "", true);
         break;
       case "ack":
         ack(frame);

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,23 @@ def sign_in(page: Any, username: str, password: str = PASSWORD) -> None:
     page.fill("input[name=password]", password)
     page.click("button[type=submit]")
     page.wait_for_url("**/")
+
+
+@pytest.fixture(autouse=True)
+def _settle_generations(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop what a test left generating, so the next test starts with free GPU slots."""
+    yield
+    if "live" not in request.fixturenames:
+        return
+    from chat.models import Conversation, Message
+    from chat.services import generation_cancel
+
+    for conversation in Conversation.objects.filter(messages__status__in=Message.IN_FLIGHT).distinct():
+        generation_cancel(conversation=conversation)
+    deadline = time.monotonic() + 15
+    while Message.objects.filter(status__in=Message.IN_FLIGHT).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.2)  # the worker's last write of a cancelled reply
 
 
 @pytest.fixture
