@@ -60,7 +60,11 @@ class ChatPage:
         return next(m for m in self.messages() if m["id"] == message_id)
 
     def wait_status(self, message_id: int, statuses: Iterable[str], timeout: float = 30_000) -> None:
-        selector = ", ".join(f"#message-{message_id}[data-status={s}]" for s in statuses)
+        """Wait until the page shows the reply finished (its `done` applied) with one of *statuses*."""
+        selector = ", ".join(
+            f"#message-{message_id}[data-status={s}] [data-role=content]:not(:has([data-role=stream-text]))"
+            for s in statuses
+        )
         self.page.wait_for_selector(selector, timeout=timeout)
 
     def sample_text(
@@ -92,7 +96,9 @@ def wait_stored(message_id: int, statuses: Iterable[str] = TERMINAL, timeout: fl
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         message = Message.objects.get(pk=message_id)
-        if message.status in wanted:
+        # A reply stopped mid-stream is `cancelled` at once; its worker then stores the final text and stats.
+        finished = message.status != "cancelled" or message.started_at is None or message.ttft_ms is not None
+        if message.status in wanted and finished:
             return message
         time.sleep(0.1)
     raise AssertionError(f"message {message_id} is still {Message.objects.get(pk=message_id).status}")
