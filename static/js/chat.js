@@ -47,18 +47,27 @@
   // --- Scrolling: follow the stream unless the reader scrolled up --------------------------------------
 
   var stickToBottom = true;
+  var lastScrollTop = thread.scrollTop;
+  var lastScrollHeight = thread.scrollHeight;
   var jumpButton = button("jump-btn", "↓ New text", "jump", "Scroll to the newest text");
   jumpButton.hidden = true;
   main.insertBefore(jumpButton, composer);
 
   function distanceFromBottom() { return thread.scrollHeight - thread.scrollTop - thread.clientHeight; }
   thread.addEventListener("scroll", function () {
-    stickToBottom = distanceFromBottom() < 48;
+    // Only the reader moving up lets go of the bottom: text arriving between our own scroll and this
+    // event must not count as "scrolled away".
+    var shrunk = thread.scrollHeight < lastScrollHeight;
+    if (!shrunk && thread.scrollTop < lastScrollTop - 4) { stickToBottom = false; }
+    if (distanceFromBottom() < 48) { stickToBottom = true; }
     if (stickToBottom) { jumpButton.hidden = true; }
+    lastScrollTop = thread.scrollTop;
+    lastScrollHeight = thread.scrollHeight;
   }, { passive: true });
   jumpButton.addEventListener("click", function () {
     stickToBottom = true;
     thread.scrollTop = thread.scrollHeight;
+    lastScrollTop = thread.scrollTop;
     jumpButton.hidden = true;
   });
 
@@ -68,7 +77,7 @@
     scrollQueued = true;
     window.requestAnimationFrame(function () {
       scrollQueued = false;
-      if (stickToBottom) { thread.scrollTop = thread.scrollHeight; }
+      if (stickToBottom) { thread.scrollTop = thread.scrollHeight; lastScrollTop = thread.scrollTop; }
       else if (distanceFromBottom() > 48) { jumpButton.hidden = false; }
     });
   }
@@ -356,7 +365,7 @@
     (frame.messages || []).forEach(function (m) { seen[m.id] = true; upsert(m); });
     Array.from(views.keys()).forEach(function (id) { if (!seen[id]) { remove(id); } });
     if (typeof frame.title === "string") { setTitle(frame.title, false); }
-    if (!initialised) { thread.scrollTop = thread.scrollHeight; }
+    if (!initialised || stickToBottom) { thread.scrollTop = thread.scrollHeight; lastScrollTop = thread.scrollTop; }
     initialised = true;
     refresh();
   }

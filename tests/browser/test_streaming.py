@@ -65,8 +65,30 @@ def test_a_plain_answer_ends_as_the_stored_text_byte_for_byte(user_page: Any, al
     assert chat.client_message(reply)["content"] == stored.content
     assert chat.shown_text(reply) == PLAIN_ANSWER
     expect(chat.composer).to_have_value("")
+    # The first message named the conversation, live, in the top bar and the sidebar.
+    expect(chat.page.locator("[data-role=title]")).to_have_text("Hello there")
+    expect(chat.page.locator(".conversation-link.active .title")).to_have_text("Hello there")
     stats = chat.page.locator(f"#message-{reply} [data-role=stats]").inner_text()
     assert "first token" in stats and "tok/s" in stats and f"{stored.answer_tokens} tokens" in stats
+
+
+def test_the_first_message_is_posted_and_its_answer_streams_on_the_conversation_page(
+    user_page: Any, alice_user: Any
+) -> None:
+    page = user_page(alice_user)
+    page.fill("textarea[name=text]", ENDLESS)
+    page.locator("textarea[name=text]").press("Enter")
+    page.wait_for_url("**/c/*/")
+    chat = ChatPage(page)
+    chat.wait_connected()
+    reply = chat.wait_reply()
+    expect(page.locator("[data-role=title]")).to_have_text(ENDLESS)
+    seen = chat.sample_text(reply, until=lambda s: len(s) >= 2)
+    assert _growing_prefixes(seen)
+    chat.stop()
+    stored = wait_stored(reply)
+    chat.wait_status(reply, ["cancelled"])
+    assert chat.client_message(reply)["content"] == stored.content
 
 
 def test_closing_the_page_mid_stream_and_reopening_shows_the_answer_without_duplicates(
