@@ -264,8 +264,8 @@
     }
     if (badge) { badge.setAttribute("data-role", badge.getAttribute("data-role") || "status"); meta.appendChild(badge); }
     if (m.status === "failed" && m.error) { meta.appendChild(el("span", "error-text", m.error)); }
-    if (m.status === "interrupted" && !m.error) {
-      meta.appendChild(el("span", "muted", "The answer was cut off. Retry to answer again."));
+    if (m.status === "interrupted") {
+      meta.appendChild(el("span", "muted", m.error || "The answer was cut off. Retry to answer again."));
     }
     var s = m.stats || {};
     if (TERMINAL[m.status] && s.ttft_ms !== null && s.ttft_ms !== undefined) {
@@ -566,12 +566,20 @@
       try { frame = JSON.parse(event.data); } catch (err) { return; }
       handle(frame);
     });
-    ws.addEventListener("close", function () {
+    ws.addEventListener("close", function (event) {
       if (socket !== ws) { return; }
       socket = null;
       connected = false;
       syncPending = false;
       if (pending) { pending = null; } // Unknown whether it arrived; the state after reconnecting tells.
+      if (event.code === 4404) {
+        // The conversation is gone (deleted in another tab): nothing to reconnect to.
+        statusEl.textContent = "This conversation no longer exists.";
+        updateComposer();
+        refresh();
+        return;
+      }
+      statusEl.textContent = "Reconnecting…";
       updateComposer();
       refresh();
       reconnectTimer = window.setTimeout(connect, backoff);

@@ -50,7 +50,8 @@ def static_root() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def live(django_db_setup: None, static_root: Path) -> Iterator[LiveStack]:
     """Daphne, a tiny-model GPU worker (2 slots) and the reaper, for the whole session."""
-    with live_stack(static_root=static_root) as stack:
+    # Room for an "endless" answer to stream for a few seconds before its length limit.
+    with live_stack(static_root=static_root, worker_env={"GPTOSS_MAX_ANSWER_TOKENS": "1900"}) as stack:
         yield stack
 
 
