@@ -3,8 +3,10 @@ are refused before the handshake completes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -13,8 +15,11 @@ from django.conf import settings
 from django.db import connections
 from django.test import Client
 
+from chat.models import Message
 from chat.services import message_send
 from gptoss_web.asgi import application
+from inference.tasks import generate_reply_task
+from inference.tinymodel import SCRIPTS
 from tests.factories import make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -109,5 +114,180 @@ async def test_malformed_frames_get_an_error_frame_and_the_socket_stays_open(
         assert reply["type"] == "error" and error in reply["message"]
         await communicator.send_to(text_data="still there?")
         assert (await communicator.receive_json_from())["type"] == "error"
+    finally:
+        await communicator.disconnect()
+
+
+# --- Actions and live streams (the real task on the tiny model, in a thread) ---------------------------
+
+
+def _generate(message_id: int) -> None:
+    try:
+        generate_reply_task.run(message_id)
+    finally:
+        connections.close_all()
+
+
+async def _connected(user: object, conversation_id: int) -> tuple[WebsocketCommunicator, dict[str, Any]]:
+    communicator = _communicator(conversation_id, await sync_to_async(_cookie_header)(user))
+    connected, _ = await communicator.connect()
+    assert connected
+    state = await communicator.receive_json_from()
+    assert state["type"] == "state"
+    return communicator, state
+
+
+async def _frames_until_done(
+    communicator: WebsocketCommunicator, timeout: float = 60
+) -> list[dict[str, Any]]:
+    frames = []
+    while True:
+        frame = await communicator.receive_json_from(timeout=timeout)
+        frames.append(frame)
+        if frame["type"] == "done":
+            return frames
+
+
+def _replay(state_message: dict[str, Any], frames: list[dict[str, Any]]) -> tuple[str, list[int]]:
+    """Apply stream frames to a message as the browser does; return its text and the seqs applied."""
+    text, seqs, last = state_message["content"], [], state_message["seq"]
+    for frame in frames:
+        if frame["type"] == "delta" and frame["message"] == state_message["id"]:
+            assert frame["seq"] > last, "a duplicate or stale event was forwarded"
+            text += frame["content"]
+            last = frame["seq"]
+            seqs.append(frame["seq"])
+    return text, seqs
+
+
+async def test_send_is_acked_and_every_tab_sees_the_new_messages(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    first, _ = await _connected(alice, conversation.pk)
+    second, _ = await _connected(alice, conversation.pk)
+    try:
+        await first.send_json_to({"action": "send", "text": "Hello there", "client_id": "c1"})
+        seen = [await first.receive_json_from() for _ in range(4)]
+        assert {"type": "ack", "action": "send", "client_id": "c1"} in seen
+        created = [f["message"] for f in seen if f["type"] == "message"]
+        assert [(m["role"], m["status"], m["content"]) for m in created] == [
+            ("user", "done", "Hello there"),
+            ("assistant", "queued", ""),
+        ]
+        assert created[1]["queue_position"] == 1
+        assert {"type": "title", "title": "Hello there"} in seen
+        other = [await second.receive_json_from() for _ in range(3)]  # no ack for the other tab
+        assert sorted(f["type"] for f in other) == ["message", "message", "title"]
+    finally:
+        await first.disconnect()
+        await second.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("frame", "error"),
+    [
+        ({"action": "send", "text": "   "}, "Type a message first."),
+        ({"action": "send", "text": "x" * 32001}, "the limit is 32,000"),
+        ({"action": "send"}, 'needs the message as "text"'),
+        ({"action": "regenerate", "message": "12"}, 'needs the id of a message as "message"'),
+        ({"action": "edit", "message": 999999, "text": "new"}, "Only the latest message can be edited"),
+    ],
+)
+async def test_bad_actions_get_a_clear_error_and_store_nothing(
+    alice: object, frame: dict[str, Any], error: str
+) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        await communicator.send_json_to({**frame, "client_id": "c9"})
+        reply = await communicator.receive_json_from()
+        assert reply["type"] == "error" and error in reply["message"], reply
+        assert reply["client_id"] == "c9"
+        assert await sync_to_async(Message.objects.count)() == 0
+    finally:
+        await communicator.disconnect()
+
+
+async def test_sending_while_an_answer_is_generating_is_refused_and_nothing_is_queued(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    await sync_to_async(message_send)(conversation=conversation, text="first")
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        await communicator.send_json_to({"action": "send", "text": "second", "client_id": "c2"})
+        reply = await communicator.receive_json_from()
+        assert reply["type"] == "error" and "still answering" in reply["message"]
+        assert await sync_to_async(Message.objects.count)() == 2
+    finally:
+        await communicator.disconnect()
+
+
+async def test_an_answer_streams_in_contiguous_steps_and_ends_equal_to_the_stored_text(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    _, reply = await sync_to_async(message_send)(conversation=conversation, text="Please think about it")
+    communicator, state = await _connected(alice, conversation.pk)
+    try:
+        task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
+        frames = await _frames_until_done(communicator)
+        await task
+        kinds = [f["type"] for f in frames]
+        assert "started" in kinds
+        done = frames[-1]["message"]
+        text, seqs = _replay(state["messages"][1], frames)
+        reasoning = "".join(f["reasoning"] for f in frames if f["type"] == "delta")
+        stored = await sync_to_async(Message.objects.get)(pk=reply.pk)
+        assert done["status"] == "done" and done["content"] == stored.content == text
+        assert text == SCRIPTS["reasoning"].first.final
+        assert reasoning == stored.reasoning == SCRIPTS["reasoning"].first.analysis
+        assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) >= 2
+        assert done["seq"] == stored.stream_seq >= seqs[-1]
+        assert done["stats"]["answer_tokens"] > 0 and done["html"].startswith("<p>")
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_socket_that_joins_mid_answer_gets_no_gap_and_no_duplicate(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    _, reply = await sync_to_async(message_send)(conversation=conversation, text="Tell me an endless story")
+    first, _ = await _connected(alice, conversation.pk)
+    late = None
+    try:
+        task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
+        while (await first.receive_json_from(timeout=60))["type"] != "delta":
+            pass
+        await asyncio.sleep(1.5)  # past the first database write
+        late, state = await _connected(alice, conversation.pk)
+        joined = state["messages"][1]
+        assert joined["status"] == "streaming" and joined["seq"] > 0 and joined["content"]
+        await asyncio.sleep(0.5)
+        await late.send_json_to({"action": "stop"})
+        frames = await _frames_until_done(late)
+        await task
+        text, _ = _replay(joined, frames)
+        stored = await sync_to_async(Message.objects.get)(pk=reply.pk)
+        assert stored.status == "cancelled" and stored.content
+        assert text == stored.content == frames[-1]["message"]["content"]
+    finally:
+        await first.disconnect()
+        if late is not None:
+            await late.disconnect()
+
+
+async def test_stop_frees_the_answer_within_a_second(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    _, reply = await sync_to_async(message_send)(conversation=conversation, text="Tell me an endless story")
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
+        while (await communicator.receive_json_from(timeout=60))["type"] != "delta":
+            pass
+        loop = asyncio.get_running_loop()
+        stopped_at = loop.time()
+        await communicator.send_json_to({"action": "stop"})
+        frames = await _frames_until_done(communicator)
+        elapsed = loop.time() - stopped_at
+        await task
+        assert frames[-1]["message"]["status"] == "cancelled"
+        assert elapsed < 1.0, f"Stop took {elapsed:.2f} s"
+        stored = await sync_to_async(Message.objects.get)(pk=reply.pk)
+        assert stored.answer_tokens < 4000  # it did not run to its length limit
     finally:
         await communicator.disconnect()

@@ -10,14 +10,21 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.test import override_settings
 
+from chat import selectors
 from chat.models import Conversation, Message
 from chat.services import (
     ChatError,
     GenerationInFlight,
+    StaleEdit,
     TooManyInFlight,
     conversation_delete,
     conversation_rename,
     conversation_update_settings,
+    generation_cancel,
+    generation_finish,
+    generation_start,
+    message_edit,
+    message_regenerate,
     message_send,
     title_from_text,
 )
@@ -136,3 +143,107 @@ def test_rename_settings_and_delete(alice: object) -> None:
     conversation_delete(conversation=conversation)
     assert not Conversation.objects.exists()
     assert not Message.objects.exists()
+
+
+# --- Stop, regenerate, edit ---------------------------------------------------------------------------------
+
+
+_FINISH: dict = {
+    "reasoning": "", "tool_calls": [], "seq": 1, "prompt_tokens": 1, "reasoning_tokens": 0,
+    "answer_tokens": 1, "queue_wait_ms": 0, "ttft_ms": 1, "tokens_per_second": 1.0,
+}  # fmt: skip
+
+
+def _answered(conversation: Conversation, text: str, answer: str) -> Message:
+    """Send *text* and finish its reply with *answer*, as a worker would."""
+    _, reply = message_send(conversation=conversation, text=text)
+    started = generation_start(message_id=reply.pk, task_id="t", worker="w")
+    assert started is not None
+    generation_finish(message=started, status="done", content=answer, **_FINISH)
+    reply.refresh_from_db()
+    return reply
+
+
+def test_stop_ends_a_queued_reply_at_once_and_keeps_the_question(alice: object) -> None:
+    conversation = make_conversation(alice)
+    question, reply = message_send(conversation=conversation, text="Hello")
+    assert generation_cancel(conversation=conversation) == reply
+    reply.refresh_from_db()
+    assert reply.status == "cancelled" and reply.finished_at is not None
+    assert Message.objects.get(pk=question.pk).content == "Hello"
+    # Nothing in flight any more: the user may send again.
+    message_send(conversation=conversation, text="Again")
+
+
+def test_stop_of_a_streaming_reply_keeps_its_partial_text_when_the_worker_finishes(alice: object) -> None:
+    conversation = make_conversation(alice)
+    _, reply = message_send(conversation=conversation, text="Hello")
+    started = generation_start(message_id=reply.pk, task_id="t", worker="w")
+    assert started is not None
+    generation_cancel(conversation=conversation)
+    final = generation_finish(message=started, status="done", content="Half an ans", **_FINISH)
+    assert final is not None and (final.status, final.content) == ("cancelled", "Half an ans")
+
+
+def test_stop_with_nothing_in_flight_does_nothing(alice: object) -> None:
+    conversation = make_conversation(alice)
+    _answered(conversation, "Hi", "Hello!")
+    assert generation_cancel(conversation=conversation) is None
+    assert list(Message.objects.values_list("status", flat=True)) == ["done", "done"]
+
+
+def test_regenerate_keeps_the_old_answer_hidden_and_answers_the_same_question(alice: object) -> None:
+    conversation = make_conversation(alice)
+    first = _answered(conversation, "Hi", "First answer")
+    second = message_regenerate(conversation=conversation, message_id=first.pk)
+    first.refresh_from_db()
+    assert first.superseded_at is not None and first.content == "First answer"
+    assert second.reply_to_id == first.reply_to_id and second.status == "queued"
+    visible = list(selectors.message_list(conversation=conversation))
+    assert [m.pk for m in visible] == [first.reply_to_id, second.pk]
+
+
+def test_edit_replaces_the_latest_question_and_leaves_it_out_of_the_prompt(alice: object) -> None:
+    conversation = make_conversation(alice)
+    _answered(conversation, "One", "Answer one")
+    old_reply = _answered(conversation, "Two with a typo", "Answer two")
+    assert old_reply.reply_to is not None
+    _, reply = message_edit(conversation=conversation, message_id=old_reply.reply_to.pk, text="Two")
+    assert [m.content for m in selectors.message_list(conversation=conversation)] == [
+        "One", "Answer one", "Two", "",
+    ]  # fmt: skip
+    assert selectors.finished_turns(reply=reply) == [("One", "Answer one")]
+    assert Message.objects.filter(superseded_at__isnull=False).count() == 2  # kept, not deleted
+
+
+def test_a_stale_edit_or_regenerate_is_refused_and_changes_nothing(alice: object) -> None:
+    conversation = make_conversation(alice)
+    first = _answered(conversation, "One", "Answer one")
+    _answered(conversation, "Two", "Answer two")
+    before = list(Message.objects.order_by("pk").values_list("pk", "content", "superseded_at"))
+    assert first.reply_to is not None
+    with pytest.raises(StaleEdit):
+        message_edit(conversation=conversation, message_id=first.reply_to.pk, text="changed")
+    with pytest.raises(StaleEdit):
+        message_regenerate(conversation=conversation, message_id=first.pk)
+    assert list(Message.objects.order_by("pk").values_list("pk", "content", "superseded_at")) == before
+
+
+def test_edit_while_an_answer_is_generating_is_refused(alice: object) -> None:
+    conversation = make_conversation(alice)
+    question, _ = message_send(conversation=conversation, text="One")
+    with pytest.raises(GenerationInFlight):
+        message_edit(conversation=conversation, message_id=question.pk, text="Other")
+    assert Message.objects.get(pk=question.pk).superseded_at is None
+
+
+def test_queue_positions_are_first_come_first_served_per_model(alice: object, bob: object) -> None:
+    replies = []
+    for owner in (alice, bob, alice):
+        _, reply = message_send(conversation=make_conversation(owner), text="Hi")
+        replies.append(reply)
+    assert [selectors.queue_position_get(message=r) for r in replies] == [1, 2, 3]
+    generation_start(message_id=replies[0].pk, task_id="t", worker="w")
+    assert [p for _, _, p in selectors.queue_positions(model_name="tiny")] == [1, 2]
+    replies[2].refresh_from_db()
+    assert selectors.queue_position_get(message=replies[2]) == 2
