@@ -29,7 +29,11 @@
     var b = el("button", className, label);
     b.type = "button";
     if (role) { b.setAttribute("data-role", role); }
-    if (title) { b.title = title; b.setAttribute("aria-label", title); }
+    if (title) {
+      b.title = title;
+      // Icon buttons need a name; text buttons keep their visible text as their name.
+      if (label.length <= 2) { b.setAttribute("aria-label", title); }
+    }
     return b;
   }
 
@@ -146,6 +150,7 @@
     next.tool_calls = (next.tool_calls || []).slice();
     this.m = next;
     this.el.setAttribute("data-status", next.status);
+    this.el.setAttribute("aria-busy", IN_FLIGHT[next.status] ? "true" : "false");
     this.el.className = "message message-" + this.role + " status-" + next.status;
     if (this.role === "assistant") {
       this.renderReasoning(true);
@@ -311,6 +316,7 @@
 
   MessageView.prototype.setStatusOnly = function () {
     this.el.setAttribute("data-status", this.m.status);
+    this.el.setAttribute("aria-busy", IN_FLIGHT[this.m.status] ? "true" : "false");
     this.el.className = "message message-" + this.role + " status-" + this.m.status;
     this.renderMeta();
     this.renderContent(false);
