@@ -65,7 +65,15 @@ class ChatPage:
             f"#message-{message_id}[data-status={s}] [data-role=content]:not(:has([data-role=stream-text]))"
             for s in statuses
         )
-        self.page.wait_for_selector(selector, timeout=timeout)
+        try:
+            self.page.wait_for_selector(selector, timeout=timeout)
+        except Exception as error:
+            stored = Message.objects.filter(pk=message_id).values("status", "content", "stream_seq").first()
+            connected = self.page.evaluate("() => window.gptossChat.connected()")
+            raise AssertionError(
+                f"reply {message_id} not shown as {list(statuses)}; stored: {stored!r}; "
+                f"page: {self.messages()!r}; connected: {connected}"
+            ) from error
 
     def sample_text(
         self, message_id: int, until: Callable[[list[str]], bool], timeout: float = 15

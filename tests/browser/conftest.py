@@ -51,7 +51,8 @@ def static_root() -> Iterator[Path]:
 def live(django_db_setup: None, static_root: Path) -> Iterator[LiveStack]:
     """Daphne, a tiny-model GPU worker (2 slots) and the reaper, for the whole session."""
     # Room for an "endless" answer to stream for a few seconds before its length limit.
-    with live_stack(static_root=static_root, worker_env={"GPTOSS_MAX_ANSWER_TOKENS": "1900"}) as stack:
+    worker_env = {"GPTOSS_CONTEXT": "4096", "GPTOSS_MAX_ANSWER_TOKENS": "2000"}
+    with live_stack(static_root=static_root, worker_env=worker_env) as stack:
         yield stack
 
 
@@ -67,6 +68,17 @@ def browser() -> Iterator[Any]:
         )
         yield chromium
         chromium.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    if report.when == "call" and report.failed and "live" in getattr(item, "fixturenames", ()):
+        stack = item.funcargs.get("live")  # type: ignore[attr-defined]
+        if isinstance(stack, LiveStack):
+            for name, child in stack.children.items():
+                report.sections.append((f"live {name} (last 40 lines)", "".join(child.lines[-40:])))
+    return report
 
 
 @pytest.fixture
