@@ -32,12 +32,6 @@ window.__dialogs = 0;
 """
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if "tests/browser/" in str(item.fspath).replace(os.sep, "/"):
-            item.add_marker(pytest.mark.browser)
-
-
 @pytest.fixture(scope="session")
 def static_root() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="gptoss-static-"))

@@ -15,7 +15,7 @@ from playwright.sync_api import expect
 
 from tests.factories import make_conversation
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def msg(id: int, role: str = "assistant", status: str = "done", **fields: Any) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from tests.browser.test_streaming import ENDLESS, _is_endless_text
 from tests.factories import make_conversation
 from tests.live import LiveStack
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_web_server_restart_mid_answer_reconnects_and_rebuilds_without_duplicates(

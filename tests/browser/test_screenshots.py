@@ -16,6 +16,8 @@ from tests.browser.test_client import FakeServer, msg, question, state
 from tests.factories import make_conversation
 
 pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
     pytest.mark.django_db(transaction=True),
     pytest.mark.skipif(not os.environ.get("GPTOSS_SHOTS"), reason="set GPTOSS_SHOTS=<folder> to take them"),
 ]

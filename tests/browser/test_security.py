@@ -12,7 +12,7 @@ from inference.tinymodel import XSS_ANSWER
 from tests.browser.chat_page import ChatPage, wait_stored
 from tests.factories import make_conversation
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # Each payload, if it ever ran, bumps window.__xss or opens a dialog (both watched by the page's sentinel).
 # The first line becomes the conversation title.

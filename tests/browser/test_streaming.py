@@ -21,7 +21,7 @@ from inference.tinymodel import (
 from tests.browser.chat_page import ChatPage, wait_stored
 from tests.factories import UserFactory, make_conversation
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 ENDLESS = "Tell me an endless story"
 
