@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+from contextlib import suppress
 from typing import Any
 
 from channels.db import database_sync_to_async
@@ -14,11 +16,15 @@ from django.http import Http404
 from chat import selectors, services
 from chat.access import access_conversation
 from chat.events import conversation_group
+from chat.models import Message
 from chat.services import ChatError
 
 logger = logging.getLogger(__name__)
 
 MAX_FRAME_BYTES = 256 * 1024
+# How often a socket renews its group membership and compares its replies in flight with the database: a
+# Redis restart loses group memberships and the events sent meanwhile, so the socket resends the state.
+WATCH_EVERY_S = 5.0
 ACTIONS = ("send", "stop", "regenerate", "edit", "sync")
 
 
@@ -29,6 +35,10 @@ class FrameError(Exception):
 def _state(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> dict[str, Any]:
     conversation = access_conversation(user, conversation_id)
     return selectors.conversation_state(conversation=conversation)
+
+
+def _statuses(message_ids: list[int]) -> dict[int, str]:
+    return dict(Message.objects.filter(pk__in=message_ids).values_list("pk", "status"))
 
 
 def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, frame: dict[str, Any]) -> None:
@@ -67,6 +77,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     group: str | None = None
     # The newest stream seq this socket has been sent, per reply: older live events are dropped.
     seqs: dict[int, int]
+    in_flight: dict[int, str]  # reply id → status, as this socket last told the browser
+    last_event: float = 0.0
+    watchdog: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -82,10 +95,31 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(self.group, self.channel_name)
         await self.accept()
         await self._send_state()
+        self.watchdog = asyncio.create_task(self._watch())
 
     async def disconnect(self, code: int) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         if self.group:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            with suppress(Exception):  # Redis may be down; the membership expires anyway
+                await self.channel_layer.group_discard(self.group, self.channel_name)
+
+    async def _watch(self) -> None:
+        """Renew the group membership; resend the state when events about a reply in flight were lost."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(WATCH_EVERY_S)
+            try:
+                await self.channel_layer.group_add(self.group, self.channel_name)
+            except Exception as error:
+                logger.warning("conversation %s socket cannot reach Redis: %s", self.conversation_id, error)
+                continue
+            if not self.in_flight:
+                continue
+            stored = await database_sync_to_async(_statuses)(list(self.in_flight))
+            silent = loop.time() - self.last_event > WATCH_EVERY_S
+            if stored != self.in_flight or (silent and "streaming" in stored.values()):
+                await self._send_state()
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         frame: dict[str, Any] = {}
@@ -134,18 +168,33 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close(code=4404)
             return
         self.seqs = {m["id"]: m["seq"] for m in state["messages"]}
+        self.in_flight = {m["id"]: m["status"] for m in state["messages"] if m["status"] in Message.IN_FLIGHT}
+        self.last_event = asyncio.get_running_loop().time()
         await self.send(text_data=json.dumps(state))
 
     async def chat_event(self, event: dict[str, Any]) -> None:
         """Forward a broadcast event (sent by chat.events), dropping stream events the socket already has."""
         payload = event["payload"]
+        self.last_event = asyncio.get_running_loop().time()
+        kind = payload.get("type")
+        if kind == "started":
+            self.in_flight[payload["message"]] = Message.Status.STREAMING
+        elif kind in ("done", "message"):
+            message = payload["message"]
+            if message["status"] in Message.IN_FLIGHT:
+                self.in_flight[message["id"]] = message["status"]
+            else:
+                self.in_flight.pop(message["id"], None)
+        elif kind == "removed":
+            for message_id in payload["messages"]:
+                self.in_flight.pop(message_id, None)
         seq = payload.get("seq")
         if seq is not None:
             message_id = payload["message"]
             if seq <= self.seqs.get(message_id, 0):
                 return
             self.seqs[message_id] = seq
-        elif payload.get("type") in ("done", "message"):
+        elif kind in ("done", "message"):
             message = payload["message"]
             self.seqs[message["id"]] = max(self.seqs.get(message["id"], 0), message["seq"])
         await self.send(text_data=json.dumps(payload))

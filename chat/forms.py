@@ -11,16 +11,36 @@ from django.contrib.auth.password_validation import validate_password
 from django.core.validators import MaxLengthValidator
 
 from chat.models import Conversation, ReasoningEffort, Tool
+from inference.tools.selectors import AvailableTools, tools_available
 
 
 class RenameForm(forms.Form):
     title = forms.CharField(max_length=200, required=False, strip=True)
 
 
+class ToolCheckboxes(forms.CheckboxSelectMultiple):
+    """Checkboxes where some tools are shown but cannot be switched on, with the reason as their title."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.unavailable: dict[str, str] = {}
+        self.descriptions: dict[str, str] = {}
+
+    def create_option(self, name: str, value: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        option = super().create_option(name, value, *args, **kwargs)
+        if str(value) in self.unavailable:
+            option["attrs"] = {**option["attrs"], "disabled": True, "title": self.unavailable[str(value)]}
+            option["reason"] = self.unavailable[str(value)]
+        elif str(value) in self.descriptions:
+            option["attrs"] = {**option["attrs"], "title": self.descriptions[str(value)]}
+        return option
+
+
 class SettingsForm(forms.Form):
     reasoning_effort = forms.ChoiceField(choices=ReasoningEffort.choices, widget=forms.RadioSelect)
+    # Values "python", "browser", "functions.<name>"; for_conversation offers what the owner may use.
     enabled_tools = forms.MultipleChoiceField(
-        choices=Tool.choices, required=False, widget=forms.CheckboxSelectMultiple, label="Tools"
+        choices=Tool.choices, required=False, widget=ToolCheckboxes, label="Tools"
     )
     instructions = forms.CharField(
         required=False,
@@ -30,6 +50,10 @@ class SettingsForm(forms.Form):
         ),
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._unavailable_tools: set[str] = set()
+
     @classmethod
     def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:
         initial = {
@@ -37,7 +61,36 @@ class SettingsForm(forms.Form):
             "enabled_tools": conversation.enabled_tools,
             "instructions": conversation.instructions,
         }
-        return cls(data=data, initial=initial, prefix="settings")
+        form = cls(data=data, initial=initial, prefix="settings")
+        form._offer_tools(tools_available(user=conversation.owner))
+        return form
+
+    def _offer_tools(self, available: AvailableTools) -> None:
+        """Offer only the tools the owner may use; show Browse switched off while it cannot work."""
+        field = self.fields["enabled_tools"]
+        assert isinstance(field, forms.MultipleChoiceField) and isinstance(field.widget, ToolCheckboxes)
+        shown: list[tuple[str, str]] = []
+        unavailable: dict[str, str] = {}
+        if available.python:
+            shown.append((Tool.PYTHON.value, Tool.PYTHON.label))
+        if available.browser_allowed:
+            shown.append((Tool.BROWSER.value, Tool.BROWSER.label))
+            if not available.browser:
+                unavailable[Tool.BROWSER.value] = available.browser_reason
+        shown += [(f"functions.{f.name}", f.name) for f in available.functions]
+        field.choices = shown
+        # New dicts, not updates: a form's widgets are shallow copies of the class's.
+        field.widget.choices = shown
+        field.widget.unavailable = unavailable
+        field.widget.descriptions = {f"functions.{f.name}": f.description for f in available.functions}
+        self._unavailable_tools = set(unavailable)
+
+    def clean_enabled_tools(self) -> list[str]:
+        tools: list[str] = self.cleaned_data.get("enabled_tools") or []
+        refused = [t for t in tools if t in self._unavailable_tools]
+        if refused:
+            raise forms.ValidationError(f"{refused[0]} cannot be switched on in this conversation.")
+        return tools
 
 
 class MessageForm(forms.Form):

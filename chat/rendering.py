@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import html
+import re
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
+from typing import Any
+from urllib.parse import urlsplit
 
 import nh3
 from markdown_it import MarkdownIt
@@ -17,7 +21,7 @@ ALLOWED_TAGS = {
     "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead", "tbody", "tr", "th", "td", "a", "span",
 }  # fmt: skip
 ALLOWED_ATTRIBUTES = {
-    "a": {"href", "title"},
+    "a": {"href", "title", "class"},
     "span": {"class"},
     "pre": {"class", "data-lang"},
     "code": {"class"},
@@ -58,10 +62,63 @@ def _image_as_link(self: object, tokens: list, idx: int, options: object, env: o
     return f'<a href="{src}">{alt}</a>'
 
 
-def render_markdown(text: str) -> str:
-    """Return *text* rendered as Markdown and sanitized: safe to insert into the page as HTML."""
+# gpt-oss cites what its browser showed as 【cursor†Lx-Ly】 (or 【cursor†Lx】).
+_CITATION = re.compile(r"【(\d+)†L(\d+)(?:-L?(\d+))?】")
+_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
+
+Sources = Mapping[int, Mapping[str, Any]]
+
+
+def message_sources(tool_calls: Iterable[Mapping[str, Any]] | None) -> dict[int, Mapping[str, Any]]:
+    """Return the pages a message's browser calls produced, by cursor (from ``Message.tool_calls``)."""
+    sources: dict[int, Mapping[str, Any]] = {}
+    for call in tool_calls or ():
+        for source in call.get("sources") or ():
+            if isinstance(source, Mapping) and isinstance(source.get("cursor"), int):
+                sources[source["cursor"]] = source
+    return sources
+
+
+def _citation_url(source: Mapping[str, Any], first: int, last: int) -> str:
+    lines = source.get("lines") or {}
+    for line in range(first, max(first, last) + 1):
+        if str(line) in lines:
+            return str(lines[str(line)])
+    return str(source.get("url") or "")
+
+
+def _link_citations(text: str, sources: Sources) -> tuple[str, list[str]]:
+    """Replace each citation with a placeholder that Markdown leaves alone; return the links to put there."""
+    links: list[str] = []
+
+    def replace(match: re.Match[str]) -> str:
+        source = sources.get(int(match.group(1)))
+        first = int(match.group(2))
+        url = _citation_url(source, first, int(match.group(3) or first)) if source else ""
+        if urlsplit(url).scheme not in {"http", "https"}:
+            return match.group(0)
+        label = urlsplit(url).hostname or url
+        title = str(source.get("title") or url) if source else url
+        href, tip, text = html.escape(url), html.escape(title), html.escape(label)
+        links.append(f'<a class="citation" href="{href}" title="{tip}">{text}</a>')
+        return f"\ue000{len(links) - 1}\ue001"
+
+    return _CITATION.sub(replace, text), links
+
+
+def render_markdown(text: str, sources: Sources | None = None) -> str:
+    """Return *text* rendered as Markdown and sanitized: safe to insert into the page as HTML.
+
+    With *sources* (see :func:`message_sources`), the model's citations become links to the pages cited.
+    """
+    links: list[str] = []
+    if sources:
+        text, links = _link_citations(text.replace("\ue000", "").replace("\ue001", ""), sources)
+    rendered = _markdown().render(text)
+    if links:
+        rendered = _PLACEHOLDER.sub(lambda m: links[int(m.group(1))], rendered)
     return nh3.clean(
-        _markdown().render(text),
+        rendered,
         tags=ALLOWED_TAGS,
         attributes=ALLOWED_ATTRIBUTES,
         url_schemes={"http", "https", "mailto"},

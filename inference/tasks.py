@@ -30,6 +30,7 @@ from inference.harmony import (
     fit_prompt,
 )
 from inference.streaming import ReplyPublisher
+from inference.tools import ToolResult, Toolset, tool_run, toolset_for
 
 logger = logging.getLogger(__name__)
 
@@ -114,17 +115,17 @@ def generate_reply_task(self: object, message_id: int) -> None:
     logger.info("reply %s finished: %s", message_id, status)
 
 
-def _prompt_spec(message: Message, steps: list[ToolStep]) -> PromptSpec:
+def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> PromptSpec:
     conversation = message.conversation
     assert message.reply_to is not None
-    enabled = set(conversation.enabled_tools)
     return PromptSpec(
         effort=conversation.reasoning_effort,
         date=date.today().isoformat(),
-        browser="browser" in enabled,
-        python="python" in enabled,
+        browser=toolset.browser,
+        python=toolset.python,
+        python_timeout_s=settings.GPTOSS_PYTHON_TIMEOUT_S,
         instructions=conversation.instructions,
-        functions=[],
+        functions=list(toolset.functions),
         history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=message)],
         user=message.reply_to.content,
         tool_steps=list(steps),
@@ -136,9 +137,12 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
     engine, config = worker.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
     budget = config.max_answer_tokens
+    # Decided once per turn: a setting changed mid-turn must not change what the model was told.
+    toolset = toolset_for(message.conversation)
     while True:
         try:
-            fitted = fit_prompt(_prompt_spec(message, state.steps), n_ctx=config.context, reserve=budget)
+            spec = _prompt_spec(message, state.steps, toolset)
+            fitted = fit_prompt(spec, n_ctx=config.context, reserve=budget)
         except PromptTooLong as too_long:
             return Message.Status.FAILED, str(too_long)
         generation = engine.submit(
@@ -164,19 +168,21 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         if call is None:
             return status, problem
         budget -= generation.stats.generated_tokens
-        if len(state.steps) >= max_calls or budget <= 16:
+        if len(state.steps) > max_calls or budget <= 16:
             return (
                 Message.Status.FAILED,
                 f"The answer used more than {max_calls} tool calls or its token budget.",
             )
         index = len(state.tool_calls)
-        state.tool_calls.append({"recipient": call.recipient, "arguments": call.arguments})
-        publisher.tool(index, state.tool_calls[index])
-        result = _run_tool(message, call)
-        state.tool_calls[index] = {**state.tool_calls[index], "result": result}
-        publisher.tool(index, state.tool_calls[index])
-        if not state.save(message, publisher):
-            return Message.Status.CANCELLED, ""
+        # The card appears as the call starts; its result fills it in when the tool returns.
+        started = {"recipient": call.recipient, "channel": call.channel, "arguments": call.arguments}
+        publisher.tool(index, started)
+        if len(state.steps) == max_calls:  # one call too many: the model is told to answer with what it has
+            result = _over_the_limit(started, max_calls)
+        else:
+            result = _run_tool(message, call, toolset)
+        state.tool_calls.append(result.record)
+        publisher.tool(index, result.record)
         state.steps.append(
             ToolStep(
                 channel=call.channel,
@@ -184,15 +190,24 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
                 content_type=call.content_type,
                 arguments=call.arguments,
                 analysis=state.segment_reasoning,
-                result=result,
+                result=result.text,
             )
         )
+        # Stored as soon as it is known, so a browser that reloads sees the call and its result.
+        if not state.save(message, publisher):
+            return Message.Status.CANCELLED, ""
 
 
-def _run_tool(message: Message, call: ToolCall) -> str:
-    """Return the result text the model gets for *call*: no tool is enabled yet, so an error it can read."""
-    logger.info("reply %s called %s, which is not available", message.pk, call.recipient)
-    return f"Error: the tool {call.recipient!r} is not available in this conversation."
+def _over_the_limit(started: dict[str, str], max_calls: int) -> ToolResult:
+    text = f"Error: this answer already used its {max_calls} tool calls. Answer now with what you have."
+    return ToolResult(text=text, error=True, record={**started, "result": text, "error": True})
+
+
+def _run_tool(message: Message, call: ToolCall, toolset: Toolset) -> ToolResult:
+    """Run *call* in this task thread (the engine keeps decoding other streams meanwhile)."""
+    result = tool_run(call=call, toolset=toolset, conversation_id=message.conversation_id)
+    logger.info("reply %s called %s (error: %s)", message.pk, call.recipient, result.error)
+    return result
 
 
 def _notice(message: Message, publisher: ReplyPublisher, notice: str) -> None:

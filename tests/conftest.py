@@ -46,3 +46,11 @@ def bob_client(bob: object) -> Client:
     client = Client()
     client.force_login(bob)  # type: ignore[arg-type]
     return client
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> object:
+    """Keep each phase's report on the test item, so fixtures can tell whether the test failed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

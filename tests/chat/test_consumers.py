@@ -291,3 +291,35 @@ async def test_stop_frees_the_answer_within_a_second(alice: object) -> None:
         assert stored.answer_tokens < 4000  # it did not run to its length limit
     finally:
         await communicator.disconnect()
+
+
+async def test_a_socket_idle_longer_than_the_redis_read_timeout_still_receives_events(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        await asyncio.sleep(6)  # channels_redis blocks 5 s per read of the socket's channel
+        await communicator.send_json_to({"action": "send", "text": "Hello after a pause"})
+        seen = [await communicator.receive_json_from(timeout=5) for _ in range(4)]
+        assert {f["type"] for f in seen} == {"ack", "message", "title"}
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_tool_call_streams_as_a_card_that_fills_in_with_its_result(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice, enabled_tools=["python"])
+    _, reply = await sync_to_async(message_send)(conversation=conversation, text="Run some python")
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
+        frames = await _frames_until_done(communicator)
+        await task
+        tools = [f for f in frames if f["type"] == "tool"]
+        assert [(f["index"], "result" in f["call"]) for f in tools] == [(0, False), (0, True)]
+        assert tools[0]["call"]["recipient"] == "python" and tools[1]["call"]["result"] == "42\n"
+        seqs = [f["seq"] for f in frames if "seq" in f and f["type"] != "done"]
+        assert seqs == list(range(1, len(seqs) + 1))
+        stored = await sync_to_async(Message.objects.get)(pk=reply.pk)
+        assert stored.tool_calls == [tools[1]["call"]] == frames[-1]["message"]["tool_calls"]
+        assert frames[-1]["message"]["content"] == stored.content == SCRIPTS["python"].after_tool.final
+    finally:
+        await communicator.disconnect()

@@ -18,11 +18,13 @@ from openai_harmony import (
     Role,
     SystemContent,
     ToolDescription,
+    ToolNamespaceConfig,
 )
 
 from inference import harmony
 from inference.harmony import (
     FIRST_SPECIAL_TOKEN,
+    PYTHON_TOOL_DESCRIPTION,
     STOP_TOKENS,
     CommentaryDelta,
     Event,
@@ -143,7 +145,14 @@ def test_prompt_with_effort_tools_instructions_and_functions_matches_harmony_ref
         encoding,
         [
             Message.from_role_and_content(
-                Role.SYSTEM, system(ReasoningEffort.HIGH).with_browser_tool().with_python_tool()
+                Role.SYSTEM,
+                system(ReasoningEffort.HIGH)
+                .with_browser_tool()
+                .with_tools(
+                    ToolNamespaceConfig(
+                        name="python", description=PYTHON_TOOL_DESCRIPTION.format(timeout=10), tools=[]
+                    )
+                ),
             ),
             Message.from_role_and_content(Role.DEVELOPER, developer),
             Message.from_role_and_content(Role.USER, "What is the capital of France?"),
@@ -156,6 +165,8 @@ def test_prompt_with_effort_tools_instructions_and_functions_matches_harmony_ref
     assert "Reasoning: high" in text
     assert "namespace browser" in text
     assert "## python" in text
+    # The sandbox is a fresh run each time: nothing may promise a stateful notebook or a drive.
+    assert "stateful" not in text and "/mnt/data" not in text and "fresh script" in text
     assert "type get_weather" in text
 
 

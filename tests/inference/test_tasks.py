@@ -2,21 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
+from django.contrib.auth.models import Group
+from django.db import connections
 
 from chat.models import Message
+from chat.rendering import message_sources, render_markdown
 from chat.services import message_send
 from inference.dispatch import queue_for_model
 from inference.tasks import generate_reply_task
-from inference.tinymodel import SCRIPTS
+from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
+from inference.tools.models import Function, ToolSettings
 from tests.factories import make_conversation
+from tests.fakes import Hit, Reply, serve
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,18 +92,174 @@ def test_a_task_for_a_deleted_reply_does_nothing(alice: object) -> None:
 
 
 def test_a_tool_that_is_not_enabled_runs_nothing_and_the_model_is_told(alice: object) -> None:
-    reply = _reply_to("What is the weather like?", alice)
+    with serve(lambda hit: Reply(200, b"{}")) as endpoint:
+        _weather_function(endpoint.url, groups=[])  # defined, but alice's groups may not use it
+        reply = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    [call] = reply.tool_calls
+    assert (call["recipient"], call["arguments"], call["error"]) == (
+        "functions.get_weather",
+        WEATHER_CALL,
+        True,
+    )
+    assert call["result"] == "Error: the tool 'functions.get_weather' is not available in this conversation."
+    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+    assert endpoint.hits == []
+
+
+def _weather_function(url: str, *, groups: list[Group], timeout_s: float = 5.0) -> Function:
+    function = Function.objects.create(
+        name="get_weather",
+        description="Get the current weather in a city.",
+        parameters={"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        url=f"{url}/weather",
+        timeout_s=timeout_s,
+        secret_header="X-Api-Key",
+        secret_value="s3cret",
+    )
+    function.groups.set(groups)
+    return function
+
+
+@pytest.fixture
+def team(alice: object) -> Group:
+    group = Group.objects.create(name="team")
+    alice.groups.add(group)  # type: ignore[attr-defined]
+    return group
+
+
+def test_a_function_call_reaches_the_endpoint_and_its_result_reaches_the_model(
+    alice: object, team: Group
+) -> None:
+    answer = b'{"temperature_c": 22, "sky": "sunny"}'
+    with serve(lambda hit: Reply(200, answer, {"Content-Type": "application/json"})) as endpoint:
+        _weather_function(endpoint.url, groups=[team])
+        reply = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    [hit] = endpoint.hits
+    assert (hit.method, hit.path, json.loads(hit.body)) == ("POST", "/weather", {"city": "Paris"})
+    assert hit.headers["x-api-key"] == "s3cret" and hit.headers["content-type"] == "application/json"
+    [call] = reply.tool_calls
+    assert (call["recipient"], call["arguments"], call["result"], call["error"]) == (
+        "functions.get_weather",
+        WEATHER_CALL,
+        answer.decode(),
+        False,
+    )
+    assert call["started_at"] <= call["finished_at"]
+    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+
+
+def test_a_slow_function_times_out_and_the_model_is_told(alice: object, team: Group) -> None:
+    with serve(lambda hit: Reply(200, b"{}", delay_s=3)) as endpoint:
+        _weather_function(endpoint.url, groups=[team], timeout_s=0.5)
+        reply = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+        started = time.monotonic()
+        generate_reply_task.run(reply.pk)
+        elapsed = time.monotonic() - started
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    [call] = reply.tool_calls
+    assert call["error"] is True
+    assert call["result"] == "Error: The function get_weather did not answer within 0.5 s."
+    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+    assert elapsed < 3
+
+
+def test_python_code_runs_in_the_sandbox_and_its_output_reaches_the_model(alice: object) -> None:
+    reply = _reply_to("Run some python", alice, enabled_tools=["python"])
     generate_reply_task.run(reply.pk)
     reply.refresh_from_db()
     assert reply.status == "done", reply.error
-    assert reply.tool_calls == [
-        {
-            "recipient": "functions.get_weather",
-            "arguments": '{"city":"Paris"}',
-            "result": "Error: the tool 'functions.get_weather' is not available in this conversation.",
-        }
-    ]
-    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+    [call] = reply.tool_calls
+    assert (call["recipient"], call["arguments"], call["result"], call["error"]) == (
+        "python",
+        PYTHON_CALL,
+        "42\n",
+        False,
+    )
+    assert reply.content == SCRIPTS["python"].after_tool.final  # type: ignore[union-attr]
+
+
+def test_a_browser_search_reaches_the_search_endpoint_and_the_answer_cites_it(alice: object) -> None:
+    results = {
+        "results": [{"url": "https://gpt-oss.example/", "title": "GPT OSS", "content": "Open weight models."}]
+    }
+    body = json.dumps(results).encode()
+    with serve(lambda hit: Reply(200, body, {"Content-Type": "application/json"})) as searx:
+        ToolSettings.objects.update_or_create(pk=1, defaults={"search_url": f"{searx.url}/search"})
+        reply = _reply_to("Please search the web", alice, enabled_tools=["browser"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    assert [h.path for h in searx.hits] == ["/search?q=gpt-oss&format=json"]
+    [call] = reply.tool_calls
+    assert (call["recipient"], call["arguments"], call["error"]) == ("browser.search", SEARCH_CALL, False)
+    assert (
+        "L0: 【0†GPT OSS†gpt-oss.example】" in call["result"] and "L1: Open weight models." in call["result"]
+    )
+    assert call["sources"][0]["cursor"] == 0
+    assert reply.content == SCRIPTS["search"].after_tool.final  # type: ignore[union-attr]
+    html = render_markdown(reply.content, sources=message_sources(reply.tool_calls))
+    assert 'href="https://gpt-oss.example/"' in html and 'rel="noopener noreferrer nofollow"' in html
+    assert ">gpt-oss.example</a>" in html and "【0" not in html
+
+
+def test_a_search_endpoint_that_is_down_is_a_tool_error_and_the_answer_goes_on(alice: object) -> None:
+    with serve(lambda hit: Reply(503, b"down")) as searx:
+        ToolSettings.objects.update_or_create(pk=1, defaults={"search_url": f"{searx.url}/search"})
+        reply = _reply_to("Please search the web", alice, enabled_tools=["browser"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    [call] = reply.tool_calls
+    assert call["error"] is True and call["result"] == "Error: The search service answered HTTP 503."
+    assert reply.content == SCRIPTS["search"].after_tool.final  # type: ignore[union-attr]
+
+
+def test_other_streams_keep_decoding_while_a_tool_call_is_slow(
+    alice: object, bob: object, team: Group
+) -> None:
+    release = threading.Event()
+    called = threading.Event()
+
+    def slow(hit: Hit) -> Reply:
+        called.set()
+        release.wait(60)
+        return Reply(200, b'{"sky": "sunny"}')
+
+    with serve(slow) as endpoint:
+        _weather_function(endpoint.url, groups=[team], timeout_s=60)
+        waiting = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+
+        def run_waiting() -> None:
+            try:
+                generate_reply_task.run(waiting.pk)
+            finally:
+                connections.close_all()
+
+        thread = threading.Thread(target=run_waiting)
+        thread.start()
+        try:
+            assert called.wait(60), "the function was never called"
+            # The first reply's task thread is blocked in its tool call; another reply streams meanwhile.
+            other = _reply_to("Hello there", bob)
+            generate_reply_task.run(other.pk)
+            other.refresh_from_db()
+            assert other.status == "done" and other.content == SCRIPTS["plain"].first.final
+            assert other.answer_tokens > 5
+            waiting.refresh_from_db()
+            assert waiting.status == "streaming" and waiting.tool_calls == []
+        finally:
+            release.set()
+            thread.join(60)
+    waiting.refresh_from_db()
+    assert waiting.status == "done", waiting.error
+    assert waiting.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
 
 
 @pytest.mark.slow
@@ -120,6 +283,8 @@ def test_the_worker_loads_the_model_once_and_serves_its_queue(alice: object, set
     )  # fmt: skip
     try:
         replies = [_reply_to(text, alice) for text in ("Hello", "Please think", "Hi again")]
+        # A tool call through the real worker: the sandbox starts from a Celery task thread.
+        replies.append(_reply_to("Run some python", alice, enabled_tools=["python"]))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             statuses = set(
@@ -134,7 +299,9 @@ def test_the_worker_loads_the_model_once_and_serves_its_queue(alice: object, set
             SCRIPTS["plain"].first.final,
             SCRIPTS["reasoning"].first.final,
             SCRIPTS["plain"].first.final,
+            SCRIPTS["python"].after_tool.final,  # type: ignore[union-attr]
         ]
+        assert stored[replies[3].pk].tool_calls[0]["result"] == "42\n"
         assert all(m.task_id for m in stored.values())
     finally:
         worker.terminate()
@@ -185,3 +352,21 @@ def test_an_answer_cut_at_its_length_limit_is_kept_and_the_user_is_told(alice: o
     assert reply.content.startswith(SCRIPTS["endless"].first.final)
     assert reply.notice == "The answer stopped at its length limit."
     assert reply.answer_tokens == 4096 - 3  # the budget, less the channel header tokens
+
+
+def test_a_call_past_the_tool_call_limit_runs_nothing_and_the_model_answers_anyway(
+    alice: object, team: Group, settings: object
+) -> None:
+    settings.GPTOSS_MAX_TOOL_CALLS = 0  # type: ignore[attr-defined]
+    with serve(lambda hit: Reply(200, b'{"temperature_c": 21}')) as endpoint:
+        _weather_function(endpoint.url, groups=[team])
+        reply = _reply_to("What is the weather like?", alice, enabled_tools=["functions.get_weather"])
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done", reply.error
+    assert endpoint.hits == []
+    [call] = reply.tool_calls
+    assert call["result"] == (
+        "Error: this answer already used its 0 tool calls. Answer now with what you have."
+    )
+    assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
