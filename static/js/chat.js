@@ -233,7 +233,7 @@
 
   MessageView.prototype.fillTool = function (card, call) {
     var done = call.result !== undefined && call.result !== null;
-    var failed = !!call.error || (done && /^Error:/.test(String(call.result)));
+    var failed = call.error === true || (done && /^Error:/.test(String(call.result)));
     card.classList.toggle("running", !done);
     card.classList.toggle("failed", failed);
     card.querySelector(".tool-name").textContent = call.recipient || "tool";
@@ -242,7 +242,9 @@
     body.textContent = "";
     body.append(el("div", "tool-label", "Arguments"), el("pre", "tool-pre", call.arguments || ""));
     if (done) { body.append(el("div", "tool-label", "Result"), el("pre", "tool-pre", String(call.result))); }
-    if (call.error) { body.append(el("div", "tool-label", "Error"), el("pre", "tool-pre", String(call.error))); }
+    if (typeof call.error === "string" && call.error) {
+      body.append(el("div", "tool-label", "Error"), el("pre", "tool-pre", call.error));
+    }
   };
 
   MessageView.prototype.renderNotice = function () {
