@@ -95,3 +95,41 @@ def test_shots_of_a_streaming_answer_with_reasoning_and_the_queue(shot: Any, ali
     server.send(**state(conversation.pk, question(1, "Why is the sky blue?"),
                         msg(2, status="queued", queue_position=3), title="Why is the sky blue?"))  # fmt: skip
     take("queue")
+
+
+def test_shots_of_editing_an_error_reconnecting_and_the_jump_button(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    conversation = make_conversation(alice_user, title="Long story")
+    story = "\n\n".join(f"Paragraph {i}: " + "the story goes on and on. " * 12 for i in range(12))
+    server = FakeServer(
+        page,
+        state(
+            conversation.pk,
+            question(1, "Tell me a long story"),
+            msg(2, status="interrupted", content="Once upon a time", html="<p>Once upon a time</p>",
+                error="The GPU worker stopped while writing this answer. The text so far is kept."),
+            question(3, "Tell me a long story, again"),
+            msg(4, status="streaming", content=story, seq=1),
+            title="Long story",
+        ),
+    )  # fmt: skip
+    chat = ChatPage(page)
+    page.goto(f"/c/{conversation.pk}/")
+    chat.wait_connected()
+    page.evaluate("() => { const t = document.getElementById('thread'); t.scrollTop = t.scrollHeight / 3; }")
+    page.wait_for_timeout(100)
+    server.send(type="delta", message=4, seq=2, reasoning="", content="\n\nAnd then more text arrived.")
+    page.wait_for_selector("[data-role=jump]:visible")
+    take("jump")
+    server.send(type="done", message=msg(4, content="Short.", html="<p>Short.</p>", seq=3))
+    page.fill("textarea[name=text]", "A question the server refuses")
+    page.locator("textarea[name=text]").press("Enter")
+    sent = server.actions("send")
+    refused = "You already have 2 answers being generated. Wait for one to finish, then send again."
+    server.send(type="error", action="send", client_id=sent[-1]["client_id"], message=refused)
+    page.wait_for_selector("[data-role=composer-error]")
+    page.click("#message-3 [data-role=edit]")
+    take("edit-error")
+    server.routes[-1].close(code=1011)
+    page.wait_for_selector("[data-role=conn]:visible")
+    take("reconnecting")
