@@ -39,6 +39,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) -m inference.bench engine
+	$(PY) -m inference.bench pipeline
 
 clean:
 	rm -rf var/static var/bench

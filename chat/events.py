@@ -143,10 +143,20 @@ def _redis_client() -> redis.Redis:
 
 def broadcast(conversation_id: int, payload: dict[str, Any]) -> bool:
     """Send *payload* to every socket of the conversation now; return False if Redis could not take it."""
+    return broadcast_many([(conversation_id, payload)])
+
+
+def broadcast_many(items: list[tuple[int, dict[str, Any]]]) -> bool:
+    """Send each (conversation id, payload) now, concurrently; return False if Redis could not take them."""
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
-    message = {"type": "chat.event", "payload": payload}
-    return _broadcaster.run(layer.group_send(conversation_group(conversation_id), message))
+
+    async def send_all() -> None:
+        await asyncio.gather(
+            *(layer.group_send(conversation_group(c), {"type": "chat.event", "payload": p}) for c, p in items)
+        )
+
+    return _broadcaster.run(send_all())
 
 
 def broadcast_on_commit(conversation_id: int, payload: dict[str, Any]) -> None:
@@ -195,8 +205,7 @@ def queue_positions(positions: Iterable[tuple[int, int, int]]) -> None:
     items = list(positions)
 
     def send() -> None:
-        for conversation_id, message_id, position in items:
-            broadcast(conversation_id, {"type": "queued", "message": message_id, "position": position})
+        broadcast_many([(c, {"type": "queued", "message": m, "position": p}) for c, m, p in items])
 
     if items:
         transaction.on_commit(send)

@@ -37,6 +37,7 @@ class ToolCheckboxes(forms.CheckboxSelectMultiple):
 
 
 class SettingsForm(forms.Form):
+    model_name = forms.ChoiceField(label="Model", choices=[], required=False)  # blank: keep the model
     reasoning_effort = forms.ChoiceField(choices=ReasoningEffort.choices, widget=forms.RadioSelect)
     # Values "python", "browser", "functions.<name>"; for_conversation offers what the owner may use.
     enabled_tools = forms.MultipleChoiceField(
@@ -56,12 +57,19 @@ class SettingsForm(forms.Form):
 
     @classmethod
     def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:
+        from inference.selectors import served_model_list
+
         initial = {
+            "model_name": conversation.model_name,
             "reasoning_effort": conversation.reasoning_effort,
             "enabled_tools": conversation.enabled_tools,
             "instructions": conversation.instructions,
         }
         form = cls(data=data, initial=initial, prefix="settings")
+        field = form.fields["model_name"]
+        assert isinstance(field, forms.ChoiceField)
+        # Only the models the owner may use (enabled, and in one of their groups) can be chosen.
+        field.choices = [(m.name, m.display_name) for m in served_model_list(user=conversation.owner)]
         form._offer_tools(tools_available(user=conversation.owner))
         return form
 

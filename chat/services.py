@@ -47,15 +47,21 @@ def conversation_create(
     owner: User,
     title: str = "",
     model_name: str | None = None,
-    reasoning_effort: str = ReasoningEffort.MEDIUM,
+    reasoning_effort: str | None = None,
     enabled_tools: Sequence[str] = (),
     instructions: str = "",
 ) -> Conversation:
-    """Create an empty conversation for *owner*."""
+    """Create an empty conversation for *owner*, with their default model and its default effort."""
+    from inference.selectors import default_model_name, served_model_get
+
+    model_name = model_name or default_model_name(user=owner)
+    if reasoning_effort is None:
+        row = served_model_get(name=model_name)
+        reasoning_effort = row.default_reasoning_effort if row else ReasoningEffort.MEDIUM
     return Conversation.objects.create(
         owner=owner,
         title=title.strip()[:200],
-        model_name=model_name or settings.GPTOSS_MODEL,
+        model_name=model_name,
         reasoning_effort=reasoning_effort,
         enabled_tools=sorted(set(enabled_tools)),
         instructions=instructions,
@@ -70,13 +76,28 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
 
 
 def conversation_update_settings(
-    *, conversation: Conversation, reasoning_effort: str, enabled_tools: Sequence[str], instructions: str
+    *,
+    conversation: Conversation,
+    reasoning_effort: str,
+    enabled_tools: Sequence[str],
+    instructions: str,
+    model_name: str | None = None,
 ) -> Conversation:
-    """Change the settings that the next reply of *conversation* is generated with."""
+    """Change the settings that the next reply of *conversation* is generated with.
+
+    Raises ChatError when *model_name* is not one the owner may use.
+    """
+    fields = ["reasoning_effort", "enabled_tools", "instructions"]
+    if model_name and model_name != conversation.model_name:
+        from inference.access import model_access_check
+
+        model_access_check(user=conversation.owner, model_name=model_name)
+        conversation.model_name = model_name
+        fields.append("model_name")
     conversation.reasoning_effort = reasoning_effort
     conversation.enabled_tools = sorted(set(enabled_tools))
     conversation.instructions = instructions
-    conversation.save(update_fields=["reasoning_effort", "enabled_tools", "instructions"])
+    conversation.save(update_fields=fields)
     return conversation
 
 
@@ -203,11 +224,15 @@ def _touch(conversation: Conversation) -> None:
 
 
 def _check_can_generate(conversation: Conversation) -> None:
+    from inference.access import generation_allowed_check
+    from inference.selectors import limits_get
+
     if selectors.message_in_flight_get(conversation=conversation) is not None:
         raise GenerationInFlight()
-    limit = settings.GPTOSS_MAX_IN_FLIGHT_PER_USER
+    limit = limits_get(user=conversation.owner).max_in_flight
     if selectors.generations_in_flight_count(user=conversation.owner) >= limit:
         raise TooManyInFlight(limit)
+    generation_allowed_check(user=conversation.owner, model_name=conversation.model_name)
 
 
 def _reply_create(*, conversation: Conversation, reply_to: Message) -> Message:

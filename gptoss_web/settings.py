@@ -225,6 +225,8 @@ GPTOSS_FETCH_MAX_BYTES = env_int("GPTOSS_FETCH_MAX_BYTES", 2 * 1024 * 1024, mini
 GPTOSS_FETCH_TIMEOUT_S = env_int("GPTOSS_FETCH_TIMEOUT_S", 10, minimum=1, maximum=120)
 GPTOSS_FETCH_MAX_REDIRECTS = env_int("GPTOSS_FETCH_MAX_REDIRECTS", 5, minimum=0, maximum=20)
 GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, minimum=1)
+# Tokens (reasoning + answer) a user may generate a day unless a quota in admin says otherwise; 0 = none.
+GPTOSS_DAILY_TOKEN_LIMIT = env_int("GPTOSS_DAILY_TOKEN_LIMIT", 0, minimum=0)
 # Many teams must not read each other's chats: staff see message contents in admin only when allowed.
 GPTOSS_STAFF_CAN_READ_MESSAGES = env_bool("GPTOSS_STAFF_CAN_READ_MESSAGES", False)
 

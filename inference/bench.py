@@ -1,4 +1,4 @@
-"""Benchmarks behind `make bench`; this module measures the engine.
+"""Benchmarks behind `make bench`; this module measures the engine (inference/bench_pipeline.py the pipeline).
 
 ``python -m inference.bench engine [--quick]`` measures, side by side in one process and on the same
 generated models:
@@ -326,11 +326,20 @@ def main(argv: list[str] | None = None) -> int:
     engine_parser = sub.add_parser("engine", help="engine throughput and prefix reuse")
     engine_parser.add_argument("--quick", action="store_true", help="fewer tokens, for CI")
     engine_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
+    pipeline_parser = sub.add_parser("pipeline", help="what WebSocket clients see, against the engine")
+    pipeline_parser.add_argument("--quick", action="store_true", help="fewer and shorter answers")
+    pipeline_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("inference.engine.llama").setLevel(logging.ERROR)  # llama.cpp's load chatter
-    results = run_engine(args.quick)
-    print_table(results)
+    if args.part == "pipeline":
+        from inference.bench_pipeline import print_pipeline, run_pipeline
+
+        results = run_pipeline(args.quick)
+        print_pipeline(results)
+    else:
+        results = run_engine(args.quick)
+        print_table(results)
     print(json.dumps(results, indent=2))
     merge_latest(args.out, results)
     return 0

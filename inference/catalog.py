@@ -80,13 +80,17 @@ def hub_reachable(timeout: float = 5.0) -> bool:
 
 
 def download(name: str, var_dir: Path) -> Path:
-    """Download *name*'s GGUF files into var/models with progress bars and resume, through huggingface_hub."""
-    from huggingface_hub import hf_hub_download
+    """Download *name*'s GGUF files into var/models: progress bars, resume, sha256 check."""
+    from tqdm import tqdm
 
-    hub = HUB_MODELS[name]
-    for filename in hub.files:
-        hf_hub_download(hub.repo_id, filename, local_dir=models_dir(var_dir))
-    return models_dir(var_dir) / hub.files[0]
+    from inference.download import DownloadError, download_model
+
+    try:
+        return download_model(name, var_dir, progress=tqdm)[0]
+    except DownloadError as error:
+        raise ModelUnavailable(
+            f"{error}\n" + _missing_advice(name, var_dir, list(HUB_MODELS[name].files))
+        ) from None
 
 
 def resolve_model_for_run(env: Mapping[str, str]) -> str:

@@ -17,7 +17,16 @@ def queue_for_model(model_name: str) -> str:
     return "gpu." + re.sub(r"[^A-Za-z0-9_.-]", "-", model_name)
 
 
+def queue_for_reply(model_name: str) -> str:
+    """Return the queue set for *model_name* in the model registry, else `queue_for_model`'s."""
+    from inference.selectors import served_model_get
+
+    row = served_model_get(name=model_name)
+    return row.queue_name() if row is not None else queue_for_model(model_name)
+
+
 def enqueue_reply(*, message_id: int, model_name: str) -> None:
     """Send the generation task for *message_id* to its model's queue (called on commit)."""
-    result = app.send_task(GENERATE_TASK, args=[message_id], queue=queue_for_model(model_name))
-    logger.info("reply %s enqueued on %s as task %s", message_id, queue_for_model(model_name), result.id)
+    queue = queue_for_reply(model_name)
+    result = app.send_task(GENERATE_TASK, args=[message_id], queue=queue)
+    logger.info("reply %s enqueued on %s as task %s", message_id, queue, result.id)

@@ -64,6 +64,30 @@ def _key(name: str) -> str:
     return f"{settings.GPTOSS_REDIS_PREFIX}:worker:{name}"
 
 
+def _seen_key() -> str:
+    # Every worker's last status, kept after its heartbeat expires, so the dashboard can show it as down.
+    return f"{settings.GPTOSS_REDIS_PREFIX}:workers-seen"
+
+
+SEEN_FOR_S = 24 * 3600
+
+
+def workers_seen() -> list[WorkerStatus]:
+    """Return the last status of every worker that beat within SEEN_FOR_S, alive or not."""
+    client = redis_client()
+    seen = []
+    stale = []
+    for name, raw in client.hgetall(_seen_key()).items():
+        status = WorkerStatus(**json.loads(raw))
+        if time.time() - status.updated_at > SEEN_FOR_S:
+            stale.append(name)
+        else:
+            seen.append(status)
+    if stale:
+        client.hdel(_seen_key(), *stale)
+    return sorted(seen, key=lambda w: (w.model, w.name))
+
+
 def worker_alive(name: str) -> bool:
     """Return whether the worker *name* sent a heartbeat within HEARTBEAT_TTL_S."""
     return bool(name) and bool(redis_client().exists(_key(name)))
@@ -127,7 +151,11 @@ class Heartbeat:
         try:
             self._sample(self.status)
             self.status.updated_at = time.time()
-            redis_client().set(_key(self.status.name), json.dumps(asdict(self.status)), ex=HEARTBEAT_TTL_S)
+            payload = json.dumps(asdict(self.status))
+            pipe = redis_client().pipeline()
+            pipe.set(_key(self.status.name), payload, ex=HEARTBEAT_TTL_S)
+            pipe.hset(_seen_key(), self.status.name, payload)
+            pipe.execute()
         except redis.RedisError as error:
             logger.warning("heartbeat of %s not sent: %s", self.status.name, error)
         except Exception:

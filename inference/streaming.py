@@ -65,6 +65,6 @@ class ReplyPublisher:
         if self._degraded:
             return
         self.seq += 1
-        event = {**event, "message": self.message_id, "seq": self.seq}
+        event = {**event, "message": self.message_id, "seq": self.seq, "at": time.time()}
         if not events.stream_publish(self.conversation_id, self.message_id, event):
             self._degraded = True

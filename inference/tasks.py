@@ -14,6 +14,7 @@ from django.conf import settings
 from chat import selectors, services
 from chat.models import Message
 from inference import worker
+from inference.access import reply_model_refusal
 from inference.engine import Generation, SamplingParams
 from inference.harmony import (
     STOP_TOKENS,
@@ -29,6 +30,7 @@ from inference.harmony import (
     Turn,
     fit_prompt,
 )
+from inference.services import usage_record
 from inference.streaming import ReplyPublisher
 from inference.tools import ToolResult, Toolset, tool_run, toolset_for
 
@@ -112,6 +114,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
         tokens_per_second=state.tokens_per_second,
         error=error,
     )
+    usage_record(message_id=message_id)
     logger.info("reply %s finished: %s", message_id, status)
 
 
@@ -134,6 +137,9 @@ def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> P
 
 def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> tuple[str, str]:
     """Run the turn to its end (through tool calls); return the final status and error text."""
+    refusal = reply_model_refusal(owner=message.conversation.owner, model_name=message.model_name)
+    if refusal:
+        return Message.Status.FAILED, refusal
     engine, config = worker.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
     budget = config.max_answer_tokens

@@ -10,14 +10,20 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import redis
 from django.conf import settings
+from django.db import DatabaseError
 
 from gptoss_web.env import env_bool, env_int, env_str
 from inference.catalog import model_path
 from inference.engine import Engine, EngineSettings, Generation
+from inference.gpu import gpu_status
 from inference.status import Heartbeat, TokenMeter, WorkerStatus, host_memory, redis_client
+
+if TYPE_CHECKING:
+    from inference.models import ServedModel
 
 logger = logging.getLogger(__name__)
 
@@ -31,8 +37,21 @@ class WorkerConfig:
 
 
 def worker_config() -> WorkerConfig:
-    """Read the model and engine settings of this worker (GPTOSS_* variables); raise with advice if wrong."""
+    """Read this worker's model and engine settings; raise with advice if they cannot work.
+
+    The model registry row named GPTOSS_MODEL (Django admin) wins; without one the GPTOSS_* variables apply,
+    as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file.
+    """
+    from inference.selectors import served_model_get
+
     name = settings.GPTOSS_MODEL
+    try:
+        row = served_model_get(name=name)
+    except DatabaseError as error:
+        logger.warning("model registry not readable (%s): using the GPTOSS_* settings", error)
+        row = None
+    if row is not None:
+        return _config_from_registry(row)
     path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
     context = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
     slots = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=256)
@@ -56,6 +75,33 @@ def worker_config() -> WorkerConfig:
             f"GPTOSS_MAX_ANSWER_TOKENS={answer} must be below GPTOSS_CONTEXT={context}"
         )
     return WorkerConfig(model_name=name, engine=engine, context=context, max_answer_tokens=answer)
+
+
+def _config_from_registry(row: ServedModel) -> WorkerConfig:
+    from inference.models import ModelSource
+
+    explicit = settings.GPTOSS_MODEL_PATH or (row.model_path if row.source == ModelSource.PATH else "")
+    path = model_path(row.source, settings.GPTOSS_VAR_DIR, explicit_path=explicit)
+    engine = EngineSettings(
+        model_path=path,
+        n_ctx=row.context * row.slots,
+        n_slots=row.slots,
+        n_gpu_layers=row.n_gpu_layers,
+        n_cpu_moe=row.n_cpu_moe,
+        cpu_moe=row.cpu_moe,
+        kv_type=row.kv_type,
+        n_ubatch=row.n_ubatch,
+        n_batch=max(2048, row.n_ubatch),
+    )
+    logger.info("model %s: settings from the model registry", row.name)
+    if os.environ.get("GPTOSS_SLOTS", str(row.slots)) != str(row.slots):
+        logger.warning(
+            "model %s has %d slots in the registry but GPTOSS_SLOTS=%s: give the worker --concurrency %d",
+            row.name, row.slots, os.environ["GPTOSS_SLOTS"], row.slots,
+        )  # fmt: skip
+    return WorkerConfig(
+        model_name=row.name, engine=engine, context=row.context, max_answer_tokens=row.answer_tokens()
+    )
 
 
 class _State:
@@ -115,6 +161,7 @@ def _sample(status: WorkerStatus) -> None:
         status.queue_depth = engine.queue_depth()
     status.tokens_per_s_1m = round(_State.meter.rate(), 1)
     status.ram_used, status.ram_total = host_memory()
+    status.gpu = gpu_status()
 
 
 def meter() -> TokenMeter:

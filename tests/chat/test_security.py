@@ -10,7 +10,14 @@ from chat.models import Conversation, Message
 from chat.services import message_send
 from tests.factories import make_conversation
 
-PUBLIC = {"login", "chat:invitation_accept", "admin:login", "admin:logout", "admin:javascript-catalog"}
+PUBLIC = {
+    "login",
+    "healthz",
+    "chat:invitation_accept",
+    "admin:login",
+    "admin:logout",
+    "admin:javascript-catalog",
+}
 
 
 def _patterns(resolver: URLResolver, prefix: str = "", namespace: str = "") -> list[tuple[str, str]]:

@@ -19,15 +19,19 @@ from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 
 from chat.models import Conversation, Message
+from gptoss_web.stack import Stack
 from tests.factories import make_conversation
-from tests.faults.stack import Stack
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    live = Stack().start()
+    db = settings.DATABASES["default"]
+    live = Stack(
+        database_url=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+        redis_prefix=settings.GPTOSS_REDIS_PREFIX,
+    ).start()
     try:
         yield live
     finally:

@@ -1,29 +1,24 @@
-"""A real gptoss-web stack for fault tests: its own Redis server, Daphne, a GPU worker and the reaper.
+"""A real gptoss-web stack for fault tests and the pipeline benchmark: Daphne, a GPU worker and the reaper.
 
-Each process runs from this checkout against the pytest-django test database. The Redis server is private
-to the stack so a test may kill and restart it without touching anything else on the machine.
+Each process runs from this checkout against the database in *database_url*. By default the stack starts a
+Redis server of its own, so a test may kill and restart it without touching anything else on the machine.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
-
 from gptoss_web.run import free_port
-from inference.dispatch import queue_for_model
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 class Process:
@@ -72,8 +67,7 @@ class Process:
 class Stack:
     """Start with `start()`; `stop()` ends every process; `restart_redis()` makes a fault."""
 
-    def __init__(self, **env: str) -> None:
-        db = settings.DATABASES["default"]
+    def __init__(self, *, database_url: str, redis_prefix: str, **env: str) -> None:
         self.redis_port = free_port()
         self.web_port = free_port()
         self.env = {
@@ -81,9 +75,9 @@ class Stack:
             "PYTHONPATH": str(ROOT),
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "gptoss_web.settings_test",
-            "DATABASE_URL": f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
+            "DATABASE_URL": database_url,
             "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
-            "GPTOSS_REDIS_PREFIX": settings.GPTOSS_REDIS_PREFIX,
+            "GPTOSS_REDIS_PREFIX": redis_prefix,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "GPTOSS_MODEL": "tiny",
             "GPTOSS_SLOTS": "2",
@@ -97,6 +91,14 @@ class Stack:
         return f"http://127.0.0.1:{self.web_port}"
 
     def start(self) -> Stack:
+        """Start every process and wait until each is ready; on any failure stop them all and raise."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Stack:
         self.start_redis()
         self.processes["web"] = Process(
             "web",
@@ -121,10 +123,12 @@ class Stack:
         self.processes["redis"].wait_for("Ready to accept connections")
 
     def start_worker(self) -> None:
+        from inference.dispatch import queue_for_model
+
         self.processes["worker"] = Process(
             "worker",
             [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
-             "--concurrency", self.env["GPTOSS_SLOTS"], "--queues", queue_for_model("tiny"),
+             "--concurrency", self.env["GPTOSS_SLOTS"], "--queues", queue_for_model(self.env["GPTOSS_MODEL"]),
              "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
             self.env,
         )  # fmt: skip
@@ -149,15 +153,3 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
             return value
         time.sleep(0.1)
     raise AssertionError(f"not within {timeout} s: {what}")
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status < 500)
-    except OSError:
-        return False
-
-
-def frames_json(raw: list[str | bytes]) -> list[dict[str, Any]]:
-    return [json.loads(r) for r in raw]

@@ -1,0 +1,42 @@
+"""What /healthz checks: the database, Redis, and at least one ready GPU worker per enabled model."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import connection
+
+logger = logging.getLogger(__name__)
+
+
+def check(*, workers: bool = True) -> dict[str, Any]:
+    """Return {"status": "ok"|"fail", "checks": {name: "ok" | what is wrong}}."""
+    checks: dict[str, str] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = "ok"
+    except Exception as error:
+        logger.warning("healthz: database: %s", error)
+        checks["database"] = f"unreachable: {type(error).__name__}"
+    try:
+        from inference.status import redis_client
+
+        redis_client().ping()
+        checks["redis"] = "ok"
+    except Exception as error:
+        logger.warning("healthz: redis: %s", error)
+        checks["redis"] = f"unreachable: {type(error).__name__}"
+    if workers and checks["database"] == "ok" and checks["redis"] == "ok":
+        from inference.selectors import worker_board
+
+        _, serving = worker_board()
+        for model in serving:
+            checks[f"model:{model.name}"] = (
+                "ok"
+                if model.workers_ready
+                else f"no ready worker ({model.workers_up} up) on queue {model.queue}"
+            )
+    status = "ok" if all(value == "ok" for value in checks.values()) else "fail"
+    return {"status": status, "checks": checks}
