@@ -13,6 +13,7 @@
   var composer = document.querySelector("[data-role=composer]");
   var textarea = composer ? composer.querySelector("textarea") : null;
   var sendButton = composer ? composer.querySelector("[data-role=send]") : null;
+  var draftKey = "gptoss:draft:" + main.getAttribute("data-conversation-id");
   var IN_FLIGHT = { queued: true, streaming: true };
   var TERMINAL = { done: true, cancelled: true, failed: true, interrupted: true };
 
@@ -437,7 +438,25 @@
       event.preventDefault();
       send();
     });
-    textarea.addEventListener("input", function () { if (!pending) { showError(null); } });
+    textarea.addEventListener("input", function () {
+      if (!pending) { showError(null); }
+      saveDraft();
+    });
+    if (!textarea.value) {
+      textarea.value = loadDraft();
+      if (textarea.value) { growTextarea(); }
+    }
+  }
+
+  // The typed text also survives a reload of the page, until the server has it.
+  function loadDraft() {
+    try { return window.sessionStorage.getItem(draftKey) || ""; } catch (err) { return ""; }
+  }
+  function saveDraft() {
+    try {
+      if (textarea.value) { window.sessionStorage.setItem(draftKey, textarea.value); }
+      else { window.sessionStorage.removeItem(draftKey); }
+    } catch (err) { /* storage full or disabled: the textarea still holds the text */ }
   }
 
   function errorEl() {
@@ -658,7 +677,7 @@
 
   function ack(frame) {
     if (pending && frame.client_id === pending.client_id) {
-      if (textarea.value === pending.text) { textarea.value = ""; growTextarea(); }
+      if (textarea.value === pending.text) { textarea.value = ""; growTextarea(); saveDraft(); }
       pending = null;
       showError(null);
       updateComposer();

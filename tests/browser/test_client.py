@@ -217,3 +217,26 @@ def test_stop_regenerate_and_edit_send_their_actions(open_chat: Any) -> None:
     assert page.locator("#message-1").count() == 0 and page.locator("#message-2").count() == 0
     assert page.locator("[data-role=edit-form]").count() == 0
     assert page.locator("[data-role=stop]").is_visible()
+
+
+def test_the_typed_text_survives_a_reload_until_the_server_has_it(open_chat: Any) -> None:
+    page, server = open_chat(question(1, "Hi"), msg(2, content="Hello", html="<p>Hello</p>"))
+    page.locator("textarea[name=text]").fill("half a thought")
+    page.reload()
+    expect(page.locator("textarea[name=text]")).to_have_value("half a thought")
+    page.locator("textarea[name=text]").press("Enter")
+    sent = server.actions("send")
+    server.send(type="ack", action="send", client_id=sent[-1]["client_id"])
+    expect(page.locator("textarea[name=text]")).to_have_value("")
+    page.reload()
+    page.wait_for_timeout(200)
+    expect(page.locator("textarea[name=text]")).to_have_value("")
+
+
+def test_a_deleted_conversation_stops_reconnecting(open_chat: Any) -> None:
+    page, server = open_chat(question(1, "Hi"), msg(2, content="Hello", html="<p>Hello</p>"))
+    server.routes[-1].close(code=4404)
+    expect(page.locator("[data-role=conn]")).to_have_text("This conversation no longer exists.")
+    page.wait_for_timeout(1500)
+    assert len(server.routes) == 1
+    expect(page.locator("[data-role=send]")).to_be_disabled()
