@@ -240,3 +240,24 @@ def test_a_deleted_conversation_stops_reconnecting(open_chat: Any) -> None:
     page.wait_for_timeout(1500)
     assert len(server.routes) == 1
     expect(page.locator("[data-role=send]")).to_be_disabled()
+
+
+def test_auto_scroll_follows_the_stream_until_the_reader_scrolls_up(open_chat: Any) -> None:
+    long_text = "\n\n".join(f"Paragraph {i} of a long answer." for i in range(80))
+    answer = msg(2, status="streaming", content=long_text, seq=1)
+    page, server = open_chat(question(1, "Long, please"), answer)
+    bottom = "() => { const t = document.getElementById('thread'); return t.scrollHeight - t.scrollTop - t.clientHeight; }"  # noqa: E501
+    server.send(type="delta", message=2, seq=2, reasoning="", content="\n\nMore.")
+    page.wait_for_timeout(150)
+    assert page.evaluate(bottom) < 48  # following the stream
+    page.mouse.move(600, 300)
+    page.mouse.wheel(0, -1500)
+    page.wait_for_timeout(150)
+    top = page.evaluate("() => document.getElementById('thread').scrollTop")
+    server.send(type="delta", message=2, seq=3, reasoning="", content="\n\nEven more.")
+    expect(page.locator("[data-role=jump]")).to_be_visible()
+    assert page.evaluate("() => document.getElementById('thread').scrollTop") == top
+    page.click("[data-role=jump]")
+    page.wait_for_timeout(150)
+    assert page.evaluate(bottom) < 48
+    expect(page.locator("[data-role=jump]")).to_be_hidden()
