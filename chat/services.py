@@ -212,8 +212,7 @@ def _question_create(*, conversation: Conversation, text: str) -> tuple[Message,
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, status=Message.Status.DONE, content=text
     )
-    events.message_changed(user_message)
-    reply = _reply_create(conversation=conversation, reply_to=user_message)
+    reply = _reply_create(conversation=conversation, reply_to=user_message, announce_question=True)
     _touch(conversation)
     return user_message, reply
 
@@ -235,8 +234,14 @@ def _check_can_generate(conversation: Conversation) -> None:
     generation_allowed_check(user=conversation.owner, model_name=conversation.model_name)
 
 
-def _reply_create(*, conversation: Conversation, reply_to: Message) -> Message:
-    """Create the queued assistant reply; the database refuses a second one in flight."""
+def _reply_create(
+    *, conversation: Conversation, reply_to: Message, announce_question: bool = False
+) -> Message:
+    """Create the queued assistant reply; the database refuses a second one in flight.
+
+    On commit the task is enqueued first, so the GPU waits for no broadcast; then the browsers are told of the
+    question (with *announce_question*) and of the reply.
+    """
     try:
         with transaction.atomic():
             reply = Message.objects.create(
@@ -251,8 +256,10 @@ def _reply_create(*, conversation: Conversation, reply_to: Message) -> Message:
         if "message_one_generation_in_flight" in str(error):
             raise GenerationInFlight() from error
         raise
-    events.message_changed(reply, queue_position=selectors.queue_position_get(message=reply))
     transaction.on_commit(lambda: _enqueue(reply))
+    if announce_question:
+        events.message_changed(reply_to)
+    events.message_changed(reply, queue_position=selectors.queue_position_get(message=reply))
     return reply
 
 

@@ -99,13 +99,15 @@ CACHES = {
     }
 }
 
+# Pub/sub: one PUBLISH per event and one subscribed connection per web process, re-subscribed by redis-py
+# after a Redis restart. Events to a socket that is not listening are lost by design: a (re)connecting socket
+# reloads the stored state and the reply's stream list (chat/events.py, docs/protocol.md).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
         "CONFIG": {
-            # redis-py 8 reads with a 5 s socket timeout by default, which is exactly how long channels_redis
-            # blocks waiting for a socket's next event: idle sockets would die with error 1011. Read longer.
-            # After a Redis restart, pooled connections are dead: retry a command on a fresh one.
+            # redis-py 8 reads with a 5 s socket timeout by default; after a Redis restart, pooled connections
+            # are dead: retry a command on a fresh one.
             "hosts": [
                 {
                     "address": REDIS_URL,
@@ -116,8 +118,6 @@ CHANNEL_LAYERS = {
                 }
             ],
             "prefix": f"{GPTOSS_REDIS_PREFIX}:asgi",
-            "capacity": 1000,
-            "expiry": 30,
         },
     }
 }
