@@ -26,7 +26,7 @@ from django.conf import settings
 from django.db import transaction
 
 from chat.models import Message
-from chat.rendering import render_markdown
+from chat.rendering import message_sources, render_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def message_payload(message: Message, *, queue_position: int | None = None) -> M
         "reasoning_effort": message.reasoning_effort,
         "model_name": message.model_name,
         "seq": message.stream_seq,
-        "html": render_markdown(message.content),
+        "html": render_markdown(message.content, message_sources(message.tool_calls)),
         "stats": {
             "prompt_tokens": message.prompt_tokens,
             "reasoning_tokens": message.reasoning_tokens,

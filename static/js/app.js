@@ -20,6 +20,20 @@
     grow();
   }
 
+  // Plain-http intranet installs have no navigator.clipboard: copy through a selected, off-screen textarea.
+  var copyByHand = function (text) {
+    var area = document.createElement("textarea");
+    area.value = text;
+    area.setAttribute("readonly", "");
+    area.className = "sr-only";
+    document.body.appendChild(area);
+    area.select();
+    var ok = false;
+    try { ok = document.execCommand("copy"); } catch (err) { ok = false; }
+    area.remove();
+    return ok;
+  };
+
   window.gptossAddCopyButtons = function (root) {
     root.querySelectorAll("pre.codeblock").forEach(function (pre) {
       if (pre.querySelector(".copy-btn")) { return; }
@@ -27,11 +41,18 @@
       button.type = "button";
       button.className = "btn copy-btn";
       button.textContent = "Copy";
+      button.setAttribute("aria-label", "Copy code");
       button.addEventListener("click", function () {
-        navigator.clipboard.writeText(pre.querySelector("code").innerText).then(function () {
+        var text = pre.querySelector("code").innerText;
+        var copied = function () {
           button.textContent = "Copied";
           setTimeout(function () { button.textContent = "Copy"; }, 1500);
-        });
+        };
+        if (navigator.clipboard && window.isSecureContext) {
+          navigator.clipboard.writeText(text).then(copied, function () { copyByHand(text) && copied(); });
+        } else if (copyByHand(text)) {
+          copied();
+        }
       });
       pre.appendChild(button);
     });

@@ -1,0 +1,131 @@
+"""Browser tests: Debian's chromium through Playwright against real Daphne, a GPU worker and the reaper."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.factories import PASSWORD, UserFactory
+from tests.live import LiveStack, collect_static, live_stack
+
+# Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make are still plain
+# blocking calls between browser steps.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("GPTOSS_CHROMIUM", "/usr/bin/chromium")
+
+# Every XSS payload, if it ever ran, would bump this counter or open a dialog.
+SENTINEL = """
+window.__xss = 0;
+window.__dialogs = 0;
+(function () {
+  var bump = function () { window.__xss++; };
+  window.alert = bump; window.confirm = bump; window.prompt = bump;
+})();
+"""
+
+
+@pytest.fixture(scope="session")
+def static_root() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="gptoss-static-"))
+    try:
+        yield collect_static(path)
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def live(django_db_setup: None, static_root: Path) -> Iterator[LiveStack]:
+    """Daphne, a tiny-model GPU worker (2 slots) and the reaper, for the whole session."""
+    # Room for an "endless" answer to stream for a few seconds before its length limit.
+    worker_env = {"GPTOSS_CONTEXT": "4096", "GPTOSS_MAX_ANSWER_TOKENS": "2000"}
+    with live_stack(static_root=static_root, worker_env=worker_env) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"no chromium at {CHROMIUM} (set GPTOSS_CHROMIUM)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"]
+        )
+        yield chromium
+        chromium.close()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[Any]:
+    report = yield
+    if report.when == "call" and report.failed and "live" in getattr(item, "fixturenames", ()):
+        stack = item.funcargs.get("live")  # type: ignore[attr-defined]
+        if isinstance(stack, LiveStack):
+            for name, child in stack.children.items():
+                report.sections.append((f"live {name} (last 40 lines)", "".join(child.lines[-40:])))
+    return report
+
+
+@pytest.fixture
+def user_page(live: LiveStack, browser: Any) -> Iterator[Callable[..., Any]]:
+    """Return `open(user, **context_options)`: a new signed-in page with the XSS sentinel installed."""
+    contexts: list[Any] = []
+
+    def open_page(user: Any, **options: Any) -> Any:
+        context = browser.new_context(base_url=live.url, **options)
+        contexts.append(context)
+        page = context.new_page()
+        page.dialogs = []  # type: ignore[attr-defined]
+        page.on("dialog", lambda dialog: (page.dialogs.append(dialog.message), dialog.dismiss()))  # type: ignore[attr-defined]
+        page.add_init_script(SENTINEL)
+        sign_in(page, user.username)
+        return page
+
+    yield open_page
+    for context in contexts:
+        context.close()
+
+
+def sign_in(page: Any, username: str, password: str = PASSWORD) -> None:
+    """Sign in through the real login form."""
+    page.goto("/accounts/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", password)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/")
+
+
+@pytest.fixture(autouse=True)
+def _settle_generations(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Stop what a test left generating, so the next test starts with free GPU slots."""
+    yield
+    if "live" not in request.fixturenames:
+        return
+    from chat.models import Conversation, Message
+    from chat.services import generation_cancel
+
+    for conversation in Conversation.objects.filter(messages__status__in=Message.IN_FLIGHT).distinct():
+        generation_cancel(conversation=conversation)
+    deadline = time.monotonic() + 15
+    while Message.objects.filter(status__in=Message.IN_FLIGHT).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.2)  # the worker's last write of a cancelled reply
+
+
+@pytest.fixture
+def alice_user(transactional_db: None) -> Any:
+    return UserFactory(username="alice")
+
+
+@pytest.fixture
+def bob_user(transactional_db: None) -> Any:
+    return UserFactory(username="bob")

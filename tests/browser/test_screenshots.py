@@ -1,0 +1,135 @@
+"""Screenshots of the main screens for a design review: GPTOSS_SHOTS=/tmp/shots pytest tests/browser -k shots.
+
+Skipped unless GPTOSS_SHOTS names a folder. Laptop (1280×800) and phone (390×844), light and dark.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.browser.chat_page import ChatPage
+from tests.browser.test_client import FakeServer, msg, question, state
+from tests.factories import make_conversation
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.slow,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(not os.environ.get("GPTOSS_SHOTS"), reason="set GPTOSS_SHOTS=<folder> to take them"),
+]
+
+VIEWS = {
+    "laptop": {"viewport": {"width": 1280, "height": 800}},
+    "phone": {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
+              "has_touch": True},
+}  # fmt: skip
+
+
+@pytest.fixture(params=[(v, c) for v in VIEWS for c in ("light", "dark")], ids=lambda p: f"{p[0]}-{p[1]}")
+def shot(request: pytest.FixtureRequest, user_page: Any, alice_user: Any) -> Any:
+    view, scheme = request.param
+    folder = Path(os.environ["GPTOSS_SHOTS"])
+    folder.mkdir(parents=True, exist_ok=True)
+    page = user_page(alice_user, color_scheme=scheme, **VIEWS[view])
+
+    def take(name: str) -> None:
+        page.wait_for_timeout(150)
+        page.screenshot(path=str(folder / f"{name}-{view}-{scheme}.png"))
+
+    return page, take
+
+
+def test_shots_of_the_empty_state_and_the_settings(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    page.goto("/")
+    take("empty")
+    conversation = make_conversation(alice_user, title="Trip planning")
+    page.goto(f"/c/{conversation.pk}/")
+    page.click(".settings-panel summary")
+    take("settings")
+
+
+def test_shots_of_a_finished_markdown_answer_with_a_tool_card(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    chat = ChatPage(page).open(make_conversation(alice_user).pk)
+    chat.send("What is the weather like?")
+    first = chat.wait_reply()
+    chat.wait_status(first, ["done"])
+    chat.send("Write some markdown")
+    second = chat.wait_reply(after=first)
+    chat.wait_status(second, ["done"])
+    page.click(f"#message-{first} [data-role=tool] summary")
+    page.evaluate("() => { const t = document.getElementById('thread'); t.scrollTop = t.scrollHeight; }")
+    take("finished")
+
+
+def test_shots_of_a_streaming_answer_with_reasoning_and_the_queue(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    conversation = make_conversation(alice_user, title="Why is the sky blue?")
+    reasoning = (
+        "The user asks why the sky is blue. Rayleigh scattering: shorter wavelengths scatter more strongly "
+        "off the molecules in the air, roughly with the inverse fourth power of the wavelength. Violet "
+        "scatters even more, but the sun emits less of it and our eyes are less sensitive to it, so"
+    )
+    server = FakeServer(
+        page,
+        state(
+            conversation.pk,
+            question(1, "Why is the sky blue?"),
+            msg(2, status="streaming", reasoning=reasoning, seq=3),
+            title="Why is the sky blue?",
+        ),
+    )
+    chat = ChatPage(page)
+    page.goto(f"/c/{conversation.pk}/")
+    chat.wait_connected()
+    take("reasoning")
+    text = "Sunlight is scattered by the air, and blue "
+    server.send(type="delta", message=2, seq=4, reasoning="", content=text)
+    page.wait_for_timeout(100)
+    take("streaming")
+    server.send(**state(conversation.pk, question(1, "Why is the sky blue?"),
+                        msg(2, status="queued", queue_position=3), title="Why is the sky blue?"))  # fmt: skip
+    take("queue")
+
+
+def test_shots_of_editing_an_error_reconnecting_and_the_jump_button(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    conversation = make_conversation(alice_user, title="Long story")
+    story = "\n\n".join(f"Paragraph {i}: " + "the story goes on and on. " * 12 for i in range(12))
+    server = FakeServer(
+        page,
+        state(
+            conversation.pk,
+            question(1, "Tell me a long story"),
+            msg(2, status="interrupted", content="Once upon a time", html="<p>Once upon a time</p>",
+                error="The GPU worker stopped while writing this answer. The text so far is kept."),
+            question(3, "Tell me a long story, again"),
+            msg(4, status="streaming", content=story, seq=1),
+            title="Long story",
+        ),
+    )  # fmt: skip
+    chat = ChatPage(page)
+    page.goto(f"/c/{conversation.pk}/")
+    chat.wait_connected()
+    page.evaluate("() => { const t = document.getElementById('thread'); t.scrollTop = t.scrollHeight / 3; }")
+    page.wait_for_timeout(100)
+    server.send(type="delta", message=4, seq=2, reasoning="", content="\n\nAnd then more text arrived.")
+    page.wait_for_selector("[data-role=jump]:visible")
+    take("jump")
+    server.send(type="done", message=msg(4, content="Short.", html="<p>Short.</p>", seq=3))
+    page.fill("textarea[name=text]", "A question the server refuses")
+    page.locator("textarea[name=text]").press("Enter")
+    sent = server.actions("send")
+    refused = "You already have 2 answers being generated. Wait for one to finish, then send again."
+    server.send(type="error", action="send", client_id=sent[-1]["client_id"], message=refused)
+    page.wait_for_selector("[data-role=composer-error]")
+    page.click("#message-3 [data-role=edit]")
+    take("edit-error")
+    server.routes[-1].close(code=1011)
+    page.wait_for_selector("[data-role=conn]:visible")
+    take("reconnecting")
