@@ -41,7 +41,7 @@ def static_root() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def live(django_db_setup: None, static_root: Path) -> Iterator[LiveStack]:
     """Daphne, a tiny-model GPU worker (2 slots) and the reaper, for the whole session."""
     # Room for an "endless" answer to stream for a few seconds before its length limit.
@@ -50,7 +50,7 @@ def live(django_db_setup: None, static_root: Path) -> Iterator[LiveStack]:
         yield stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")  # closed after the browser tests: its event loop would block async tests
 def browser() -> Iterator[Any]:
     if not Path(CHROMIUM).exists():
         pytest.skip(f"no chromium at {CHROMIUM} (set GPTOSS_CHROMIUM)")
