@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -13,6 +14,9 @@ from django.utils import timezone
 
 from chat.models import ReasoningEffort
 from inference.catalog import TINY
+
+if TYPE_CHECKING:
+    from inference.engine.settings import EngineSettings
 
 # Layers of each known model: n_cpu_moe can keep at most this many layers' experts in RAM.
 MODEL_LAYERS: dict[str, int] = {"gpt-oss-20b": 24, "gpt-oss-120b": 36, TINY: 2}
@@ -109,9 +113,24 @@ class ServedModel(models.Model):
     def answer_tokens(self) -> int:
         return self.max_answer_tokens or min(4096, self.context // 2)
 
+    def engine_settings(self, path: Path) -> EngineSettings:
+        """Return the engine settings this row asks for, serving the file at *path*."""
+        from inference.engine.settings import EngineSettings  # no llama.cpp in the web process
+
+        return EngineSettings(
+            model_path=path,
+            n_ctx=self.context * self.slots,
+            n_slots=self.slots,
+            n_gpu_layers=self.n_gpu_layers,
+            n_cpu_moe=self.n_cpu_moe,
+            cpu_moe=self.cpu_moe,
+            kv_type=self.kv_type,
+            n_ubatch=self.n_ubatch,
+            n_batch=max(2048, self.n_ubatch),
+        )
+
     def clean(self) -> None:
         """Refuse settings a worker could not load with, naming the field to change."""
-        from inference.engine import EngineSettings
         from inference.engine.errors import SettingsError
 
         errors: dict[str, str] = {}
@@ -135,17 +154,7 @@ class ServedModel(models.Model):
             )
         if not errors:
             try:
-                EngineSettings(
-                    model_path=Path(self.model_path or "model.gguf"),
-                    n_ctx=self.context * self.slots,
-                    n_slots=self.slots,
-                    n_gpu_layers=self.n_gpu_layers,
-                    n_cpu_moe=self.n_cpu_moe,
-                    cpu_moe=self.cpu_moe,
-                    kv_type=self.kv_type,
-                    n_ubatch=self.n_ubatch,
-                    n_batch=max(2048, self.n_ubatch),
-                )
+                self.engine_settings(Path(self.model_path or "model.gguf"))
             except SettingsError as error:
                 raise ValidationError(str(error)) from error
         if errors:

@@ -82,17 +82,7 @@ def _config_from_registry(row: ServedModel) -> WorkerConfig:
 
     explicit = settings.GPTOSS_MODEL_PATH or (row.model_path if row.source == ModelSource.PATH else "")
     path = model_path(row.source, settings.GPTOSS_VAR_DIR, explicit_path=explicit)
-    engine = EngineSettings(
-        model_path=path,
-        n_ctx=row.context * row.slots,
-        n_slots=row.slots,
-        n_gpu_layers=row.n_gpu_layers,
-        n_cpu_moe=row.n_cpu_moe,
-        cpu_moe=row.cpu_moe,
-        kv_type=row.kv_type,
-        n_ubatch=row.n_ubatch,
-        n_batch=max(2048, row.n_ubatch),
-    )
+    engine = row.engine_settings(path)
     logger.info("model %s: settings from the model registry", row.name)
     if os.environ.get("GPTOSS_SLOTS", str(row.slots)) != str(row.slots):
         logger.warning(

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client
 
+from gptoss_web.stack import wait_until
 from inference.dispatch import queue_for_model
 from inference.models import ServedModel
 from tests.factories import UserFactory
@@ -28,16 +28,6 @@ def staff_client() -> Client:
     client = Client()
     client.force_login(UserFactory(username="ops", is_staff=True))
     return client
-
-
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_healthz_reports_each_part_and_needs_no_login(client: Client) -> None:
@@ -88,7 +78,7 @@ def test_the_dashboard_shows_a_live_worker_and_shows_it_down_once_killed(staff_c
             workers = staff_client.get("/ops/workers.json").json()["workers"]
             return next((w for w in workers if w["name"].endswith(f":{worker.pid}") and w["up"]), None)
 
-        _wait_for(lambda: (ready() or {}).get("state") == "ready", 120, "the worker's ready heartbeat")
+        wait_until(lambda: (ready() or {}).get("state") == "ready", 120, "the worker's ready heartbeat")
         live = ready()
         assert live is not None
         assert live["model"] == "dash-tiny" and live["slots_total"] == 2 and live["slots_busy"] == 0
@@ -107,7 +97,7 @@ def test_the_dashboard_shows_a_live_worker_and_shows_it_down_once_killed(staff_c
             return any(w["name"] == live["name"] and not w["up"] for w in workers)
 
         started = time.monotonic()
-        _wait_for(down, 30, "the killed worker to be shown down")
+        wait_until(down, 30, "the killed worker to be shown down")
         shown_down_after = time.monotonic() - started
         print(f"killed worker shown down after {shown_down_after:.1f} s")
         assert shown_down_after < 15
