@@ -1,7 +1,8 @@
-"""A real gptoss-web stack for fault tests and the pipeline benchmark: Daphne, a GPU worker and the reaper.
+"""A real gptoss-web stack for the browser and fault tests and the pipeline benchmark: Daphne, a GPU worker on
+the tiny model and the reaper.
 
-Each process runs from this checkout against the database in *database_url*. By default the stack starts a
-Redis server of its own, so a test may kill and restart it without touching anything else on the machine.
+Each process runs from this checkout against the database in *database_url*. Without *redis_url* the stack
+starts a Redis server of its own, so a test may kill and restart it without touching anything else.
 """
 
 from __future__ import annotations
@@ -65,9 +66,22 @@ class Process:
 
 
 class Stack:
-    """Start with `start()`; `stop()` ends every process; `restart_redis()` makes a fault."""
+    """Real processes, started with `start()` and ended with `stop()`.
 
-    def __init__(self, *, database_url: str, redis_prefix: str, **env: str) -> None:
+    Each process can be killed (`kill(name)`, as a crash would) and started again (`start_process(name)`,
+    on the same port): "redis" (only when the stack runs its own), "web", "worker", "reaper".
+    """
+
+    def __init__(
+        self,
+        *,
+        database_url: str,
+        redis_prefix: str,
+        redis_url: str | None = None,
+        worker_env: dict[str, str] | None = None,
+        **env: str,
+    ) -> None:
+        self.own_redis = redis_url is None
         self.redis_port = free_port()
         self.web_port = free_port()
         self.env = {
@@ -76,7 +90,7 @@ class Stack:
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "gptoss_web.settings_test",
             "DATABASE_URL": database_url,
-            "REDIS_URL": f"redis://127.0.0.1:{self.redis_port}/0",
+            "REDIS_URL": redis_url or f"redis://127.0.0.1:{self.redis_port}/0",
             "GPTOSS_REDIS_PREFIX": redis_prefix,
             "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
             "GPTOSS_MODEL": "tiny",
@@ -84,6 +98,7 @@ class Stack:
             "GPTOSS_CONTEXT": "8192",
             **env,
         }
+        self.worker_env = {**self.env, **(worker_env or {})}
         self.processes: dict[str, Process] = {}
 
     @property
@@ -93,49 +108,51 @@ class Stack:
     def start(self) -> Stack:
         """Start every process and wait until each is ready; on any failure stop them all and raise."""
         try:
-            return self._start()
+            for name in (["redis"] if self.own_redis else []) + ["web", "worker", "reaper"]:
+                self.start_process(name)
         except BaseException:
             self.stop()
             raise
-
-    def _start(self) -> Stack:
-        self.start_redis()
-        self.processes["web"] = Process(
-            "web",
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_port),
-             "gptoss_web.asgi:application"],
-            self.env,
-        )  # fmt: skip
-        self.start_worker()
-        self.processes["reaper"] = Process("reaper", [sys.executable, "manage.py", "reaper"], self.env)
-        self.processes["web"].wait_for("Listening on TCP address")
-        self.processes["worker"].wait_for("ready.")
-        self.processes["reaper"].wait_for("reaper watching")
         return self
 
-    def start_redis(self) -> None:
-        self.processes["redis"] = Process(
-            "redis",
-            ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            self.env,
-        )  # fmt: skip
-        self.processes["redis"].wait_for("Ready to accept connections")
-
-    def start_worker(self) -> None:
+    def start_process(self, name: str) -> None:
+        """Start (or start again) one process and wait until it is ready."""
         from inference.dispatch import queue_for_model
 
-        self.processes["worker"] = Process(
-            "worker",
-            [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
-             "--concurrency", self.env["GPTOSS_SLOTS"], "--queues", queue_for_model(self.env["GPTOSS_MODEL"]),
-             "--without-gossip", "--without-mingle", "--loglevel", "INFO"],
-            self.env,
-        )  # fmt: skip
+        argv, env, ready = {
+            "redis": (
+                ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no"],
+                self.env, "Ready to accept connections",
+            ),
+            "web": (
+                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_port),
+                 "gptoss_web.asgi:application"],
+                self.env, "Listening on TCP address",
+            ),
+            "worker": (
+                [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
+                 "--concurrency", self.worker_env["GPTOSS_SLOTS"],
+                 "--queues", queue_for_model(self.worker_env["GPTOSS_MODEL"]),
+                 "--hostname", f"gpu-{self.web_port}@%h", "--without-gossip", "--without-mingle",
+                 "--loglevel", "INFO"],
+                self.worker_env, "ready.",
+            ),
+            "reaper": ([sys.executable, "manage.py", "reaper"], self.env, "reaper watching"),
+        }[name]  # fmt: skip
+        self.processes[name] = Process(name, argv, env)
+        self.processes[name].wait_for(ready, timeout=180)
+
+    def kill(self, name: str) -> None:
+        """Kill *name* at once (SIGKILL), as a crash would."""
+        self.processes[name].kill()
+
+    def output(self, name: str) -> str:
+        return self.processes[name].output()
 
     def restart_redis(self) -> None:
         self.processes["redis"].kill(signal.SIGTERM)
-        self.start_redis()
+        self.start_process("redis")
 
     def stop(self) -> None:
         for process in reversed(list(self.processes.values())):

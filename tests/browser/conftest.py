@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from gptoss_web.stack import Stack
 from tests.factories import PASSWORD, UserFactory
-from tests.live import LiveStack, collect_static, live_stack
+from tests.live import collect_static, live_stack
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make are still plain
 # blocking calls between browser steps.
@@ -42,7 +43,7 @@ def static_root() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="package")
-def live(django_db_setup: None, static_root: Path) -> Iterator[LiveStack]:
+def live(django_db_setup: None, static_root: Path) -> Iterator[Stack]:
     """Daphne, a tiny-model GPU worker (2 slots) and the reaper, for the whole session."""
     # Room for an "endless" answer to stream for a few seconds before its length limit.
     worker_env = {"GPTOSS_CONTEXT": "4096", "GPTOSS_MAX_ANSWER_TOKENS": "2000"}
@@ -69,19 +70,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     if report.when == "call" and report.failed and "live" in getattr(item, "fixturenames", ()):
         stack = item.funcargs.get("live")  # type: ignore[attr-defined]
-        if isinstance(stack, LiveStack):
-            for name, child in stack.children.items():
-                report.sections.append((f"live {name} (last 40 lines)", "".join(child.lines[-40:])))
+        if isinstance(stack, Stack):
+            for name, process in stack.processes.items():
+                report.sections.append((f"live {name} (last 40 lines)", "\n".join(process.lines[-40:])))
     return report
 
 
 @pytest.fixture
-def user_page(live: LiveStack, browser: Any) -> Iterator[Callable[..., Any]]:
+def user_page(live: Stack, browser: Any) -> Iterator[Callable[..., Any]]:
     """Return `open(user, **context_options)`: a new signed-in page with the XSS sentinel installed."""
     contexts: list[Any] = []
 
     def open_page(user: Any, **options: Any) -> Any:
-        context = browser.new_context(base_url=live.url, **options)
+        context = browser.new_context(base_url=live.base_url, **options)
         contexts.append(context)
         page = context.new_page()
         page.dialogs = []  # type: ignore[attr-defined]

@@ -9,16 +9,16 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Message
+from gptoss_web.stack import Stack
 from tests.browser.chat_page import ChatPage, wait_stored
 from tests.browser.test_streaming import ENDLESS, _is_endless_text
 from tests.factories import make_conversation
-from tests.live import LiveStack
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 def test_a_web_server_restart_mid_answer_reconnects_and_rebuilds_without_duplicates(
-    user_page: Any, alice_user: Any, live: LiveStack
+    user_page: Any, alice_user: Any, live: Stack
 ) -> None:
     chat = ChatPage(user_page(alice_user)).open(make_conversation(alice_user).pk)
     chat.send(ENDLESS)
@@ -28,7 +28,7 @@ def test_a_web_server_restart_mid_answer_reconnects_and_rebuilds_without_duplica
     live.kill("web")
     expect(chat.page.locator("[data-role=conn]")).to_be_visible()
     expect(chat.page.locator("[data-role=send]")).to_be_disabled()
-    live.start("web")
+    live.start_process("web")
     chat.wait_connected(timeout=20_000)
     expect(chat.page.locator("[data-role=conn]")).to_be_hidden()
     assert chat.composer.input_value() == "typed during the outage"
@@ -42,10 +42,8 @@ def test_a_web_server_restart_mid_answer_reconnects_and_rebuilds_without_duplica
 
 
 def test_an_answer_cut_off_by_a_dead_worker_is_shown_interrupted_and_retry_answers_again(
-    user_page: Any, alice_user: Any, live: LiveStack
+    user_page: Any, alice_user: Any, live: Stack
 ) -> None:
-    if "reaper" not in live.children:
-        pytest.skip("no reaper in this checkout")
     chat = ChatPage(user_page(alice_user)).open(make_conversation(alice_user).pk)
     chat.send(ENDLESS)
     reply = chat.wait_reply()
@@ -61,7 +59,7 @@ def test_an_answer_cut_off_by_a_dead_worker_is_shown_interrupted_and_retry_answe
         stored = wait_stored(reply, ["interrupted"])
         assert stored.content and chat.client_message(reply)["content"] == stored.content
     finally:
-        live.start("worker")
+        live.start_process("worker")
     chat.page.click(f"#message-{reply} [data-role=retry]")
     again = chat.wait_reply(after=reply)
     chat.sample_text(again, until=lambda s: len(s) >= 2)

@@ -47,7 +47,9 @@ def _assert_nothing_ran(page: Any) -> None:
 def test_xss_in_user_text_and_in_model_output_never_runs(user_page: Any, alice_user: Any, live: Any) -> None:
     page = user_page(alice_user)
     off_site: list[str] = []
-    page.on("request", lambda r: None if r.url.startswith((live.url, "data:")) else off_site.append(r.url))
+    page.on(
+        "request", lambda r: None if r.url.startswith((live.base_url, "data:")) else off_site.append(r.url)
+    )
     chat = ChatPage(page).open(make_conversation(alice_user).pk)
     chat.send(XSS_CORPUS)
     first = chat.wait_reply()

@@ -21,17 +21,14 @@ from websockets.asyncio.client import ClientConnection, connect
 from chat.models import Conversation, Message
 from gptoss_web.stack import Stack
 from tests.factories import make_conversation
+from tests.live import test_database_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
-    db = settings.DATABASES["default"]
-    live = Stack(
-        database_url=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{db['NAME']}",
-        redis_prefix=settings.GPTOSS_REDIS_PREFIX,
-    ).start()
+    live = Stack(database_url=test_database_url(), redis_prefix=settings.GPTOSS_REDIS_PREFIX).start()
     try:
         yield live
     finally:
@@ -119,8 +116,7 @@ async def test_a_worker_killed_mid_answer_leaves_an_interrupted_reply_with_its_t
     finally:
         await socket.close()
     # Retry (regenerate) on a new worker answers it, once.
-    stack.start_worker()
-    stack.processes["worker"].wait_for("ready.")
+    stack.start_process("worker")
     socket = await _socket(stack, cookie, conversation.pk)
     try:
         await _receive(socket)
@@ -187,7 +183,7 @@ async def test_a_reply_queued_in_redis_when_redis_restarts_empty_is_sent_again(
         await socket.send(json.dumps({"action": "send", "text": "Hello", "client_id": "q"}))
         await _until(socket, "ack")
         stack.restart_redis()  # the task is gone with Redis's memory
-        stack.start_worker()
+        stack.start_process("worker")
         assert (await _until_finished(socket))["status"] == "done"
         assert "sent to their workers again" in stack.processes["reaper"].output()
     finally:
