@@ -11,6 +11,7 @@ from typing import Any
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.db.models import Max, Q
 from django.http import Http404
 
 from chat import selectors, services
@@ -37,8 +38,13 @@ def _state(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> dict
     return selectors.conversation_state(conversation=conversation)
 
 
-def _statuses(message_ids: list[int]) -> dict[int, str]:
-    return dict(Message.objects.filter(pk__in=message_ids).values_list("pk", "status"))
+def _stored_summary(conversation_id: int, message_ids: list[int]) -> tuple[int, dict[int, str]]:
+    """Return the conversation's newest message id, and the stored status of *message_ids* and of every
+    reply in flight in it: what a socket compares with what it has told its browser."""
+    messages = Message.objects.filter(conversation_id=conversation_id)
+    newest = messages.aggregate(newest=Max("id"))["newest"] or 0
+    wanted = Q(pk__in=message_ids) | Q(status__in=Message.IN_FLIGHT)
+    return newest, dict(messages.filter(wanted).values_list("pk", "status"))
 
 
 def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, frame: dict[str, Any]) -> None:
@@ -83,6 +89,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # The newest stream seq this socket has been sent, per reply: older live events are dropped.
     seqs: dict[int, int]
     in_flight: dict[int, str]  # reply id → status, as this socket last told the browser
+    newest: int = 0  # the newest message id this socket has told the browser of
     last_event: float = 0.0
     watchdog: asyncio.Task[None] | None = None
     # The watchdog's resent state and forwarded events must not interleave: an event sent while the state is
@@ -120,15 +127,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(WATCH_EVERY_S)
             try:
                 await self.channel_layer.group_add(self.group, self.channel_name)
-            except Exception as error:
-                logger.warning("conversation %s socket cannot reach Redis: %s", self.conversation_id, error)
-                continue
-            if not self.in_flight:
-                continue
-            stored = await database_sync_to_async(_statuses)(list(self.in_flight))
-            silent = loop.time() - self.last_event > WATCH_EVERY_S
-            if stored != self.in_flight or (silent and "streaming" in stored.values()):
-                await self._send_state()
+                newest, stored = await database_sync_to_async(_stored_summary)(
+                    self.conversation_id, list(self.in_flight)
+                )
+                silent = loop.time() - self.last_event > WATCH_EVERY_S
+                missed = newest > self.newest or stored != self.in_flight
+                if missed or (silent and "streaming" in stored.values()):
+                    await self._send_state()
+            except Exception as error:  # Redis or PostgreSQL restarting: try again next round
+                logger.warning("conversation %s socket watch failed: %s", self.conversation_id, error)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         frame: dict[str, Any] = {}
@@ -180,6 +187,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self.close(code=4404)
                 return
             self.seqs = {m["id"]: m["seq"] for m in state["messages"]}
+            self.newest = max(self.seqs, default=0)
             self.in_flight = {
                 m["id"]: m["status"] for m in state["messages"] if m["status"] in Message.IN_FLIGHT
             }
@@ -198,6 +206,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.in_flight[payload["message"]] = Message.Status.STREAMING
         elif kind in ("done", "message"):
             message = payload["message"]
+            self.newest = max(self.newest, message["id"])
             if message["status"] in Message.IN_FLIGHT:
                 self.in_flight[message["id"]] = message["status"]
             else:

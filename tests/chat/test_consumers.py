@@ -340,3 +340,30 @@ async def test_a_send_repeated_with_the_same_client_id_is_stored_once_and_acked_
         assert contents == ["Hello once", ""]
     finally:
         await communicator.disconnect()
+
+
+async def test_a_socket_that_missed_a_replys_events_gets_the_stored_state_within_seconds(
+    alice: object,
+) -> None:
+    """As after a Redis restart, which loses the group and the events in it."""
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+
+        def answered_behind_the_sockets_back() -> int:
+            question = Message.objects.create(conversation=conversation, role="user", content="Hi")
+            reply = Message.objects.create(
+                conversation=conversation,
+                role="assistant",
+                status="done",
+                reply_to=question,
+                content="Hello!",
+            )
+            return reply.pk
+
+        reply_id = await sync_to_async(answered_behind_the_sockets_back)()
+        state = await communicator.receive_json_from(timeout=12)
+        assert state["type"] == "state"
+        assert [(m["id"], m["content"]) for m in state["messages"]][-1] == (reply_id, "Hello!")
+    finally:
+        await communicator.disconnect()
