@@ -226,16 +226,12 @@ def run_pipeline(quick: bool) -> dict[str, Any]:
             connections.close_all()
     results["pipeline"]["quick"] = quick
     results["ws50"]["server_warnings"] = problems[:20]
-    results["pipeline_targets"] = {
-        name: {
-            "value": results[name.split(".")[0]][name.split(".")[1]],
-            "target": target,
-            "met": (results[name.split(".")[0]][name.split(".")[1]] >= target)
-            if op == ">="
-            else (results[name.split(".")[0]][name.split(".")[1]] <= target),
-        }
-        for name, (target, op) in TARGETS.items()
-    }
+    results["pipeline_targets"] = {}
+    for name, (target, op) in TARGETS.items():
+        section, key = name.split(".")
+        value = results[section][key]
+        met = value >= target if op == ">=" else value <= target
+        results["pipeline_targets"][name] = {"value": value, "target": target, "met": met}
     return results
 
 
