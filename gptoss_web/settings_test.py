@@ -6,10 +6,12 @@ import os
 import uuid
 
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/gptoss")
+# Every test run has its own database (pytest-django creates and drops test_gptoss_<run>) and its own Redis
+# prefix (removed at the end by tests/conftest.py): two checkouts can test on one server at once.
+RUN_ID = uuid.uuid4().hex[:12]
+os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/gptoss_{RUN_ID}")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
-# Every test run writes only under its own Redis prefix and removes it at the end (tests/conftest.py).
-os.environ.setdefault("GPTOSS_REDIS_PREFIX", f"gptoss-test-{uuid.uuid4().hex[:12]}")
+os.environ.setdefault("GPTOSS_REDIS_PREFIX", f"gptoss-test-{RUN_ID}")
 os.environ.setdefault("GPTOSS_MODEL", "tiny")
 
 from gptoss_web.settings import *  # noqa: F403
