@@ -14,8 +14,8 @@ os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 os.environ.setdefault("GPTOSS_REDIS_PREFIX", f"gptoss-test-{RUN_ID}")
 os.environ.setdefault("GPTOSS_MODEL", "tiny")
 
-from gptoss_web.settings import *  # noqa: F403
-from gptoss_web.settings import STORAGES
+from gptoss_web.settings import *  # noqa: E402, F403
+from gptoss_web.settings import STORAGES  # noqa: E402
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
