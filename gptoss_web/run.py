@@ -131,6 +131,12 @@ def start_redis(var: Path, supervisor: Supervisor) -> str:
     raise SystemExit("Embedded Redis did not start; see the redis lines above")
 
 
+def daphne_argv(host: str, port: int | str) -> list[str]:
+    """Return the Daphne command line that serves the app on *host*:*port* (make run and the test stack)."""
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
+            "gptoss_web.asgi:application"]  # fmt: skip
+
+
 def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
 
@@ -161,21 +167,7 @@ def main() -> int:
         manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
         manage("ensure_admin", env=env)
         worker_argv = prepare_worker(env)
-        supervisor.spawn(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                host,
-                "-p",
-                port,
-                "--proxy-headers",
-                "gptoss_web.asgi:application",
-            ],
-            env,
-        )
+        supervisor.spawn("web", daphne_argv(host, port), env)
         if worker_argv:
             supervisor.spawn("worker", worker_argv, env)
         supervisor.spawn("reaper", [sys.executable, "manage.py", "reaper"], env)
