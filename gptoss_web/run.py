@@ -132,8 +132,13 @@ def start_redis(var: Path, supervisor: Supervisor) -> str:
 
 
 def daphne_argv(host: str, port: int | str) -> list[str]:
-    """Return the Daphne command line that serves the app on *host*:*port* (make run and the test stack)."""
-    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers",
+    """Return the Daphne command line that serves the app on *host*:*port* (make run and the test stack).
+
+    deploy/ runs the same options. Never `--proxy-headers`: Daphne would believe the left-most X-Forwarded-For
+    address from anyone; gptoss_web/client_ip.py believes only GPTOSS_TRUSTED_PROXIES and writes the access
+    log with the client's real address, so Daphne's own access log (the proxy's address) goes nowhere.
+    """
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--access-log", os.devnull,
             "gptoss_web.asgi:application"]  # fmt: skip
 
 
