@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -106,3 +107,18 @@ def check_redis_url(name: str, url: str) -> str:
             f"{name} must be a redis:// URL, for example {name}=redis://127.0.0.1:6379/0"
         )
     return url
+
+
+def parse_networks(name: str, items: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Return *items* (IP addresses or networks such as 10.0.0.0/24) as networks; refuse anything else."""
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} lists {item!r}, which is not an IP address or network (a network's host bits "
+                f"must be zero); list the addresses your reverse proxy connects from, for example "
+                f"{name}=127.0.0.1,::1"
+            ) from None
+    return tuple(networks)

@@ -131,6 +131,17 @@ def start_redis(var: Path, supervisor: Supervisor) -> str:
     raise SystemExit("Embedded Redis did not start; see the redis lines above")
 
 
+def daphne_argv(host: str, port: int | str) -> list[str]:
+    """Return the Daphne command line that serves the app on *host*:*port* (make run and the test stack).
+
+    deploy/ runs the same options. Never `--proxy-headers`: Daphne would believe the left-most X-Forwarded-For
+    address from anyone; gptoss_web/client_ip.py believes only GPTOSS_TRUSTED_PROXIES and writes the access
+    log with the client's real address, so Daphne's own access log (the proxy's address) goes nowhere.
+    """
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--access-log", os.devnull,
+            "gptoss_web.asgi:application"]  # fmt: skip
+
+
 def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
 
@@ -161,21 +172,7 @@ def main() -> int:
         manage("collectstatic", "--noinput", "--verbosity", "0", env=env)
         manage("ensure_admin", env=env)
         worker_argv = prepare_worker(env)
-        supervisor.spawn(
-            "web",
-            [
-                sys.executable,
-                "-m",
-                "daphne",
-                "-b",
-                host,
-                "-p",
-                port,
-                "--proxy-headers",
-                "gptoss_web.asgi:application",
-            ],
-            env,
-        )
+        supervisor.spawn("web", daphne_argv(host, port), env)
         if worker_argv:
             supervisor.spawn("worker", worker_argv, env)
         supervisor.spawn("reaper", [sys.executable, "manage.py", "reaper"], env)

@@ -11,7 +11,15 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gptoss_web.env import check_redis_url, env_bool, env_int, env_list, env_str, parse_database_url
+from gptoss_web.env import (
+    check_redis_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+    parse_networks,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -147,6 +155,8 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_VERBOSE = False
+# Throttle on REMOTE_ADDR only, never on a header the client writes (gptoss_web/client_ip.py sets it).
+AXES_CLIENT_IP_CALLABLE = "gptoss_web.client_ip.remote_addr"
 GPTOSS_INVITATIONS = env_bool("GPTOSS_INVITATIONS", False)
 
 # --- Security ----------------------------------------------------------------------------------------------
@@ -159,6 +169,9 @@ SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if HTTPS else 0, m
 SECURE_HSTS_INCLUDE_SUBDOMAINS = HTTPS
 SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
+# The reverse proxies whose X-Forwarded-For is believed (addresses or networks): nginx on this host in
+# deploy/. Empty (make run, no proxy): the client is the TCP peer, whatever headers it sends.
+GPTOSS_TRUSTED_PROXIES = parse_networks("GPTOSS_TRUSTED_PROXIES", env_list("GPTOSS_TRUSTED_PROXIES", []))
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from gptoss_web.run import free_port
+from gptoss_web.run import daphne_argv, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,8 +126,7 @@ class Stack:
                 self.env, "Ready to accept connections",
             ),
             "web": (
-                [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(self.web_port),
-                 "gptoss_web.asgi:application"],
+                daphne_argv("127.0.0.1", self.web_port),
                 self.env, "Listening on TCP address",
             ),
             "worker": (

@@ -13,13 +13,18 @@ that whitenoise serves, and stops them all on leaving, also when the test fails:
 
 from __future__ import annotations
 
+import http.client
+import re
 import shutil
+import ssl
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from http.cookies import SimpleCookie
 from pathlib import Path
+from urllib.parse import urlencode, urlsplit
 
 from gptoss_web.stack import ROOT, Stack
 
@@ -74,3 +79,63 @@ def live_stack(
         stack.stop()
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def live_web(**env: str) -> Iterator[Stack]:
+    """Run only the stack's Daphne (make run's command line, *env* added) on the test database."""
+    from django.conf import settings
+
+    stack = Stack(
+        database_url=test_database_url(),
+        redis_prefix=settings.GPTOSS_REDIS_PREFIX,
+        redis_url=settings.REDIS_URL,
+        **env,
+    )
+    try:
+        stack.start_process("web")
+        yield stack
+    finally:
+        stack.stop()
+
+
+def sign_in(
+    base_url: str, username: str, password: str, *, headers: Mapping[str, str] = {}, source: str = "127.0.0.1"
+) -> tuple[int, str]:
+    """Sign in through the login form as a browser would, from the address *source*, adding *headers*.
+
+    Return the answer's status and text (a 302 when the password was taken).
+    """
+    url = urlsplit(base_url)
+    assert url.hostname and url.port
+    connection = (
+        http.client.HTTPSConnection(
+            url.hostname, url.port, source_address=(source, 0), timeout=60,
+            context=ssl._create_unverified_context(),  # noqa: S323  (a throw-away test certificate)
+        )
+        if url.scheme == "https"
+        else http.client.HTTPConnection(url.hostname, url.port, source_address=(source, 0), timeout=60)
+    )  # fmt: skip
+    try:
+        connection.request("GET", "/accounts/login/", headers=dict(headers))
+        response = connection.getresponse()
+        page = response.read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert response.status == 200 and token, page
+        cookies: SimpleCookie = SimpleCookie()
+        for header in response.headers.get_all("Set-Cookie") or []:
+            cookies.load(header)
+        form = urlencode({"csrfmiddlewaretoken": token.group(1), "username": username, "password": password})
+        connection.request(
+            "POST", "/accounts/login/", body=form,
+            headers={
+                **headers,
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": f"csrftoken={cookies['csrftoken'].value}",
+                "Referer": f"{base_url}/accounts/login/",
+            },
+        )  # fmt: skip
+        response = connection.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        connection.close()

@@ -59,6 +59,11 @@ def test_models_and_migrations_agree() -> None:
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG='maybe' is not a boolean; use DJANGO_DEBUG=true"),
         ({"GPTOSS_MAX_IN_FLIGHT_PER_USER": "two"}, "GPTOSS_MAX_IN_FLIGHT_PER_USER='two' is not an integer"),
         ({"GPTOSS_MAX_IN_FLIGHT_PER_USER": "0"}, "GPTOSS_MAX_IN_FLIGHT_PER_USER=0 is out of range"),
+        (
+            {"GPTOSS_TRUSTED_PROXIES": "127.0.0.1,nginx"},
+            "GPTOSS_TRUSTED_PROXIES lists 'nginx', which is not an IP address or network",
+        ),
+        ({"GPTOSS_TRUSTED_PROXIES": "10.0.0.1/24"}, "GPTOSS_TRUSTED_PROXIES lists '10.0.0.1/24'"),
     ],
 )
 def test_missing_or_malformed_variables_stop_start_up_naming_the_variable(
