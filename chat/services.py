@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat import events, selectors
@@ -17,6 +17,8 @@ from chat.models import Conversation, Invitation, Message, ReasoningEffort
 logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
+# First key of the transaction-level advisory lock that serializes one user's sends (the second is their id).
+SEND_LOCK = 0x67707473  # "gpts"
 
 
 class ChatError(Exception):
@@ -247,10 +249,26 @@ def _touch(conversation: Conversation) -> None:
     conversation.save(update_fields=["updated_at"])
 
 
+def _owner_lock(conversation: Conversation) -> None:
+    """Wait until no other send of the conversation's owner is deciding, in any web process, until commit.
+
+    One user's sends are serialized (not only one conversation's), so the counts that follow see every reply
+    committed before: the in-flight limit and the daily quota hold however many sends arrive at once. Under
+    READ COMMITTED each later statement of this transaction reads the commits made before the lock was won.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_LOCK, conversation.owner_id])
+
+
 def _check_can_generate(conversation: Conversation) -> None:
+    """Raise ChatError unless the conversation's owner may queue a reply now.
+
+    Call it in the send's transaction, with the conversation row locked, before any write.
+    """
     from inference.access import generation_allowed_check
     from inference.selectors import limits_get
 
+    _owner_lock(conversation)
     if selectors.message_in_flight_get(conversation=conversation) is not None:
         raise GenerationInFlight()
     limit = limits_get(user=conversation.owner).max_in_flight
