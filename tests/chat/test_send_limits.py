@@ -19,8 +19,13 @@ from django.test import Client
 from django.urls import reverse
 
 from chat.models import Conversation, Message
+from chat.services import generation_cancel, generation_start, message_send
 from gptoss_web.asgi import application
 from inference.dispatch import queue_for_model
+from inference.models import Quota, UsageDay
+from inference.selectors import tokens_used_today
+from inference.tasks import generate_reply_task
+from inference.tinymodel import SCRIPTS
 from tests.factories import make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -177,3 +182,88 @@ async def test_twenty_simultaneous_websocket_sends_queue_exactly_the_in_flight_l
     in_flight = Message.objects.filter(role="assistant", status__in=Message.IN_FLIGHT)
     assert await sync_to_async(in_flight.count)() == 2
     assert await sync_to_async(Message.objects.filter(role="user").count)() == 2
+
+
+# --- The daily token quota ----------------------------------------------------------------------------------
+
+
+def _generate_queued_replies() -> list[Message]:
+    """Run the GPU worker's task on every queued reply (real llama.cpp, the tiny model), as a worker would."""
+    replies = list(Message.objects.filter(role="assistant", status="queued").order_by("pk"))
+    for reply in replies:
+        generate_reply_task.run(reply.pk)
+        reply.refresh_from_db()
+    return replies
+
+
+def test_twenty_simultaneous_sends_never_generate_more_than_the_daily_quota(alice: Any) -> None:
+    Quota.objects.create(user=alice, daily_tokens=20, max_in_flight=20)
+    _, actions = _http_senders(alice, SENDERS)
+
+    results = _all_at_once(actions)
+
+    assert all(isinstance(r, tuple) for r in results), results
+    refused = [page for code, page in results if code == 409]
+    assert refused and all("your 20 tokens for today" in page for page in refused)
+    replies = _generate_queued_replies()
+    assert replies and all(r.status == "done" for r in replies), [(r.status, r.error) for r in replies]
+    generated = sum(r.reasoning_tokens + r.answer_tokens for r in replies)
+    assert 0 < generated <= 20
+    assert tokens_used_today(user=alice) == generated
+    cut = [r for r in replies if r.notice]
+    assert cut and all("daily token quota" in r.notice for r in cut)
+    assert all(r.content.startswith(SCRIPTS["endless"].first.final[:10]) for r in replies)
+
+
+def test_a_quota_below_a_full_answer_budget_still_answers_then_refuses_with_nothing_left(alice: Any) -> None:
+    Quota.objects.create(user=alice, daily_tokens=30)
+    conversation = make_conversation(alice)
+    _, reply = message_send(conversation=conversation, text="Tell me an endless story")
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done" and reply.content.startswith(SCRIPTS["endless"].first.final[:10])
+    assert reply.notice == "The answer stopped at what was left of your daily token quota."
+    assert 0 < reply.reasoning_tokens + reply.answer_tokens <= 30
+    assert tokens_used_today(user=alice) == reply.reasoning_tokens + reply.answer_tokens
+    client = Client()
+    client.force_login(alice)
+    response = client.post(reverse("chat:message_create", args=[conversation.pk]), {"text": "one more?"})
+    assert response.status_code == 409
+    page = response.content.decode()
+    assert "You have used your 30 tokens for today" in page and "too few for an answer" in page
+    assert conversation.messages.count() == 2
+
+
+def test_answers_in_flight_hold_their_budget_and_give_back_what_they_did_not_use(alice: Any) -> None:
+    Quota.objects.create(user=alice, daily_tokens=1000)
+    first, second = make_conversation(alice), make_conversation(alice)
+    _, reply = message_send(conversation=first, text="Hello there")  # holds all 1,000 tokens while queued
+    with pytest.raises(Exception, match="held by answers still being generated"):
+        message_send(conversation=second, text="Hello again")
+    generate_reply_task.run(reply.pk)  # a short answer: it uses a few tokens and gives the rest back
+    reply.refresh_from_db()
+    assert reply.status == "done" and 0 < reply.reasoning_tokens + reply.answer_tokens < 100
+    _, again = message_send(conversation=second, text="Hello again")
+    assert again.status == "queued"
+
+
+def test_a_stopped_answer_holds_its_budget_until_its_worker_has_counted_what_it_generated(
+    alice: Any,
+) -> None:
+    Quota.objects.create(user=alice, daily_tokens=1000)
+    first, second = make_conversation(alice), make_conversation(alice)
+    _, reply = message_send(conversation=first, text="Tell me an endless story")
+    assert generation_start(message_id=reply.pk, task_id="t", worker="w") is not None
+    generation_cancel(conversation=first)  # Stop: the worker has not yet stored what it generated
+    with pytest.raises(Exception, match="held by answers still being generated"):
+        message_send(conversation=second, text="Hello again")
+
+
+def test_a_stopped_queued_answer_gives_its_budget_back_at_once(alice: Any) -> None:
+    Quota.objects.create(user=alice, daily_tokens=1000)
+    first, second = make_conversation(alice), make_conversation(alice)
+    message_send(conversation=first, text="Hello there")
+    generation_cancel(conversation=first)
+    _, reply = message_send(conversation=second, text="Hello again")
+    assert reply.status == "queued"
+    assert not UsageDay.objects.exists()
