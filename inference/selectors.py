@@ -74,10 +74,7 @@ def limits_get(*, user: User) -> Limits:
 
 def tokens_used_today(*, user: User) -> int:
     """Return the tokens (reasoning + answer) *user* generated today, over all models."""
-    total = UsageDay.objects.filter(user_id=user.pk, day=timezone.localdate()).aggregate(
-        total=Sum(F("reasoning_tokens") + F("answer_tokens"))
-    )["total"]
-    return int(total or 0)
+    return tokens_today(user=user).used
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,7 @@ async def _socket_in_its_own_process(scope: dict, receive: Callable, send: Calla
 
 async def _socket_send(conversation_id: int, cookie: tuple[bytes, bytes], go: asyncio.Event) -> dict:
     """Open the conversation's socket, wait for *go*, send one message and return the server's answer."""
+    frame = {"action": "send", "text": "Tell me an endless story", "client_id": "c1"}
     communicator = WebsocketCommunicator(
         _socket_in_its_own_process,
         f"/ws/conversations/{conversation_id}/",
@@ -154,7 +155,7 @@ async def _socket_send(conversation_id: int, cookie: tuple[bytes, bytes], go: as
     try:
         assert (await communicator.receive_json_from(timeout=30))["type"] == "state"
         await go.wait()
-        await communicator.send_json_to({"action": "send", "text": "Tell me a story", "client_id": "c1"})
+        await communicator.send_json_to(frame)
         while True:
             frame = await communicator.receive_json_from(timeout=60)
             if frame["type"] in ("ack", "error"):
@@ -163,17 +164,22 @@ async def _socket_send(conversation_id: int, cookie: tuple[bytes, bytes], go: as
         await communicator.disconnect()
 
 
-async def test_twenty_simultaneous_websocket_sends_queue_exactly_the_in_flight_limit(
-    alice: object, settings: Any
-) -> None:
-    settings.GPTOSS_MAX_IN_FLIGHT_PER_USER = 2
-    conversations = [await sync_to_async(make_conversation)(alice) for _ in range(SENDERS)]
-    cookie = await sync_to_async(_cookie_header)(alice)
+async def _sockets_send_at_once(user: object, count: int) -> list[dict]:
+    """Open *count* sockets of *user*, one per new conversation; send on all at once; return their answers."""
+    conversations = [await sync_to_async(make_conversation)(user) for _ in range(count)]
+    cookie = await sync_to_async(_cookie_header)(user)
     go = asyncio.Event()
     sends = [asyncio.create_task(_socket_send(c.pk, cookie, go)) for c in conversations]
     await asyncio.sleep(0)
     go.set()
-    frames = await asyncio.gather(*sends)
+    return list(await asyncio.gather(*sends))
+
+
+async def test_twenty_simultaneous_websocket_sends_queue_exactly_the_in_flight_limit(
+    alice: object, settings: Any
+) -> None:
+    settings.GPTOSS_MAX_IN_FLIGHT_PER_USER = 2
+    frames = await _sockets_send_at_once(alice, SENDERS)
 
     kinds = [f["type"] for f in frames]
     assert kinds.count("ack") == 2, frames
@@ -196,7 +202,19 @@ def _generate_queued_replies() -> list[Message]:
     return replies
 
 
-def test_twenty_simultaneous_sends_never_generate_more_than_the_daily_quota(alice: Any) -> None:
+def _assert_generated_within_the_quota(user: Any, limit: int) -> None:
+    """Generate every queued reply; check that together they stayed within *limit* and were told why."""
+    replies = _generate_queued_replies()
+    assert replies and all(r.status == "done" for r in replies), [(r.status, r.error) for r in replies]
+    generated = sum(r.reasoning_tokens + r.answer_tokens for r in replies)
+    assert 0 < generated <= limit
+    assert tokens_used_today(user=user) == generated
+    cut = [r for r in replies if r.notice]
+    assert cut and all("daily token quota" in r.notice for r in cut)
+    assert all(r.content.startswith(SCRIPTS["endless"].first.final[:10]) for r in replies)
+
+
+def test_twenty_simultaneous_http_sends_never_generate_more_than_the_daily_quota(alice: Any) -> None:
     Quota.objects.create(user=alice, daily_tokens=20, max_in_flight=20)
     _, actions = _http_senders(alice, SENDERS)
 
@@ -205,14 +223,19 @@ def test_twenty_simultaneous_sends_never_generate_more_than_the_daily_quota(alic
     assert all(isinstance(r, tuple) for r in results), results
     refused = [page for code, page in results if code == 409]
     assert refused and all("your 20 tokens for today" in page for page in refused)
-    replies = _generate_queued_replies()
-    assert replies and all(r.status == "done" for r in replies), [(r.status, r.error) for r in replies]
-    generated = sum(r.reasoning_tokens + r.answer_tokens for r in replies)
-    assert 0 < generated <= 20
-    assert tokens_used_today(user=alice) == generated
-    cut = [r for r in replies if r.notice]
-    assert cut and all("daily token quota" in r.notice for r in cut)
-    assert all(r.content.startswith(SCRIPTS["endless"].first.final[:10]) for r in replies)
+    _assert_generated_within_the_quota(alice, 20)
+
+
+async def test_twenty_simultaneous_websocket_sends_never_generate_more_than_the_daily_quota(
+    alice: Any,
+) -> None:
+    await sync_to_async(Quota.objects.create)(user=alice, daily_tokens=20, max_in_flight=20)
+
+    frames = await _sockets_send_at_once(alice, SENDERS)
+
+    errors = [f["message"] for f in frames if f["type"] == "error"]
+    assert errors and all("your 20 tokens for today" in e for e in errors), frames
+    await sync_to_async(_assert_generated_within_the_quota)(alice, 20)
 
 
 def test_a_quota_below_a_full_answer_budget_still_answers_then_refuses_with_nothing_left(alice: Any) -> None:
