@@ -91,6 +91,9 @@ class Message(models.Model):
     queue_wait_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)
+    # Tokens this reply holds against its owner's daily quota, from queueing until its real count is recorded
+    # (0 after that): at most the model's answer budget, and the GPU worker generates no more than this.
+    reserved_tokens = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     # Something the user should know about this answer, e.g. that older turns were left out of the prompt.
     notice = models.CharField(max_length=300, blank=True)
@@ -112,6 +115,9 @@ class Message(models.Model):
             models.Index(fields=["conversation", "created_at"], name="message_conversation_order"),
             models.Index(
                 fields=["status"], name="message_in_flight", condition=Q(status__in=["queued", "streaming"])
+            ),
+            models.Index(
+                fields=["conversation"], name="message_reserved", condition=Q(reserved_tokens__gt=0)
             ),
         ]
         constraints = [

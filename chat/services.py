@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat import events, selectors
@@ -17,6 +17,8 @@ from chat.models import Conversation, Invitation, Message, ReasoningEffort
 logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
+# First key of the transaction-level advisory lock that serializes one user's sends (the second is their id).
+SEND_LOCK = 0x67707473  # "gpts"
 
 
 class ChatError(Exception):
@@ -144,8 +146,8 @@ def message_send(*, conversation: Conversation, text: str, client_id: str = "") 
         raise AlreadySent()
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        _check_can_generate(locked)
-        user_message, reply = _question_create(conversation=locked, text=text)
+        budget = _check_can_generate(locked)
+        user_message, reply = _question_create(conversation=locked, text=text, reserved_tokens=budget)
         if not locked.title:
             locked.title = title_from_text(text)
             locked.save(update_fields=["title"])
@@ -182,12 +184,12 @@ def message_edit(*, conversation: Conversation, message_id: int, text: str) -> t
         latest = selectors.message_latest_get(conversation=locked, role=Message.Role.USER)
         if latest is None or latest.pk != message_id:
             raise StaleEdit()
-        _check_can_generate(locked)
+        budget = _check_can_generate(locked)
         answers = latest.replies.filter(superseded_at__isnull=True).values_list("pk", flat=True)
         superseded = [latest.pk, *answers]
         Message.objects.filter(pk__in=superseded).update(superseded_at=timezone.now())
         events.messages_removed(locked.pk, superseded)
-        return _question_create(conversation=locked, text=text)
+        return _question_create(conversation=locked, text=text, reserved_tokens=budget)
 
 
 def message_regenerate(*, conversation: Conversation, message_id: int) -> Message:
@@ -197,10 +199,10 @@ def message_regenerate(*, conversation: Conversation, message_id: int) -> Messag
         latest = selectors.message_latest_get(conversation=locked, role=Message.Role.ASSISTANT)
         if latest is None or latest.pk != message_id or latest.reply_to is None:
             raise StaleEdit()
-        _check_can_generate(locked)
+        budget = _check_can_generate(locked)
         Message.objects.filter(pk=latest.pk).update(superseded_at=timezone.now())
         events.messages_removed(locked.pk, [latest.pk])
-        reply = _reply_create(conversation=locked, reply_to=latest.reply_to)
+        reply = _reply_create(conversation=locked, reply_to=latest.reply_to, reserved_tokens=budget)
         _touch(locked)
         return reply
 
@@ -222,7 +224,10 @@ def generation_cancel(*, conversation: Conversation) -> Message | None:
         was_queued = reply.status == Message.Status.QUEUED
         reply.status = Message.Status.CANCELLED
         reply.finished_at = timezone.now()
-        reply.save(update_fields=["status", "finished_at"])
+        # Nothing generated: its tokens come back now (a streaming reply's when its worker has counted them).
+        if was_queued:
+            reply.reserved_tokens = 0
+        reply.save(update_fields=["status", "finished_at", "reserved_tokens"])
         logger.info("reply %s of conversation %s stopped by its owner", reply.pk, conversation.pk)
         if was_queued:
             events.reply_finished(reply)
@@ -233,11 +238,18 @@ def generation_cancel(*, conversation: Conversation) -> Message | None:
     return reply
 
 
-def _question_create(*, conversation: Conversation, text: str) -> tuple[Message, Message]:
+def _question_create(
+    *, conversation: Conversation, text: str, reserved_tokens: int
+) -> tuple[Message, Message]:
     user_message = Message.objects.create(
         conversation=conversation, role=Message.Role.USER, status=Message.Status.DONE, content=text
     )
-    reply = _reply_create(conversation=conversation, reply_to=user_message, announce_question=True)
+    reply = _reply_create(
+        conversation=conversation,
+        reply_to=user_message,
+        reserved_tokens=reserved_tokens,
+        announce_question=True,
+    )
     _touch(conversation)
     return user_message, reply
 
@@ -247,20 +259,36 @@ def _touch(conversation: Conversation) -> None:
     conversation.save(update_fields=["updated_at"])
 
 
-def _check_can_generate(conversation: Conversation) -> None:
+def _owner_lock(conversation: Conversation) -> None:
+    """Wait until no other send of the conversation's owner is deciding, in any web process, until commit.
+
+    One user's sends are serialized (not only one conversation's), so the counts that follow see every reply
+    committed before: the in-flight limit and the daily quota hold however many sends arrive at once. Under
+    READ COMMITTED each later statement of this transaction reads the commits made before the lock was won.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_LOCK, conversation.owner_id])
+
+
+def _check_can_generate(conversation: Conversation) -> int:
+    """Raise ChatError unless the conversation's owner may queue a reply now; return the tokens it may use.
+
+    Call it in the send's transaction, with the conversation row locked, before any write.
+    """
     from inference.access import generation_allowed_check
     from inference.selectors import limits_get
 
+    _owner_lock(conversation)
     if selectors.message_in_flight_get(conversation=conversation) is not None:
         raise GenerationInFlight()
     limit = limits_get(user=conversation.owner).max_in_flight
     if selectors.generations_in_flight_count(user=conversation.owner) >= limit:
         raise TooManyInFlight(limit)
-    generation_allowed_check(user=conversation.owner, model_name=conversation.model_name)
+    return generation_allowed_check(user=conversation.owner, model_name=conversation.model_name)
 
 
 def _reply_create(
-    *, conversation: Conversation, reply_to: Message, announce_question: bool = False
+    *, conversation: Conversation, reply_to: Message, reserved_tokens: int, announce_question: bool = False
 ) -> Message:
     """Create the queued assistant reply; the database refuses a second one in flight.
 
@@ -276,6 +304,7 @@ def _reply_create(
                 reply_to=reply_to,
                 model_name=conversation.model_name,
                 reasoning_effort=conversation.reasoning_effort,
+                reserved_tokens=reserved_tokens,
             )
     except IntegrityError as error:
         if "message_one_generation_in_flight" in str(error):
@@ -378,7 +407,9 @@ def generation_finish(
     """Store the final state of a reply and tell its sockets; return it, or None if it no longer exists.
 
     A reply stopped by the user meanwhile keeps `cancelled` but gets the text; one that the reaper marked
-    `interrupted` (the worker looked dead) keeps that state and what it had.
+    `interrupted` (the worker looked dead) keeps that state and what it had. The reply's quota reservation
+    ends here: call this in the transaction that records its usage, so that its tokens always count against
+    the quota, as held or as used (inference.tasks does).
     """
     now = timezone.now()
     fields = {
@@ -394,6 +425,7 @@ def generation_finish(
         "tokens_per_second": tokens_per_second,
         "error": error,
         "finished_at": now,
+        "reserved_tokens": 0,
     }
     with transaction.atomic():
         updated = Message.objects.filter(pk=message.pk, status=Message.Status.STREAMING).update(
@@ -410,7 +442,8 @@ def generation_finish(
 
 
 INTERRUPT_FIELDS = (
-    "content", "reasoning", "tool_calls", "notice", "stream_seq", "status", "error", "finished_at"
+    "content", "reasoning", "tool_calls", "notice", "stream_seq", "status", "error", "finished_at",
+    "reserved_tokens",
 )  # fmt: skip
 
 
@@ -433,7 +466,21 @@ def generation_interrupt(*, message: Message, reason: str) -> bool:
         current.stream_seq = payload["seq"]
         current.status, current.error = Message.Status.INTERRUPTED, reason
         current.finished_at = timezone.now()
+        current.reserved_tokens = 0  # its worker is gone and will never count what it generated
         current.save(update_fields=[*INTERRUPT_FIELDS])
         logger.warning("reply %s interrupted: %s", current.pk, reason)
         events.reply_finished(current)
     return True
+
+
+def generation_release(*, message: Message) -> bool:
+    """End the quota reservation of a stopped reply whose worker is gone (it will never count its tokens).
+
+    Return False when there was none left (the worker counted them, or the reply is gone).
+    """
+    released = Message.objects.filter(
+        pk=message.pk, status=Message.Status.CANCELLED, reserved_tokens__gt=0
+    ).update(reserved_tokens=0)
+    if released:
+        logger.warning("reply %s: its worker is gone; the tokens it held are given back", message.pk)
+    return bool(released)

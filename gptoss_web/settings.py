@@ -20,6 +20,7 @@ from gptoss_web.env import (
     parse_database_url,
     parse_networks,
 )
+from inference.catalog import answer_tokens_default
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -230,6 +231,19 @@ GPTOSS_VAR_DIR = Path(env_str("GPTOSS_VAR_DIR", str(BASE_DIR / "var")))
 # "gpt-oss-120b"; GPTOSS_MODEL_PATH points at any local gpt-oss GGUF instead.
 GPTOSS_MODEL = env_str("GPTOSS_MODEL", "gpt-oss-20b")
 GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
+# Without a registry row for the model (Django admin -> Models): tokens one conversation may use, and how many
+# of them one answer may use. The web side holds an answer's budget against the daily quota while it is queued
+# and generating; the GPU worker generates at most that many.
+GPTOSS_CONTEXT = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
+GPTOSS_MAX_ANSWER_TOKENS = env_int(
+    "GPTOSS_MAX_ANSWER_TOKENS", answer_tokens_default(GPTOSS_CONTEXT), minimum=16
+)
+if GPTOSS_MAX_ANSWER_TOKENS >= GPTOSS_CONTEXT:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"GPTOSS_MAX_ANSWER_TOKENS={GPTOSS_MAX_ANSWER_TOKENS} must be below GPTOSS_CONTEXT={GPTOSS_CONTEXT}"
+    )
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
 # Tools: limits of one Python run, of fetched pages, and of any tool's output the model reads back.

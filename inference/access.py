@@ -23,6 +23,11 @@ class QuotaExceeded(ChatError):
     pass
 
 
+# An answer needs at least this many tokens (its channel header alone takes a few); with fewer left, a send is
+# refused.
+MIN_ANSWER_TOKENS = 16
+
+
 def quota_resets_at() -> datetime:
     """Return the next local midnight (TIME_ZONE), when daily quotas start again."""
     tomorrow = timezone.localdate() + timedelta(days=1)
@@ -35,21 +40,33 @@ def model_access_check(*, user: User, model_name: str) -> None:
         raise ModelNotAllowed(model_name)
 
 
-def generation_allowed_check(*, user: User, model_name: str) -> None:
-    """Raise ChatError with what to do when *user* may not queue another reply with *model_name*."""
+def generation_allowed_check(*, user: User, model_name: str) -> int:
+    """Return the tokens the next reply of *user* with *model_name* may generate, which it holds against the
+    daily quota until its real count is recorded; raise ChatError with what to do when it may not be queued.
+
+    A reply gets the model's whole answer budget, or what is left of the quota once the replies in flight
+    hold theirs. The caller holds the owner's send lock, so no other send counts meanwhile.
+    """
     model_access_check(user=user, model_name=model_name)
+    budget = selectors.answer_tokens_get(model_name=model_name)
     limit = selectors.limits_get(user=user).daily_tokens
     if limit is None:
-        return
-    used = selectors.tokens_used_today(user=user)
-    if used >= limit:
-        resets = quota_resets_at()
-        left = resets - timezone.now()
-        hours, minutes = divmod(int(left.total_seconds()) // 60, 60)
-        raise QuotaExceeded(
-            f"You have used your {limit:,} tokens for today ({used:,} generated). Your quota resets at "
-            f"{timezone.localtime(resets):%H:%M %Z} (in {hours} h {minutes} min); an admin can raise it."
-        )
+        return budget
+    tokens = selectors.tokens_today(user=user)
+    left = limit - tokens.used - tokens.reserved
+    if left >= min(MIN_ANSWER_TOKENS, budget):
+        return min(budget, left)
+    details = [f"{tokens.used:,} generated"]
+    if tokens.reserved:
+        details.append(f"{tokens.reserved:,} held by answers still being generated until they finish")
+    if left > 0:
+        details.append(f"{left:,} left, too few for an answer")
+    resets = quota_resets_at()
+    hours, minutes = divmod(int((resets - timezone.now()).total_seconds()) // 60, 60)
+    raise QuotaExceeded(
+        f"You have used your {limit:,} tokens for today ({'; '.join(details)}). Your quota resets at "
+        f"{timezone.localtime(resets):%H:%M %Z} (in {hours} h {minutes} min); an admin can raise it."
+    )
 
 
 def reply_model_refusal(*, owner: User, model_name: str) -> str:

@@ -32,6 +32,11 @@ HUB_MODELS: dict[str, HubModel] = {
 }
 
 
+def answer_tokens_default(context: int) -> int:
+    """Return the tokens one answer may use when nothing sets them: half the context, at most 4096."""
+    return min(4096, context // 2)
+
+
 def models_dir(var_dir: Path) -> Path:
     return var_dir / "models"
 

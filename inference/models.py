@@ -13,7 +13,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat.models import ReasoningEffort
-from inference.catalog import TINY
+from inference.catalog import TINY, answer_tokens_default
 
 if TYPE_CHECKING:
     from inference.engine.settings import EngineSettings
@@ -111,7 +111,7 @@ class ServedModel(models.Model):
         return self.queue or queue_for_model(self.name)
 
     def answer_tokens(self) -> int:
-        return self.max_answer_tokens or min(4096, self.context // 2)
+        return self.max_answer_tokens or answer_tokens_default(self.context)
 
     def engine_settings(self, path: Path) -> EngineSettings:
         """Return the engine settings this row asks for, serving the file at *path*."""

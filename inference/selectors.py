@@ -7,9 +7,11 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth.models import User
-from django.db.models import F, Q, Sum
+from django.db.models import F, OuterRef, Q, Subquery, Sum, Value
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
+from chat.models import Message
 from inference.models import Quota, ServedModel, UsageDay
 from inference.status import WorkerStatus, workers_list, workers_seen
 
@@ -72,10 +74,46 @@ def limits_get(*, user: User) -> Limits:
 
 def tokens_used_today(*, user: User) -> int:
     """Return the tokens (reasoning + answer) *user* generated today, over all models."""
-    total = UsageDay.objects.filter(user_id=user.pk, day=timezone.localdate()).aggregate(
-        total=Sum(F("reasoning_tokens") + F("answer_tokens"))
-    )["total"]
-    return int(total or 0)
+    return tokens_today(user=user).used
+
+
+@dataclass(frozen=True)
+class TokensToday:
+    used: int  # generated today, by finished replies
+    reserved: int  # held by replies queued or generating (and stopped ones their worker has not counted yet)
+
+
+def tokens_today(*, user: User) -> TokensToday:
+    """Return the tokens *user* generated today and those their replies in flight hold against the quota.
+
+    Read in one statement: a reply settles (its usage recorded, its reservation ended) in one transaction, so
+    it is counted once, as held or as used, never as neither.
+    """
+    used = (
+        UsageDay.objects.filter(user_id=OuterRef("pk"), day=timezone.localdate())
+        .values("user_id")
+        .annotate(total=Sum(F("reasoning_tokens") + F("answer_tokens")))
+        .values("total")
+    )
+    reserved = (
+        Message.objects.filter(conversation__owner_id=OuterRef("pk"), reserved_tokens__gt=0)
+        .values("conversation__owner_id")
+        .annotate(total=Sum("reserved_tokens"))
+        .values("total")
+    )
+    row = (
+        User.objects.filter(pk=user.pk)
+        .annotate(used=Coalesce(Subquery(used), Value(0)), reserved=Coalesce(Subquery(reserved), Value(0)))
+        .values("used", "reserved")
+        .get()
+    )
+    return TokensToday(used=int(row["used"]), reserved=int(row["reserved"]))
+
+
+def answer_tokens_get(*, model_name: str) -> int:
+    """Return the tokens one answer of *model_name* may use, as its GPU workers read it (no llama.cpp)."""
+    row = served_model_get(name=model_name)
+    return row.answer_tokens() if row is not None else settings.GPTOSS_MAX_ANSWER_TOKENS
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from typing import Any
 
 import redis
 from django.conf import settings
+from django.db.models import Q
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,11 @@ class Reaper:
         self._watching = False
 
     def run_once(self) -> int:
-        """Check every streaming reply once; return how many were interrupted."""
+        """Check every streaming reply once; return how many were interrupted.
+
+        A reply stopped while streaming holds its tokens against the quota until its worker counts them; if
+        that worker is gone, the reservation is released here, or it would be held for ever.
+        """
         from chat import services
         from chat.models import Message
 
@@ -196,17 +201,23 @@ class Reaper:
             self.requeue()
 
         now = time.monotonic()
-        streaming = list(Message.objects.filter(status=Message.Status.STREAMING).only("pk", "worker"))
-        workers = {m.worker for m in streaming}
+        uncounted = Q(status=Message.Status.CANCELLED, reserved_tokens__gt=0, started_at__isnull=False)
+        query = Message.objects.filter(Q(status=Message.Status.STREAMING) | uncounted)
+        watched = list(query.only("pk", "worker", "status"))
+        workers = {m.worker for m in watched}
         alive = {name for name in workers if worker_alive(name)}
         for name in workers - alive:
             self._missing_since.setdefault(name, now)
         self._missing_since = {n: t for n, t in self._missing_since.items() if n in workers - alive}
         interrupted = 0
-        for message in streaming:
+        for message in watched:
             since = self._missing_since.get(message.worker)
-            if since is not None and now - since >= self.MISSING_FOR_S:
+            if since is None or now - since < self.MISSING_FOR_S:
+                continue
+            if message.status == Message.Status.STREAMING:
                 interrupted += services.generation_interrupt(message=message, reason=self.REASON)
+            else:
+                services.generation_release(message=message)
         return interrupted
 
     def _redis_lost_its_data(self) -> bool:

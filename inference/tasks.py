@@ -10,6 +10,7 @@ from datetime import date
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
 from django.conf import settings
+from django.db import transaction
 
 from chat import selectors, services
 from chat.models import Message
@@ -37,6 +38,8 @@ from inference.tools import ToolResult, Toolset, tool_run, toolset_for
 logger = logging.getLogger(__name__)
 
 FLUSH_EVERY_S = 1.0
+LENGTH_NOTICE = "The answer stopped at its length limit."
+QUOTA_NOTICE = "The answer stopped at what was left of your daily token quota."
 
 
 @worker_init.connect
@@ -72,6 +75,8 @@ class ReplyState:
     queue_wait_ms: int | None = None
     tokens_per_second: float | None = None
     last_flush: float = field(default_factory=time.monotonic)
+    # What the user is told when the answer runs out of tokens.
+    cut_notice: str = LENGTH_NOTICE
 
     def save(self, message: Message, publisher: ReplyPublisher) -> bool:
         """Store the text so far; return False when the reply stopped streaming (Stop, deleted, reaped)."""
@@ -99,22 +104,24 @@ def generate_reply_task(self: object, message_id: int) -> None:
     except Exception as unexpected:
         logger.exception("reply %s (task %s) failed", message_id, task_id)
         status, error = Message.Status.FAILED, f"The answer failed: {unexpected}"
-    services.generation_finish(
-        message=message,
-        status=status,
-        content=state.content,
-        reasoning=state.reasoning,
-        tool_calls=state.tool_calls,
-        seq=publisher.stored(),
-        prompt_tokens=state.prompt_tokens,
-        reasoning_tokens=state.reasoning_tokens,
-        answer_tokens=state.answer_tokens,
-        queue_wait_ms=state.queue_wait_ms,
-        ttft_ms=state.ttft_ms,
-        tokens_per_second=state.tokens_per_second,
-        error=error,
-    )
-    usage_record(message_id=message_id)
+    # One transaction: the reply's quota reservation ends as its real count is recorded.
+    with transaction.atomic():
+        services.generation_finish(
+            message=message,
+            status=status,
+            content=state.content,
+            reasoning=state.reasoning,
+            tool_calls=state.tool_calls,
+            seq=publisher.stored(),
+            prompt_tokens=state.prompt_tokens,
+            reasoning_tokens=state.reasoning_tokens,
+            answer_tokens=state.answer_tokens,
+            queue_wait_ms=state.queue_wait_ms,
+            ttft_ms=state.ttft_ms,
+            tokens_per_second=state.tokens_per_second,
+            error=error,
+        )
+        usage_record(message_id=message_id)
     logger.info("reply %s finished: %s", message_id, status)
 
 
@@ -142,7 +149,11 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         return Message.Status.FAILED, refusal
     engine, config = worker.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
+    # The tokens the reply holds against its owner's quota (replies queued before reservations hold none).
     budget = config.max_answer_tokens
+    if 0 < message.reserved_tokens < budget:
+        budget = message.reserved_tokens
+        state.cut_notice = QUOTA_NOTICE
     # Decided once per turn: a setting changed mid-turn must not change what the model was told.
     toolset = toolset_for(message.conversation)
     while True:
@@ -267,6 +278,6 @@ def _stream(
     if reason == "context_full":
         return None, Message.Status.FAILED, "The conversation filled the model's context; start a new one."
     if reason == "max_tokens":
-        _notice(message, publisher, "The answer stopped at its length limit.")
+        _notice(message, publisher, state.cut_notice)
         return None, Message.Status.DONE, ""
     return call, Message.Status.DONE, ""

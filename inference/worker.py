@@ -53,7 +53,7 @@ def worker_config() -> WorkerConfig:
     if row is not None:
         return _config_from_registry(row)
     path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
-    context = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
+    context = settings.GPTOSS_CONTEXT
     slots = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=256)
     n_ubatch = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
     engine = EngineSettings(
@@ -67,14 +67,9 @@ def worker_config() -> WorkerConfig:
         n_ubatch=n_ubatch,
         n_batch=max(2048, n_ubatch),
     )
-    answer = env_int("GPTOSS_MAX_ANSWER_TOKENS", min(4096, context // 2), minimum=16)
-    if answer >= context:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(
-            f"GPTOSS_MAX_ANSWER_TOKENS={answer} must be below GPTOSS_CONTEXT={context}"
-        )
-    return WorkerConfig(model_name=name, engine=engine, context=context, max_answer_tokens=answer)
+    return WorkerConfig(
+        model_name=name, engine=engine, context=context, max_answer_tokens=settings.GPTOSS_MAX_ANSWER_TOKENS
+    )
 
 
 def _config_from_registry(row: ServedModel) -> WorkerConfig:

@@ -82,3 +82,25 @@ def test_an_interrupted_reply_keeps_what_was_streamed_after_its_last_write(
     assert reaper.run_once() == 1
     reply.refresh_from_db()
     assert (reply.status, reply.content, reply.stream_seq) == ("interrupted", "Half an answer so far", 4)
+
+
+def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
+    alice: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chat.services import ChatError, generation_cancel
+    from inference.models import Quota
+
+    Quota.objects.create(user=alice, daily_tokens=1000)
+    reply = _streaming_reply(alice, worker="gpu-gone:44")
+    generation_cancel(conversation=reply.conversation)  # Stop, and the worker dies before counting its tokens
+    with pytest.raises(ChatError, match="held by answers still being generated"):
+        message_send(conversation=make_conversation(alice), text="Hello again")
+    reaper = Reaper()
+    reaper.run_once()
+    monkeypatch.setattr(status.time, "monotonic", lambda: 10_000.0 + Reaper.MISSING_FOR_S)
+    reaper._missing_since = dict.fromkeys(reaper._missing_since, 10_000.0)
+    assert reaper.run_once() == 0  # nothing to interrupt: it was stopped
+    reply.refresh_from_db()
+    assert (reply.status, reply.content) == ("cancelled", "Half an")
+    _, again = message_send(conversation=make_conversation(alice), text="Hello again")
+    assert again.status == "queued"
