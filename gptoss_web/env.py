@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -106,3 +107,17 @@ def check_redis_url(name: str, url: str) -> str:
             f"{name} must be a redis:// URL, for example {name}=redis://127.0.0.1:6379/0"
         )
     return url
+
+
+def parse_networks(name: str, items: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    """Parse addresses and networks (``10.0.0.0/8``, ``127.0.0.1``, ``fd00::/8``) read from *name*."""
+    networks = []
+    for item in items:
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ImproperlyConfigured(
+                f"{name} has {item!r}, which is not an address or a network; "
+                f"for example {name}=10.0.0.0/8,127.0.0.1/32"
+            ) from None
+    return tuple(networks)

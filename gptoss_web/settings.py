@@ -11,7 +11,15 @@ from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gptoss_web.env import check_redis_url, env_bool, env_int, env_list, env_str, parse_database_url
+from gptoss_web.env import (
+    check_redis_url,
+    env_bool,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+    parse_networks,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -233,6 +241,17 @@ GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, mini
 GPTOSS_DAILY_TOKEN_LIMIT = env_int("GPTOSS_DAILY_TOKEN_LIMIT", 0, minimum=0)
 # Many teams must not read each other's chats: staff see message contents in admin only when allowed.
 GPTOSS_STAFF_CAN_READ_MESSAGES = env_bool("GPTOSS_STAFF_CAN_READ_MESSAGES", False)
+# /healthz names models and queues only to staff, to these client networks, or with this bearer token;
+# everyone else gets {"status": ...} alone.
+GPTOSS_HEALTHZ_NETWORKS = parse_networks("GPTOSS_HEALTHZ_NETWORKS", env_list("GPTOSS_HEALTHZ_NETWORKS", []))
+GPTOSS_HEALTHZ_TOKEN = env_str("GPTOSS_HEALTHZ_TOKEN", "")
+if GPTOSS_HEALTHZ_TOKEN and len(GPTOSS_HEALTHZ_TOKEN) < 24:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "GPTOSS_HEALTHZ_TOKEN is too short: use at least 24 random characters, for example "
+        "GPTOSS_HEALTHZ_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+    )
 
 LOGGING = {
     "version": 1,

@@ -59,6 +59,11 @@ def test_models_and_migrations_agree() -> None:
         ({"DJANGO_DEBUG": "maybe"}, "DJANGO_DEBUG='maybe' is not a boolean; use DJANGO_DEBUG=true"),
         ({"GPTOSS_MAX_IN_FLIGHT_PER_USER": "two"}, "GPTOSS_MAX_IN_FLIGHT_PER_USER='two' is not an integer"),
         ({"GPTOSS_MAX_IN_FLIGHT_PER_USER": "0"}, "GPTOSS_MAX_IN_FLIGHT_PER_USER=0 is out of range"),
+        (
+            {"GPTOSS_HEALTHZ_NETWORKS": "10.0.0.0/8,10.0.0.300"},
+            "GPTOSS_HEALTHZ_NETWORKS has '10.0.0.300', which is not an address or a network",
+        ),
+        ({"GPTOSS_HEALTHZ_TOKEN": "short"}, "GPTOSS_HEALTHZ_TOKEN is too short: use at least 24"),
     ],
 )
 def test_missing_or_malformed_variables_stop_start_up_naming_the_variable(
