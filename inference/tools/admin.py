@@ -9,12 +9,13 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from chat.admin import PrivateFieldsAdmin
 from inference.tools.functions import check_parameters_schema
 from inference.tools.models import Function, ToolSettings
 
 
 @admin.register(ToolSettings)
-class ToolSettingsAdmin(admin.ModelAdmin):
+class ToolSettingsAdmin(PrivateFieldsAdmin):
     list_display = ("__str__", "search_url", "python_enabled")
     filter_horizontal = ("python_groups", "browser_groups")
     fieldsets = (
@@ -94,7 +95,7 @@ class FunctionForm(forms.ModelForm):
 
 
 @admin.register(Function)
-class FunctionAdmin(admin.ModelAdmin):
+class FunctionAdmin(PrivateFieldsAdmin):
     form = FunctionForm
     list_display = ("name", "url", "timeout_s", "enabled")
     list_filter = ("enabled", "groups")
