@@ -12,20 +12,21 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.conf import settings
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.contrib.admin.exceptions import DisallowedModelAdminLookup
 from django.contrib.admin.views.main import ORDER_VAR, ChangeList
 from django.contrib.auth import get_user_model
 from django.contrib.auth.admin import GroupAdmin as BaseGroupAdmin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.models import Group
-from django.core.exceptions import FieldDoesNotExist
+from django.core.exceptions import FieldDoesNotExist, PermissionDenied
 from django.db.models import Count, F, Model, QuerySet
 from django.db.models.constants import LOOKUP_SEP
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
+from chat import services
 from chat.models import Conversation, Invitation, Message
 
 logger = logging.getLogger(__name__)
@@ -129,14 +130,25 @@ class PrivateFieldsAdmin(admin.ModelAdmin):
         return PrivateFieldsChangeList
 
 
+def _superuser_only(request: HttpRequest) -> bool:
+    """Whether staff privacy leaves this act to superusers, and the user is not one."""
+    return staff_privacy() and not request.user.is_superuser
+
+
 class ReadOnlyAdmin(PrivateFieldsAdmin):
-    """Staff may look, not edit: chats are written by their owners only."""
+    """Staff may look, not edit: chats are written by their owners only.
+
+    With staff privacy on, only superusers delete chats: staff cannot read what they would delete.
+    """
 
     def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return not _superuser_only(request) and super().has_delete_permission(request, obj)
 
 
 admin.site.unregister(User)
@@ -160,9 +172,45 @@ class UserAdmin(PrivateFieldsAdmin, BaseUserAdmin):
         "date_joined",
     )
     list_filter = ("is_active", "is_staff", "is_superuser", "groups")
+    actions = ("sign_out_everywhere",)
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(_conversation_count=Count("conversations"))
+
+    # With staff privacy on, what would let staff read or destroy another user's chats is for superusers:
+    # a password set by someone else is a way into that user's chats, deleting a user deletes their chats,
+    # and whoever may make a superuser is one. docs/admin-roles.md lists each role's rights.
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return not _superuser_only(request) and super().has_delete_permission(request, obj)
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        if obj is not None and getattr(obj, "is_superuser", False) and _superuser_only(request):
+            return False
+        return super().has_change_permission(request, obj)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return (*readonly, "is_superuser") if _superuser_only(request) else readonly
+
+    def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
+        if _superuser_only(request):
+            logger.warning("admin: refused user %s to set the password of user %s", request.user.pk, id)
+            raise PermissionDenied("Only a superuser sets another user's password while staff privacy is on.")
+        return super().user_change_password(request, id, form_url)
+
+    def has_sign_out_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.is_superuser)
+
+    @admin.action(permissions=["sign_out"], description="Sign the selected users out everywhere")
+    def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> None:
+        """End every session of the selected users, e.g. when an account may be compromised."""
+        users = list(queryset.values_list("pk", flat=True))
+        ended = services.user_sessions_end(user_ids=users)
+        logger.info("admin: user %s signed users %s out everywhere", request.user.pk, users)
+        self.message_user(
+            request, f"{len(users)} users signed out everywhere ({ended} sessions ended).", messages.SUCCESS
+        )
 
     @admin.display(description="Conversations", ordering="_conversation_count")
     def conversation_count(self, user: object) -> int:
