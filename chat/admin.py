@@ -94,6 +94,13 @@ def _log_refusal(request: HttpRequest, model: type[Model], what: str, path: str,
     )
 
 
+def _filter_path(item: Any) -> str:
+    """Return the field path a `list_filter` entry filters by ("" for a SimpleListFilter class)."""
+    if isinstance(item, str):
+        return item
+    return str(item[0]) if isinstance(item, tuple | list) else ""
+
+
 class PrivateFieldsChangeList(ChangeList):
     """A change list whose `?o=` sorts by no column that reaches a private or secret field."""
 
@@ -124,6 +131,14 @@ class PrivateFieldsAdmin(admin.ModelAdmin):
             name
             for name in super().get_search_fields(request)
             if not forbidden_field(self.model, name.lstrip("^=@"))
+        ]
+
+    def get_list_filter(self, request: HttpRequest) -> list[Any]:
+        # A field's filter lists the values it holds: none for a private or secret field.
+        return [
+            item
+            for item in super().get_list_filter(request)
+            if not forbidden_field(self.model, _filter_path(item))
         ]
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:

@@ -18,7 +18,7 @@ from django.db.models import Model
 from django.test import Client, override_settings
 from django.urls import reverse
 
-from chat.admin import ConversationAdmin
+from chat.admin import ConversationAdmin, MessageAdmin
 from chat.models import Message
 from inference.tools.models import Function
 from tests.factories import UserFactory, make_conversation
@@ -158,12 +158,23 @@ def test_the_filters_staff_need_keep_working(chats: Message, curious_staff: Clie
     assert users.status_code == 200 and "1 user" in users.content.decode()
 
 
-def test_search_finds_nothing_by_private_text(chats: Message, curious_staff: Client) -> None:
+def test_search_finds_nothing_by_private_text(
+    chats: Message, curious_staff: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even were private fields added to an admin's search fields, `?q=` would not look in them."""
+    monkeypatch.setattr(ConversationAdmin, "search_fields", ("owner__username", "title", "messages__content"))
+    monkeypatch.setattr(
+        MessageAdmin,
+        "search_fields",
+        ("conversation__owner__username", "^content", "=conversation__title", "tool_calls"),
+    )
     for model in (chats.conversation.__class__, Message, chats.conversation.owner.__class__):
         for word in ("Initech", "launch", "lawyer", "print"):
             response = curious_staff.get(_changelist(model), {"q": word})
             assert response.status_code == 200 and "0 results" in response.content.decode(), (model, word)
             assert TITLE not in response.content.decode() and TEXT not in response.content.decode()
+    found = curious_staff.get(_changelist(chats.conversation.__class__), {"q": "alice"})
+    assert found.status_code == 200 and "1 conversation" in found.content.decode()
 
 
 def test_a_column_sorted_by_a_private_field_is_refused(
@@ -175,6 +186,20 @@ def test_a_column_sorted_by_a_private_field_is_refused(
     for order in ("0", "-0", "5.0", "1.-0"):
         assert curious_staff.get(url, {"o": order}).status_code == 400, order
     assert curious_staff.get(url, {"o": "5"}).status_code == 200
+
+
+def test_a_filter_on_a_private_field_lists_no_values(
+    chats: Message, curious_staff: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were a title filter added to the sidebar, it would list every title: it is left out instead."""
+    monkeypatch.setattr(
+        ConversationAdmin,
+        "list_filter",
+        ("model_name", "title", ("instructions", admin.AllValuesFieldListFilter)),
+    )
+    response = curious_staff.get(_changelist(chats.conversation.__class__))
+    assert response.status_code == 200 and TITLE not in response.content.decode()
+    assert "By model name" in response.content.decode()
 
 
 @override_settings(GPTOSS_STAFF_CAN_READ_MESSAGES=True)
