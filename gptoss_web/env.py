@@ -109,7 +109,9 @@ def check_redis_url(name: str, url: str) -> str:
     return url
 
 
-def parse_networks(name: str, items: list[str]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+def parse_networks(
+    name: str, items: list[str], *, example: str = "10.0.0.0/8,127.0.0.1"
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
     """Return *items* (IP addresses or networks such as 10.0.0.0/24) as networks; refuse anything else."""
     networks = []
     for item in items:
@@ -118,7 +120,6 @@ def parse_networks(name: str, items: list[str]) -> tuple[ipaddress.IPv4Network |
         except ValueError:
             raise ImproperlyConfigured(
                 f"{name} lists {item!r}, which is not an IP address or network (a network's host bits "
-                f"must be zero); list the addresses your reverse proxy connects from, for example "
-                f"{name}=127.0.0.1,::1"
+                f"must be zero), for example {name}={example}"
             ) from None
     return tuple(networks)

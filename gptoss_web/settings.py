@@ -172,7 +172,9 @@ SECURE_HSTS_PRELOAD = HTTPS
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HTTPS else None
 # The reverse proxies whose X-Forwarded-For is believed (addresses or networks): nginx on this host in
 # deploy/. Empty (make run, no proxy): the client is the TCP peer, whatever headers it sends.
-GPTOSS_TRUSTED_PROXIES = parse_networks("GPTOSS_TRUSTED_PROXIES", env_list("GPTOSS_TRUSTED_PROXIES", []))
+GPTOSS_TRUSTED_PROXIES = parse_networks(
+    "GPTOSS_TRUSTED_PROXIES", env_list("GPTOSS_TRUSTED_PROXIES", []), example="127.0.0.1,::1"
+)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
@@ -260,6 +262,17 @@ GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, mini
 GPTOSS_DAILY_TOKEN_LIMIT = env_int("GPTOSS_DAILY_TOKEN_LIMIT", 0, minimum=0)
 # Many teams must not read each other's chats: staff see message contents in admin only when allowed.
 GPTOSS_STAFF_CAN_READ_MESSAGES = env_bool("GPTOSS_STAFF_CAN_READ_MESSAGES", False)
+# /healthz names models and queues only to staff, to these client networks, or with this bearer token;
+# everyone else gets {"status": ...} alone.
+GPTOSS_HEALTHZ_NETWORKS = parse_networks("GPTOSS_HEALTHZ_NETWORKS", env_list("GPTOSS_HEALTHZ_NETWORKS", []))
+GPTOSS_HEALTHZ_TOKEN = env_str("GPTOSS_HEALTHZ_TOKEN", "")
+if GPTOSS_HEALTHZ_TOKEN and len(GPTOSS_HEALTHZ_TOKEN) < 24:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "GPTOSS_HEALTHZ_TOKEN is too short: use at least 24 random characters, for example "
+        "GPTOSS_HEALTHZ_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+    )
 
 LOGGING = {
     "version": 1,

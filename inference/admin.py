@@ -6,11 +6,12 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from chat.admin import PrivateFieldsAdmin
 from inference.models import Quota, ServedModel, UsageDay
 
 
 @admin.register(ServedModel)
-class ServedModelAdmin(admin.ModelAdmin):
+class ServedModelAdmin(PrivateFieldsAdmin):
     list_display = (
         "name", "enabled", "source", "context", "slots", "n_gpu_layers", "n_cpu_moe", "cpu_moe", "kv_type",
         "shown_queue", "shown_groups", "position",
@@ -47,14 +48,14 @@ class ServedModelAdmin(admin.ModelAdmin):
 
 
 @admin.register(Quota)
-class QuotaAdmin(admin.ModelAdmin):
+class QuotaAdmin(PrivateFieldsAdmin):
     list_display = ("__str__", "user", "group", "daily_tokens", "max_in_flight")
     autocomplete_fields = ("user",)
     list_select_related = ("user", "group")
 
 
 @admin.register(UsageDay)
-class UsageDayAdmin(admin.ModelAdmin):
+class UsageDayAdmin(PrivateFieldsAdmin):
     list_display = (
         "day", "user", "model_name", "generations", "prompt_tokens", "reasoning_tokens", "answer_tokens",
         "shown_gpu_seconds",

@@ -64,6 +64,11 @@ def test_models_and_migrations_agree() -> None:
             "GPTOSS_TRUSTED_PROXIES lists 'nginx', which is not an IP address or network",
         ),
         ({"GPTOSS_TRUSTED_PROXIES": "10.0.0.1/24"}, "GPTOSS_TRUSTED_PROXIES lists '10.0.0.1/24'"),
+        (
+            {"GPTOSS_HEALTHZ_NETWORKS": "10.0.0.0/8,10.0.0.300"},
+            "GPTOSS_HEALTHZ_NETWORKS lists '10.0.0.300', which is not an IP address or network",
+        ),
+        ({"GPTOSS_HEALTHZ_TOKEN": "short"}, "GPTOSS_HEALTHZ_TOKEN is too short: use at least 24"),
     ],
 )
 def test_missing_or_malformed_variables_stop_start_up_naming_the_variable(

@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from chat.admin import PrivateFieldsAdmin
 from inference.tools.functions import check_parameters_schema
 from inference.tools.models import Function, ToolSettings
 
 
 @admin.register(ToolSettings)
-class ToolSettingsAdmin(admin.ModelAdmin):
+class ToolSettingsAdmin(PrivateFieldsAdmin):
     list_display = ("__str__", "search_url", "python_enabled")
     filter_horizontal = ("python_groups", "browser_groups")
     fieldsets = (
@@ -29,10 +31,20 @@ class ToolSettingsAdmin(admin.ModelAdmin):
 
 
 class FunctionForm(forms.ModelForm):
+    """The function's secret is write-only: the page says whether one is set, never what it is."""
+
     secret_value = forms.CharField(
         required=False,
-        widget=forms.PasswordInput(render_value=True),
-        help_text="Sent as the header's value; never shown to the model or the users.",
+        max_length=500,
+        label="New secret value",
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Sent as the header's value; never shown to the model, the users or this page. "
+        "Leave empty to keep the current one.",
+    )
+    clear_secret = forms.BooleanField(
+        required=False,
+        label="Clear the secret",
+        help_text="Remove the secret value (empty the header name too).",
     )
 
     class Meta:
@@ -45,9 +57,28 @@ class FunctionForm(forms.ModelForm):
             "timeout_s",
             "secret_header",
             "secret_value",
+            "clear_secret",
             "groups",
             "enabled",
         )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The form's initial data would otherwise carry the stored secret.
+        self.initial["secret_value"] = ""
+
+    def clean_secret_value(self) -> str:
+        """Return the typed secret, or the stored one when the field was left empty."""
+        typed: str = self.cleaned_data.get("secret_value") or ""
+        return typed or self.instance.secret_value
+
+    def clean(self) -> dict[str, Any] | None:
+        cleaned = super().clean()
+        if self.cleaned_data.get("clear_secret"):
+            if self.data.get(self.add_prefix("secret_value")):
+                raise forms.ValidationError("Either type a new secret value or clear it, not both.")
+            self.cleaned_data["secret_value"] = ""
+        return cleaned
 
     def clean_parameters(self) -> object:
         parameters = self.cleaned_data.get("parameters")
@@ -64,9 +95,26 @@ class FunctionForm(forms.ModelForm):
 
 
 @admin.register(Function)
-class FunctionAdmin(admin.ModelAdmin):
+class FunctionAdmin(PrivateFieldsAdmin):
     form = FunctionForm
     list_display = ("name", "url", "timeout_s", "enabled")
     list_filter = ("enabled", "groups")
     search_fields = ("name", "description")
     filter_horizontal = ("groups",)
+    readonly_fields = ("secret_status",)
+
+    def get_fields(self, request: HttpRequest, obj: Function | None = None) -> tuple[str, ...]:
+        """Show the secret's status; only those who may change the function get the fields to replace it.
+
+        A viewer's page renders every field read-only from the model: the secret must not be among them.
+        """
+        fields: tuple[str, ...] = (
+            "name", "description", "parameters", "url", "timeout_s", "secret_header", "secret_status",
+        )  # fmt: skip
+        if obj is None or self.has_change_permission(request, obj):
+            fields += ("secret_value", "clear_secret")
+        return (*fields, "groups", "enabled")
+
+    @admin.display(description="Secret value")
+    def secret_status(self, function: Function) -> str:
+        return "set" if function.secret_value else "not set"

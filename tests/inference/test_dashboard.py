@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
-from django.test import Client
+from django.test import Client, override_settings
 
+from gptoss_web.env import parse_networks
 from gptoss_web.stack import wait_until
 from inference.dispatch import queue_for_model
 from inference.models import ServedModel
@@ -30,18 +31,67 @@ def staff_client() -> Client:
     return client
 
 
-def test_healthz_reports_each_part_and_needs_no_login(client: Client) -> None:
+HEALTHZ_TOKEN = "monitoring-token-0123456789-abcdefghij"
+DETAILS = {
+    "status": "fail",
+    "checks": {"database": "ok", "redis": "ok", "model:big": "no ready worker (0 up) on queue gpu.h200"},
+}
+
+
+@pytest.fixture
+def failing_model() -> None:
     # Other tests may leave a live `tiny` worker in this process: check models that nobody serves.
     ServedModel.objects.create(name="tiny", source="tiny", enabled=False)  # disabled: needs no worker
     ServedModel.objects.create(name="big", source="gpt-oss-120b", queue="gpu.h200")
+
+
+def test_healthz_tells_anonymous_callers_the_status_alone(client: Client, failing_model: None) -> None:
     response = client.get("/healthz")
-    assert response.status_code == 503
-    assert response.json() == {
-        "status": "fail",
-        "checks": {"database": "ok", "redis": "ok", "model:big": "no ready worker (0 up) on queue gpu.h200"},
-    }
+    assert (response.status_code, response.json()) == (503, {"status": "fail"})
+    assert "big" not in response.content.decode() and "gpu.h200" not in response.content.decode()
     web = client.get("/healthz?scope=web")
-    assert (web.status_code, web.json()["status"]) == (200, "ok")
+    assert (web.status_code, web.json()) == (200, {"status": "ok"})
+    # A signed-in user who is not staff is no monitor either.
+    alice = Client()
+    alice.force_login(UserFactory(username="alice"))
+    assert alice.get("/healthz").json() == {"status": "fail"}
+
+
+def test_healthz_names_each_check_to_staff(staff_client: Client, failing_model: None) -> None:
+    response = staff_client.get("/healthz")
+    assert (response.status_code, response.json()) == (503, DETAILS)
+    web = staff_client.get("/healthz?scope=web")
+    assert (web.status_code, web.json()) == (
+        200,
+        {"status": "ok", "checks": {"database": "ok", "redis": "ok"}},
+    )
+
+
+@override_settings(GPTOSS_HEALTHZ_TOKEN=HEALTHZ_TOKEN)
+def test_healthz_names_each_check_to_a_bearer_of_the_monitoring_token(
+    client: Client, failing_model: None
+) -> None:
+    good = client.get("/healthz", headers={"Authorization": f"Bearer {HEALTHZ_TOKEN}"})
+    assert (good.status_code, good.json()) == (503, DETAILS)
+    for wrong in (
+        f"Bearer {HEALTHZ_TOKEN[:-1]}",
+        f"Bearer {HEALTHZ_TOKEN}x",
+        "Bearer ",
+        HEALTHZ_TOKEN,
+        f"Basic {HEALTHZ_TOKEN}",
+    ):
+        refused = client.get("/healthz", headers={"Authorization": wrong})
+        assert (refused.status_code, refused.json()) == (503, {"status": "fail"}), wrong
+
+
+@override_settings(
+    GPTOSS_HEALTHZ_NETWORKS=parse_networks("GPTOSS_HEALTHZ_NETWORKS", ["10.0.0.0/8", "fd00::/8"])
+)
+def test_healthz_names_each_check_to_the_monitoring_networks(client: Client, failing_model: None) -> None:
+    for inside in ("10.1.2.3", "fd00::5", "::ffff:10.9.9.9"):
+        assert client.get("/healthz", REMOTE_ADDR=inside).json() == DETAILS, inside
+    for outside in ("192.168.1.5", "127.0.0.1", "fe80::1", ""):
+        assert client.get("/healthz", REMOTE_ADDR=outside).json() == {"status": "fail"}, outside
 
 
 def test_the_dashboard_is_for_staff_only(alice_client: Client, staff_client: Client) -> None:

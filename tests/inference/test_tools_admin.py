@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group
+from django.contrib.auth.models import Group, Permission
 from django.test import Client
 
 from inference.tools.models import Function
@@ -66,3 +67,81 @@ def test_the_tool_settings_page_opens_and_refuses_a_bad_allowlist(admin_client: 
         },
     )
     assert response.status_code == 200 and "neither a host name nor a network" in response.content.decode()
+
+
+SECRET = "s3cret-Value-that-must-never-reach-a-browser"
+
+
+def _function_with_secret(group: Group) -> Function:
+    function = Function.objects.create(
+        name="crm_lookup",
+        description="Look a customer up.",
+        url="http://crm.internal/api",
+        secret_header="X-Api-Key",
+        secret_value=SECRET,
+    )
+    function.groups.set([group])
+    return function
+
+
+def _edit(client: Client, function: Function, **changes: str) -> Any:
+    form = {
+        "name": function.name,
+        "description": function.description,
+        "parameters": "{}",
+        "url": function.url,
+        "timeout_s": "10",
+        "secret_header": function.secret_header,
+        "secret_value": "",
+        "groups": [str(g.pk) for g in function.groups.all()],
+        "enabled": "on",
+        **changes,
+    }
+    return client.post(f"/admin/tools/function/{function.pk}/change/", form)
+
+
+def test_a_functions_secret_is_never_sent_back_to_the_browser(admin_client: Client) -> None:
+    function = _function_with_secret(Group.objects.create(name="sales"))
+    page = admin_client.get(f"/admin/tools/function/{function.pk}/change/").content.decode()
+    assert SECRET not in page
+    assert "set" in page and 'name="secret_value"' in page and 'name="clear_secret"' in page
+    # A form sent back with an error (a bad schema) does not echo a newly typed secret either.
+    bad_schema = '{"type": "object", "properties": {"x": {"type": "nonsense"}}}'
+    again = _edit(admin_client, function, parameters=bad_schema, secret_value="typed-new-secret-9876")
+    assert again.status_code == 200 and "Not a valid JSON schema" in again.content.decode()
+    assert "typed-new-secret-9876" not in again.content.decode() and SECRET not in again.content.decode()
+    history = admin_client.get(f"/admin/tools/function/{function.pk}/history/").content.decode()
+    assert SECRET not in history
+    # A staff member who may only view functions sees its status, not its value.
+    viewer = UserFactory(username="viewer", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_function"))
+    viewer_client = Client()
+    viewer_client.force_login(viewer)
+    viewed = viewer_client.get(f"/admin/tools/function/{function.pk}/change/")
+    assert viewed.status_code == 200 and SECRET not in viewed.content.decode()
+    assert "Secret value" in viewed.content.decode() and "not set" not in viewed.content.decode()
+
+
+def test_a_functions_secret_is_kept_replaced_or_cleared(admin_client: Client) -> None:
+    function = _function_with_secret(Group.objects.create(name="sales"))
+    assert _edit(admin_client, function, description="Find a customer.").status_code == 302
+    function.refresh_from_db()
+    assert (function.description, function.secret_value) == ("Find a customer.", SECRET)  # kept
+
+    assert _edit(admin_client, function, secret_value="rotated-0987").status_code == 302
+    function.refresh_from_db()
+    assert function.secret_value == "rotated-0987"  # replaced
+
+    kept_header = _edit(admin_client, function, clear_secret="on")
+    assert kept_header.status_code == 200
+    assert "Give both the header name and its value, or neither." in kept_header.content.decode()
+    both = _edit(admin_client, function, clear_secret="on", secret_value="new-one")
+    assert "Either type a new secret value or clear it, not both." in both.content.decode()
+    function.refresh_from_db()
+    assert function.secret_value == "rotated-0987"
+
+    assert _edit(admin_client, function, clear_secret="on", secret_header="").status_code == 302
+    function.refresh_from_db()
+    assert (function.secret_header, function.secret_value) == ("", "")  # cleared
+    page = admin_client.get(f"/admin/tools/function/{function.pk}/change/").content.decode()
+    assert "not set" in page
