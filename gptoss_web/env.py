@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -49,6 +52,17 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ImproperlyConfigured(f"{name}={value} is out of range: it must be {bounds}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
+    """Return the variable *name*, which must be one of *choices*."""
+    value = env_str(name, default)
+    allowed = list(choices)
+    if value not in allowed:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not one of {', '.join(allowed)}, for example {name}={default}"
+        )
     return value
 
 
@@ -106,3 +120,17 @@ def check_redis_url(name: str, url: str) -> str:
             f"{name} must be a redis:// URL, for example {name}=redis://127.0.0.1:6379/0"
         )
     return url
+
+
+@contextmanager
+def configuration_errors_exit() -> Iterator[None]:
+    """Stop the process with one line naming what to set, and no traceback, on a configuration error.
+
+    A traceback in front of "GPTOSS_SLOTS='abc' is not an integer" only hides the sentence the operator
+    needs; the error is in their environment, not in the code.
+    """
+    try:
+        yield
+    except ImproperlyConfigured as error:
+        print(f"Configuration error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

@@ -5,13 +5,23 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gptoss_web.env import check_redis_url, env_bool, env_int, env_list, env_str, parse_database_url
+from gptoss_web.env import (
+    check_redis_url,
+    env_bool,
+    env_choice,
+    env_int,
+    env_list,
+    env_str,
+    parse_database_url,
+)
+from inference.engine.settings import KV_TYPES, MAX_SLOTS, EngineSettings, SettingsError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -21,8 +31,6 @@ SECRET_KEY = env_str(
     "DJANGO_SECRET_KEY", example="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
 )
 if len(SECRET_KEY) < 32 and not DEBUG:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("DJANGO_SECRET_KEY is too short: use at least 50 random characters")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -217,6 +225,46 @@ GPTOSS_VAR_DIR = Path(env_str("GPTOSS_VAR_DIR", str(BASE_DIR / "var")))
 # "gpt-oss-120b"; GPTOSS_MODEL_PATH points at any local gpt-oss GGUF instead.
 GPTOSS_MODEL = env_str("GPTOSS_MODEL", "gpt-oss-20b")
 GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
+# The GPU worker's engine when no model registry row configures it. Only the worker loads a model, but every
+# process reads these, so that a bad value stops whichever starts first, naming the variable.
+GPTOSS_CONTEXT = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
+GPTOSS_SLOTS = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=MAX_SLOTS)
+GPTOSS_N_GPU_LAYERS = env_int("GPTOSS_N_GPU_LAYERS", -1, minimum=-1)
+GPTOSS_N_CPU_MOE = env_int("GPTOSS_N_CPU_MOE", 0, minimum=0)
+GPTOSS_CPU_MOE = env_bool("GPTOSS_CPU_MOE", False)
+GPTOSS_KV_TYPE = env_choice("GPTOSS_KV_TYPE", "f16", KV_TYPES)
+GPTOSS_N_UBATCH = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
+GPTOSS_MAX_ANSWER_TOKENS = env_int("GPTOSS_MAX_ANSWER_TOKENS", min(4096, GPTOSS_CONTEXT // 2), minimum=16)
+if GPTOSS_MAX_ANSWER_TOKENS >= GPTOSS_CONTEXT:
+    raise ImproperlyConfigured(
+        f"GPTOSS_MAX_ANSWER_TOKENS={GPTOSS_MAX_ANSWER_TOKENS} must be below GPTOSS_CONTEXT={GPTOSS_CONTEXT}"
+    )
+try:
+    # The worker puts the file it resolves (inference/catalog.py) in model_path.
+    GPTOSS_ENGINE = EngineSettings(
+        model_path=Path(GPTOSS_MODEL_PATH or f"{GPTOSS_MODEL}.gguf"),
+        n_ctx=GPTOSS_CONTEXT * GPTOSS_SLOTS,
+        n_slots=GPTOSS_SLOTS,
+        n_gpu_layers=GPTOSS_N_GPU_LAYERS,
+        n_cpu_moe=GPTOSS_N_CPU_MOE,
+        cpu_moe=GPTOSS_CPU_MOE,
+        kv_type=GPTOSS_KV_TYPE,
+        n_ubatch=GPTOSS_N_UBATCH,
+        n_batch=max(2048, GPTOSS_N_UBATCH),
+        # The engine's errors name what the operator set.
+        names={
+            "model_path": "GPTOSS_MODEL_PATH",
+            "n_ctx": "GPTOSS_CONTEXT × GPTOSS_SLOTS",
+            "n_slots": "GPTOSS_SLOTS",
+            "n_gpu_layers": "GPTOSS_N_GPU_LAYERS",
+            "n_cpu_moe": "GPTOSS_N_CPU_MOE",
+            "cpu_moe": "GPTOSS_CPU_MOE",
+            "kv_type": "GPTOSS_KV_TYPE",
+            "n_ubatch": "GPTOSS_N_UBATCH",
+        },
+    )
+except SettingsError as error:
+    raise ImproperlyConfigured(str(error)) from None
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
 # Tools: limits of one Python run, of fetched pages, and of any tool's output the model reads back.
@@ -233,12 +281,18 @@ GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, mini
 GPTOSS_DAILY_TOKEN_LIMIT = env_int("GPTOSS_DAILY_TOKEN_LIMIT", 0, minimum=0)
 # Many teams must not read each other's chats: staff see message contents in admin only when allowed.
 GPTOSS_STAFF_CAN_READ_MESSAGES = env_bool("GPTOSS_STAFF_CAN_READ_MESSAGES", False)
+# Where `make run` serves (gptoss_web/run.py hands them to Daphne); checked here like every GPTOSS_* variable.
+GPTOSS_HOST = env_str("GPTOSS_HOST", "127.0.0.1")
+GPTOSS_PORT = env_int("GPTOSS_PORT", 8000, minimum=1, maximum=65535)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("GPTOSS_LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("GPTOSS_LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+    },
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

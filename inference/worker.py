@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,6 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 
-from gptoss_web.env import env_bool, env_int, env_str
 from inference.catalog import model_path
 from inference.engine import Engine, EngineSettings, Generation
 from inference.gpu import gpu_status
@@ -53,28 +52,14 @@ def worker_config() -> WorkerConfig:
     if row is not None:
         return _config_from_registry(row)
     path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
-    context = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
-    slots = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=256)
-    n_ubatch = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
-    engine = EngineSettings(
-        model_path=path,
-        n_ctx=context * slots,
-        n_slots=slots,
-        n_gpu_layers=env_int("GPTOSS_N_GPU_LAYERS", -1, minimum=-1),
-        n_cpu_moe=env_int("GPTOSS_N_CPU_MOE", 0, minimum=0),
-        cpu_moe=env_bool("GPTOSS_CPU_MOE", False),
-        kv_type=env_str("GPTOSS_KV_TYPE", "f16"),
-        n_ubatch=n_ubatch,
-        n_batch=max(2048, n_ubatch),
+    # Read and checked with every setting when the process started; only the file was left to find.
+    engine = replace(settings.GPTOSS_ENGINE, model_path=path)
+    return WorkerConfig(
+        model_name=name,
+        engine=engine,
+        context=settings.GPTOSS_CONTEXT,
+        max_answer_tokens=settings.GPTOSS_MAX_ANSWER_TOKENS,
     )
-    answer = env_int("GPTOSS_MAX_ANSWER_TOKENS", min(4096, context // 2), minimum=16)
-    if answer >= context:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(
-            f"GPTOSS_MAX_ANSWER_TOKENS={answer} must be below GPTOSS_CONTEXT={context}"
-        )
-    return WorkerConfig(model_name=name, engine=engine, context=context, max_answer_tokens=answer)
 
 
 def _config_from_registry(row: ServedModel) -> WorkerConfig:
