@@ -77,6 +77,23 @@ def test_a_second_turn_answers_with_the_first_in_its_history(alice: object) -> N
     assert second.prompt_tokens > first.prompt_tokens + first.answer_tokens
 
 
+def test_a_reply_the_model_derails_on_fails_at_once_instead_of_spending_its_budget_unseen(
+    alice: object,
+) -> None:
+    """Pasted HTML sends the scripted model off its script: it writes tokens that never begin a message.
+    The user is told within MAX_HEADER_TOKENS tokens, and the slot is free again."""
+    pasted = "\n".join(f'<img src=x onerror="alert({i})"> line {i}' for i in range(30))
+    reply = _reply_to(pasted, alice)
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert (reply.status, reply.error, reply.notice) == (
+        "failed",
+        "The model's output could not be read: "
+        "The model's reply broke the harmony format: no message began within 128 tokens",
+        "",
+    )
+
+
 def test_an_unexpected_failure_shows_a_plain_sentence_and_an_id_whose_traceback_is_in_the_log(
     alice: object, alice_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
