@@ -10,11 +10,17 @@ from django.conf import settings
 from gptoss_web.env import configuration_errors_exit
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptoss_web.settings")
-# Read the settings now: Celery would read them lazily, deep in its command-line parsing, and print the
-# whole traceback in front of the variable to fix.
-with configuration_errors_exit():
-    settings.INSTALLED_APPS  # noqa: B018
 
 app = Celery("gptoss_web")
+
+
+@app.on_configure.connect
+def _read_settings(**_: object) -> None:
+    """Read Django's settings when Celery first needs its configuration (the worker: while parsing its
+    command line), so that a bad variable stops it with one line instead of Celery's whole traceback."""
+    with configuration_errors_exit():
+        settings.INSTALLED_APPS  # noqa: B018
+
+
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
