@@ -116,7 +116,7 @@ def _one_line_naming(result: subprocess.CompletedProcess[str], message: str) -> 
         ),
     ],
 )
-def test_every_engine_variable_is_checked_by_every_process_with_one_line_naming_it(
+def test_every_engine_variable_is_checked_at_start_and_named_in_one_line(
     change: dict[str, str], message: str
 ) -> None:
     """The web side refuses GPTOSS_SLOTS=abc too, though only the GPU worker loads a model."""
