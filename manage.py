@@ -11,7 +11,10 @@ def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptoss_web.settings")
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    from gptoss_web.env import configuration_errors_exit
+
+    with configuration_errors_exit():
+        execute_from_command_line(sys.argv)
 
 
 if __name__ == "__main__":

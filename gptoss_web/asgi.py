@@ -9,16 +9,20 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from gptoss_web.env import configuration_errors_exit
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptoss_web.settings")
-django_asgi_app = get_asgi_application()
+with configuration_errors_exit():  # Daphne would print the import's whole traceback
+    django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402  (Django must be set up first)
-from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
+# Django must be set up before these imports.
+from channels.auth import AuthMiddlewareStack
+from channels.routing import ProtocolTypeRouter, URLRouter
+from channels.security.websocket import AllowedHostsOriginValidator
+from django.conf import settings
 
-from chat.routing import websocket_urlpatterns  # noqa: E402
-from gptoss_web.client_ip import ClientAddressMiddleware  # noqa: E402
+from chat.routing import websocket_urlpatterns
+from gptoss_web.client_ip import ClientAddressMiddleware
 
 application = ClientAddressMiddleware(
     ProtocolTypeRouter(

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
@@ -50,6 +53,17 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise ImproperlyConfigured(f"{name}={value} is out of range: it must be {bounds}")
+    return value
+
+
+def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
+    """Return the variable *name*, which must be one of *choices*."""
+    value = env_str(name, default)
+    allowed = list(choices)
+    if value not in allowed:
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not one of {', '.join(allowed)}, for example {name}={default}"
+        )
     return value
 
 
@@ -123,3 +137,17 @@ def parse_networks(
                 f"must be zero), for example {name}={example}"
             ) from None
     return tuple(networks)
+
+
+@contextmanager
+def configuration_errors_exit() -> Iterator[None]:
+    """Stop the process with one line naming what to set, and no traceback, on a configuration error.
+
+    A traceback in front of "GPTOSS_SLOTS='abc' is not an integer" only hides the sentence the operator
+    needs; the error is in their environment, not in the code.
+    """
+    try:
+        yield
+    except ImproperlyConfigured as error:
+        print(f"Configuration error: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(2) from None

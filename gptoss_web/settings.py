@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
@@ -14,6 +15,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from gptoss_web.env import (
     check_redis_url,
     env_bool,
+    env_choice,
     env_int,
     env_list,
     env_str,
@@ -21,6 +23,7 @@ from gptoss_web.env import (
     parse_networks,
 )
 from inference.catalog import answer_tokens_default
+from inference.engine.settings import KV_TYPES, MAX_SLOTS, EngineSettings, SettingsError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -30,8 +33,6 @@ SECRET_KEY = env_str(
     "DJANGO_SECRET_KEY", example="$(python -c 'import secrets; print(secrets.token_urlsafe(50))')"
 )
 if len(SECRET_KEY) < 32 and not DEBUG:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("DJANGO_SECRET_KEY is too short: use at least 50 random characters")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
@@ -233,19 +234,49 @@ GPTOSS_VAR_DIR = Path(env_str("GPTOSS_VAR_DIR", str(BASE_DIR / "var")))
 # "gpt-oss-120b"; GPTOSS_MODEL_PATH points at any local gpt-oss GGUF instead.
 GPTOSS_MODEL = env_str("GPTOSS_MODEL", "gpt-oss-20b")
 GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
-# Without a registry row for the model (Django admin -> Models): tokens one conversation may use, and how many
-# of them one answer may use. The web side holds an answer's budget against the daily quota while it is queued
-# and generating; the GPU worker generates at most that many.
+# The GPU worker's engine when no model registry row configures it. Only the worker loads a model, but every
+# process reads these, so that a bad value stops whichever starts first, naming the variable. The web side
+# also holds an answer's budget (GPTOSS_MAX_ANSWER_TOKENS) against the daily quota while it is in flight.
 GPTOSS_CONTEXT = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
+GPTOSS_SLOTS = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=MAX_SLOTS)
+GPTOSS_N_GPU_LAYERS = env_int("GPTOSS_N_GPU_LAYERS", -1, minimum=-1)
+GPTOSS_N_CPU_MOE = env_int("GPTOSS_N_CPU_MOE", 0, minimum=0)
+GPTOSS_CPU_MOE = env_bool("GPTOSS_CPU_MOE", False)
+GPTOSS_KV_TYPE = env_choice("GPTOSS_KV_TYPE", "f16", KV_TYPES)
+GPTOSS_N_UBATCH = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
 GPTOSS_MAX_ANSWER_TOKENS = env_int(
     "GPTOSS_MAX_ANSWER_TOKENS", answer_tokens_default(GPTOSS_CONTEXT), minimum=16
 )
 if GPTOSS_MAX_ANSWER_TOKENS >= GPTOSS_CONTEXT:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         f"GPTOSS_MAX_ANSWER_TOKENS={GPTOSS_MAX_ANSWER_TOKENS} must be below GPTOSS_CONTEXT={GPTOSS_CONTEXT}"
     )
+try:
+    # The worker puts the file it resolves (inference/catalog.py) in model_path.
+    GPTOSS_ENGINE = EngineSettings(
+        model_path=Path(GPTOSS_MODEL_PATH or f"{GPTOSS_MODEL}.gguf"),
+        n_ctx=GPTOSS_CONTEXT * GPTOSS_SLOTS,
+        n_slots=GPTOSS_SLOTS,
+        n_gpu_layers=GPTOSS_N_GPU_LAYERS,
+        n_cpu_moe=GPTOSS_N_CPU_MOE,
+        cpu_moe=GPTOSS_CPU_MOE,
+        kv_type=GPTOSS_KV_TYPE,
+        n_ubatch=GPTOSS_N_UBATCH,
+        n_batch=max(2048, GPTOSS_N_UBATCH),
+        # The engine's errors name what the operator set.
+        names={
+            "model_path": "GPTOSS_MODEL_PATH",
+            "n_ctx": "GPTOSS_CONTEXT × GPTOSS_SLOTS",
+            "n_slots": "GPTOSS_SLOTS",
+            "n_gpu_layers": "GPTOSS_N_GPU_LAYERS",
+            "n_cpu_moe": "GPTOSS_N_CPU_MOE",
+            "cpu_moe": "GPTOSS_CPU_MOE",
+            "kv_type": "GPTOSS_KV_TYPE",
+            "n_ubatch": "GPTOSS_N_UBATCH",
+        },
+    )
+except SettingsError as error:
+    raise ImproperlyConfigured(str(error)) from None
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
 # Tools: limits of one Python run, of fetched pages, and of any tool's output the model reads back.
@@ -267,18 +298,22 @@ GPTOSS_STAFF_CAN_READ_MESSAGES = env_bool("GPTOSS_STAFF_CAN_READ_MESSAGES", Fals
 GPTOSS_HEALTHZ_NETWORKS = parse_networks("GPTOSS_HEALTHZ_NETWORKS", env_list("GPTOSS_HEALTHZ_NETWORKS", []))
 GPTOSS_HEALTHZ_TOKEN = env_str("GPTOSS_HEALTHZ_TOKEN", "")
 if GPTOSS_HEALTHZ_TOKEN and len(GPTOSS_HEALTHZ_TOKEN) < 24:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         "GPTOSS_HEALTHZ_TOKEN is too short: use at least 24 random characters, for example "
         "GPTOSS_HEALTHZ_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))')"
     )
+# Where `make run` serves (gptoss_web/run.py hands them to Daphne); checked here like every GPTOSS_* variable.
+GPTOSS_HOST = env_str("GPTOSS_HOST", "127.0.0.1")
+GPTOSS_PORT = env_int("GPTOSS_PORT", 8000, minimum=1, maximum=65535)
 
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("GPTOSS_LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console"],
+        "level": env_choice("GPTOSS_LOG_LEVEL", "INFO", ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]),
+    },
     "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }

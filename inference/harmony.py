@@ -62,6 +62,11 @@ PYTHON_TOOL_DESCRIPTION = (
 """Declared instead of harmony's default, which promises a stateful notebook and a persistent drive."""
 
 _MESSAGE_END_TOKENS = frozenset({END_TOKEN, RETURN_TOKEN, CALL_TOKEN})
+# A message header (role, channel, recipient, content type) takes a dozen tokens; a function name at most
+# 64 characters. A model that has gone off the rails can write tokens that never reach <|message|>:
+# openai-harmony then keeps reading a "header" to the end of the answer's budget, and the user sees nothing
+# for minutes.
+MAX_HEADER_TOKENS = 128
 
 _EFFORTS: dict[str, ReasoningEffort] = {
     "low": ReasoningEffort.LOW,
@@ -364,7 +369,8 @@ class ReplyParser:
     as a delta: it arrives whole in the ToolCall once the message is complete, at ``<|call|>``.
 
     The parser never raises on odd model output. The first token openai-harmony rejects (text
-    after ``<|end|>`` without ``<|start|>``, an unknown role, ...) yields one ParseError event;
+    after ``<|end|>`` without ``<|start|>``, an unknown role, ...), or a header that runs past
+    MAX_HEADER_TOKENS without reaching ``<|message|>``, yields one ParseError event;
     later tokens are ignored and finish() reports stop_reason ``"error"`` with the same message.
     The caller should stop generating when it sees a ParseError or a ToolCall. Text already
     emitted stays as it was, which is also what happens to a reply cut off by cancel or the token
@@ -375,6 +381,7 @@ class ReplyParser:
     def __init__(self, encoding: HarmonyEncoding | None = None) -> None:
         self._parser = StreamableParser(encoding or get_encoding(), role=Role.ASSISTANT)
         self._in_content = False
+        self._header_tokens = 0
         self._messages_seen = 0
         self._tool_call: ToolCall | None = None
         self._error: str | None = None
@@ -417,12 +424,20 @@ class ReplyParser:
             return [ParseError(self._error)]
 
         if token == MESSAGE_TOKEN:
-            self._in_content = True
+            self._in_content, self._header_tokens = True, 0
             return []
         if token in _MESSAGE_END_TOKENS:
             self._in_content = False
             return self._completed_tool_calls()
         if not self._in_content:
+            self._header_tokens += 1
+            if self._header_tokens > MAX_HEADER_TOKENS:
+                self._error = (
+                    f"The model's reply broke the harmony format: no message began within "
+                    f"{MAX_HEADER_TOKENS} tokens"
+                )
+                logger.warning("Stopped parsing a reply: %d tokens without a message", self._header_tokens)
+                return [ParseError(self._error)]
             return []
 
         channel = self._parser.current_channel

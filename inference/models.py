@@ -127,6 +127,8 @@ class ServedModel(models.Model):
             kv_type=self.kv_type,
             n_ubatch=self.n_ubatch,
             n_batch=max(2048, self.n_ubatch),
+            # The engine's errors name this form's fields.
+            names={"model_path": "model path", "n_ctx": "context × slots", "n_slots": "slots"},
         )
 
     def clean(self) -> None:

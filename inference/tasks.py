@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -101,9 +102,10 @@ def generate_reply_task(self: object, message_id: int) -> None:
     publisher = ReplyPublisher(message.conversation_id, message.pk)
     try:
         status, error = _generate(message, state, publisher)
-    except Exception as unexpected:
-        logger.exception("reply %s (task %s) failed", message_id, task_id)
-        status, error = Message.Status.FAILED, f"The answer failed: {unexpected}"
+    except Exception:
+        error_id = secrets.token_hex(4)
+        logger.exception("reply %s (task %s) failed: error %s", message_id, task_id, error_id)
+        status, error = Message.Status.FAILED, failure_text(error_id)
     # One transaction: the reply's quota reservation ends as its real count is recorded.
     with transaction.atomic():
         services.generation_finish(
@@ -123,6 +125,14 @@ def generate_reply_task(self: object, message_id: int) -> None:
         )
         usage_record(message_id=message_id)
     logger.info("reply %s finished: %s", message_id, status)
+
+
+def failure_text(error_id: str) -> str:
+    """Return what a user reads about a failure whose details only the log holds, under *error_id*."""
+    return (
+        f"Something went wrong while generating this answer (error {error_id}). "
+        "Retry, or give an admin the error id."
+    )
 
 
 def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> PromptSpec:
@@ -272,7 +282,9 @@ def _stream(
     if parse_error:
         return None, Message.Status.FAILED, f"The model's output could not be read: {parse_error}"
     if reason == "error":
-        return None, Message.Status.FAILED, generation.error or "The model failed while answering."
+        error_id = secrets.token_hex(4)
+        logger.error("reply %s: the engine failed (%s): error %s", message.pk, generation.error, error_id)
+        return None, Message.Status.FAILED, failure_text(error_id)
     if reason == "cancelled":
         return None, Message.Status.CANCELLED, ""
     if reason == "context_full":

@@ -8,7 +8,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,7 +16,6 @@ import redis
 from django.conf import settings
 from django.db import DatabaseError
 
-from gptoss_web.env import env_bool, env_int, env_str
 from inference.catalog import model_path
 from inference.engine import Engine, EngineSettings, Generation
 from inference.gpu import gpu_status
@@ -53,22 +52,13 @@ def worker_config() -> WorkerConfig:
     if row is not None:
         return _config_from_registry(row)
     path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
-    context = settings.GPTOSS_CONTEXT
-    slots = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=256)
-    n_ubatch = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
-    engine = EngineSettings(
-        model_path=path,
-        n_ctx=context * slots,
-        n_slots=slots,
-        n_gpu_layers=env_int("GPTOSS_N_GPU_LAYERS", -1, minimum=-1),
-        n_cpu_moe=env_int("GPTOSS_N_CPU_MOE", 0, minimum=0),
-        cpu_moe=env_bool("GPTOSS_CPU_MOE", False),
-        kv_type=env_str("GPTOSS_KV_TYPE", "f16"),
-        n_ubatch=n_ubatch,
-        n_batch=max(2048, n_ubatch),
-    )
+    # Read and checked with every setting when the process started; only the file was left to find.
+    engine = replace(settings.GPTOSS_ENGINE, model_path=path)
     return WorkerConfig(
-        model_name=name, engine=engine, context=context, max_answer_tokens=settings.GPTOSS_MAX_ANSWER_TOKENS
+        model_name=name,
+        engine=engine,
+        context=settings.GPTOSS_CONTEXT,
+        max_answer_tokens=settings.GPTOSS_MAX_ANSWER_TOKENS,
     )
 
 

@@ -77,3 +77,84 @@ def test_missing_or_malformed_variables_stop_start_up_naming_the_variable(
     result = manage("check", env={**PRODUCTION, **change})
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def run(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    clean = {
+        k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GPTOSS_", "DATABASE_", "REDIS_"))
+    }
+    return subprocess.run(
+        [sys.executable, *argv], cwd=ROOT, env={**clean, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+def _one_line_naming(result: subprocess.CompletedProcess[str], message: str) -> None:
+    """Assert the process stopped with only the sentence to act on: no traceback, nothing else."""
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines() == [f"Configuration error: {message}"], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"GPTOSS_SLOTS": "abc"}, "GPTOSS_SLOTS='abc' is not an integer, for example GPTOSS_SLOTS=4"),
+        ({"GPTOSS_SLOTS": "0"}, "GPTOSS_SLOTS=0 is out of range: it must be between 1 and 256"),
+        ({"GPTOSS_CONTEXT": "8k"}, "GPTOSS_CONTEXT='8k' is not an integer, for example GPTOSS_CONTEXT=8192"),
+        ({"GPTOSS_CONTEXT": "100"}, "GPTOSS_CONTEXT=100 is out of range: it must be at least 512"),
+        ({"GPTOSS_N_GPU_LAYERS": "all"}, "GPTOSS_N_GPU_LAYERS='all' is not an integer"),
+        ({"GPTOSS_N_CPU_MOE": "-2"}, "GPTOSS_N_CPU_MOE=-2 is out of range: it must be at least 0"),
+        ({"GPTOSS_CPU_MOE": "maybe"}, "GPTOSS_CPU_MOE='maybe' is not a boolean"),
+        ({"GPTOSS_KV_TYPE": "q3_k"}, "GPTOSS_KV_TYPE='q3_k' is not one of f16, q8_0, q4_0"),
+        ({"GPTOSS_N_UBATCH": "0"}, "GPTOSS_N_UBATCH=0 is out of range: it must be at least 1"),
+        ({"GPTOSS_MAX_ANSWER_TOKENS": "lots"}, "GPTOSS_MAX_ANSWER_TOKENS='lots' is not an integer"),
+        ({"GPTOSS_LOG_LEVEL": "loud"}, "GPTOSS_LOG_LEVEL='loud' is not one of DEBUG, INFO, WARNING"),
+        ({"GPTOSS_PORT": "http"}, "GPTOSS_PORT='http' is not an integer, for example GPTOSS_PORT=8000"),
+        # Combinations the engine cannot serve name the variables the operator set.
+        (
+            {"GPTOSS_CONTEXT": "100000000"},
+            "GPTOSS_CONTEXT × GPTOSS_SLOTS = 400000000 KV cells is absurdly large: the limit is 16777216; "
+            "lower GPTOSS_CONTEXT × GPTOSS_SLOTS",
+        ),
+        (
+            {"GPTOSS_CPU_MOE": "true", "GPTOSS_N_CPU_MOE": "4"},
+            "GPTOSS_CPU_MOE and GPTOSS_N_CPU_MOE are both set: GPTOSS_CPU_MOE already puts every expert",
+        ),
+        (
+            {"GPTOSS_CONTEXT": "1024", "GPTOSS_MAX_ANSWER_TOKENS": "1024"},
+            "GPTOSS_MAX_ANSWER_TOKENS=1024 must be below GPTOSS_CONTEXT=1024",
+        ),
+    ],
+)
+def test_every_engine_variable_is_checked_at_start_and_named_in_one_line(
+    change: dict[str, str], message: str
+) -> None:
+    """The web side refuses GPTOSS_SLOTS=abc too, though only the GPU worker loads a model."""
+    result = manage("check", env={**PRODUCTION, **change})
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"Configuration error: {message}"), line
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["manage.py", "migrate"], id="manage.py"),
+        pytest.param(
+            ["-m", "daphne", "-b", "127.0.0.1", "-p", "0", "gptoss_web.asgi:application"], id="daphne"
+        ),
+        pytest.param(
+            ["-m", "celery", "-A", "gptoss_web", "worker", "-P", "threads", "-Q", "gpu.x"], id="celery"
+        ),
+    ],
+)
+def test_a_configuration_error_stops_each_process_with_one_line_and_no_traceback(argv: list[str]) -> None:
+    """A malformed URL or value reads as one sentence, not as the last line of a 40-frame traceback."""
+    result = run(argv, env={**PRODUCTION, "DATABASE_URL": "mysql://x@y/z"})
+    _one_line_naming(
+        result,
+        "DATABASE_URL must be a postgres:// URL, for example DATABASE_URL=postgres://gptoss:secret@127.0.0.1:5432/gptoss",
+    )
+    result = run(argv, env={**PRODUCTION, "GPTOSS_SLOTS": "abc"})
+    _one_line_naming(result, "GPTOSS_SLOTS='abc' is not an integer, for example GPTOSS_SLOTS=4")

@@ -306,12 +306,13 @@ class Engine:
         path = settings.model_path
         if not path.exists():
             raise ModelLoadError(
-                f"model file {path} does not exist: download the model or point model_path at a local "
-                "gpt-oss GGUF (for split files, the first shard)"
+                f"model file {path} does not exist: download the model or point "
+                f"{settings.called('model_path')} at a local gpt-oss GGUF (for split files, the first shard)"
             )
         if not path.is_file():
             raise ModelLoadError(
-                f"model path {path} is not a file: point model_path at the .gguf file itself"
+                f"model path {path} is not a file: "
+                f"point {settings.called('model_path')} at the .gguf file itself"
             )
         info = ll.read_gguf_info(path)
         if info.architecture != ll.GPT_OSS_ARCH:
@@ -322,8 +323,8 @@ class Engine:
         blocks = info.block_count
         if settings.n_cpu_moe and blocks is not None and settings.n_cpu_moe > blocks:
             raise ModelLoadError(
-                f"n_cpu_moe={settings.n_cpu_moe} exceeds the model's {blocks} layers: use at most {blocks}, "
-                "or cpu_moe=True to keep every expert on CPU"
+                f"{settings.stated('n_cpu_moe')} exceeds the model's {blocks} layers: use at most {blocks}, "
+                f"or {settings.stated('cpu_moe', True)} to keep every expert on CPU"
             )
         patterns = ll.expert_override_patterns(n_cpu_moe=settings.n_cpu_moe, cpu_moe=settings.cpu_moe)
         self._overrides = ll.TensorBuftOverrides(patterns) if patterns else None
@@ -345,7 +346,7 @@ class Engine:
             if not ctx:
                 raise ModelLoadError(
                     f"llama.cpp could not allocate a context of {settings.n_ctx} KV cells for "
-                    f"{settings.n_slots} slots: lower n_ctx or n_slots (or use kv_type='q8_0'). "
+                    f"{settings.n_slots} slots: {_smaller_kv_advice(settings)}. "
                     f"llama.cpp said: {_last_error(log)}"
                 )
             self._ctx = ctx
@@ -393,9 +394,9 @@ class Engine:
         if need > free:
             where = "GPU memory" if on_gpu else "RAM"
             raise ModelLoadError(
-                f"the KV cache for n_ctx={settings.n_ctx} ({settings.kv_type}) needs {need / 2**30:.1f} GiB "
-                f"but only {free / 2**30:.1f} GiB of {where} is free: lower n_ctx or n_slots "
-                "(or use kv_type='q8_0')"
+                f"the KV cache for {settings.stated('n_ctx')} ({settings.kv_type}) needs "
+                f"{need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of {where} is free: "
+                f"{_smaller_kv_advice(settings)}"
             )
 
     # ----------------------------------------------------------------------------------------------
@@ -708,6 +709,13 @@ class Engine:
             llama_cpp.llama_model_free(self._model)
             self._model = None
         self._overrides = None
+
+
+def _smaller_kv_advice(settings: EngineSettings) -> str:
+    """Say how to shrink the KV cache, in the words of whoever configured *settings*."""
+    advice = f"lower {settings.called('n_ctx')}"
+    smaller = {"f16": "q8_0", "q8_0": "q4_0"}.get(settings.kv_type)
+    return f"{advice} (or use {settings.stated('kv_type', smaller)})" if smaller else advice
 
 
 def _last_error(log: Iterable[str]) -> str:

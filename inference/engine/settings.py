@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SettingsError
@@ -23,6 +24,10 @@ class EngineSettings:
 
     ``n_ctx`` is the total number of KV cells; with a unified KV cache every slot draws from the same
     pool, so one long conversation may use more than ``n_ctx / n_slots`` while others are short.
+
+    ``names`` says how whoever configured these settings calls them (field -> their name), so that every
+    error names what they set: ``{"n_slots": "GPTOSS_SLOTS"}`` from the environment, ``{"n_slots":
+    "slots"}`` from the admin's model form. A field missing from it is called by its own name.
     """
 
     model_path: Path
@@ -37,6 +42,20 @@ class EngineSettings:
     flash_attn: bool = True
     n_threads: int | None = None
     prefill_chunk: int = 512
+    names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def called(self, name: str) -> str:
+        """Return what the person who configured these settings calls the field *name*."""
+        return self.names.get(name, name)
+
+    def stated(self, name: str, value: object = None) -> str:
+        """Return ``setting=value`` for the field *name* (its own value unless *value* is given)."""
+        called = self.called(name)
+        shown = getattr(self, name) if value is None else value
+        if isinstance(shown, bool) and name in self.names:
+            shown = str(shown).lower()  # as in an environment file: GPTOSS_CPU_MOE=true
+        # A setting made of several (n_ctx from "context × slots") reads "context × slots = 8192".
+        return f"{called}={shown}" if called.isidentifier() else f"{called} = {shown}"
 
     def __post_init__(self) -> None:
         """Coerce the path and validate, so a bad configuration fails before the model loads."""
@@ -45,48 +64,44 @@ class EngineSettings:
 
     def validate(self) -> None:
         """Raise `SettingsError` naming the setting to change when the combination cannot work."""
+        say, call = self.stated, self.called
         if not 1 <= self.n_slots <= MAX_SLOTS:
-            raise SettingsError(
-                f"n_slots={self.n_slots} is out of range: use 1 to {MAX_SLOTS} parallel slots"
-            )
+            raise SettingsError(f"{say('n_slots')} is out of range: use 1 to {MAX_SLOTS} parallel slots")
         if self.n_ctx < MIN_N_CTX:
-            raise SettingsError(f"n_ctx={self.n_ctx} is too small: use at least {MIN_N_CTX} KV cells")
+            raise SettingsError(f"{say('n_ctx')} is too small: use at least {MIN_N_CTX} KV cells")
         if self.n_ctx > MAX_N_CTX:
             raise SettingsError(
-                f"n_ctx={self.n_ctx} is absurdly large: the limit is {MAX_N_CTX} KV cells "
-                "(size it as n_slots x the longest conversation you want to serve)"
+                f"{say('n_ctx')} KV cells is absurdly large: the limit is {MAX_N_CTX}; lower {call('n_ctx')}"
             )
         if self.n_ctx < self.n_slots:
-            raise SettingsError(f"n_ctx={self.n_ctx} is smaller than n_slots={self.n_slots}: raise n_ctx")
+            raise SettingsError(f"{say('n_ctx')} is smaller than {say('n_slots')}: raise {call('n_ctx')}")
         if self.kv_type not in KV_TYPES:
-            raise SettingsError(f"kv_type={self.kv_type!r} is unknown: use one of {', '.join(KV_TYPES)}")
+            raise SettingsError(f"{say('kv_type')} is unknown: use one of {', '.join(KV_TYPES)}")
         if self.kv_type != "f16" and not self.flash_attn:
             raise SettingsError(
-                f"kv_type={self.kv_type!r} needs flash_attn=True (llama.cpp quantizes V only then)"
+                f"{say('kv_type')} needs {say('flash_attn', True)} (llama.cpp quantizes V only then)"
             )
         if self.n_gpu_layers < -1:
-            raise SettingsError(f"n_gpu_layers={self.n_gpu_layers} is invalid: use -1 (all) or a count >= 0")
+            raise SettingsError(f"{say('n_gpu_layers')} is invalid: use -1 (all) or a count >= 0")
         if self.n_cpu_moe < 0:
-            raise SettingsError(f"n_cpu_moe={self.n_cpu_moe} is invalid: use 0 (off) or a layer count")
+            raise SettingsError(f"{say('n_cpu_moe')} is invalid: use 0 (off) or a layer count")
         if self.cpu_moe and self.n_cpu_moe:
             raise SettingsError(
-                "cpu_moe and n_cpu_moe are both set: cpu_moe already puts every expert on CPU"
+                f"{call('cpu_moe')} and {call('n_cpu_moe')} are both set: "
+                f"{call('cpu_moe')} already puts every expert on CPU"
             )
         if self.n_batch < 1 or self.n_ubatch < 1:
-            raise SettingsError("n_batch and n_ubatch must be positive")
+            raise SettingsError(f"{call('n_batch')} and {call('n_ubatch')} must be positive")
         if self.n_ubatch > self.n_batch:
-            raise SettingsError(f"n_ubatch={self.n_ubatch} exceeds n_batch={self.n_batch}: lower n_ubatch")
+            raise SettingsError(f"{say('n_ubatch')} exceeds {say('n_batch')}: lower {call('n_ubatch')}")
         if self.n_batch < self.n_slots:
             raise SettingsError(
-                f"n_batch={self.n_batch} is smaller than n_slots={self.n_slots}: "
-                "one step must fit a token per slot"
+                f"{say('n_batch')} is smaller than {say('n_slots')}: one step must fit a token per slot"
             )
         if not 1 <= self.prefill_chunk <= self.n_batch:
-            raise SettingsError(
-                f"prefill_chunk={self.prefill_chunk} must be between 1 and n_batch={self.n_batch}"
-            )
+            raise SettingsError(f"{say('prefill_chunk')} must be between 1 and {say('n_batch')}")
         if self.n_threads is not None and self.n_threads < 1:
-            raise SettingsError(f"n_threads={self.n_threads} is invalid: use None (automatic) or >= 1")
+            raise SettingsError(f"{say('n_threads')} is invalid: use None (automatic) or >= 1")
 
     @property
     def offloads_experts(self) -> bool:

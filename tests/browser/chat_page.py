@@ -68,7 +68,11 @@ class ChatPage:
         try:
             self.page.wait_for_selector(selector, timeout=timeout)
         except Exception as error:
-            stored = Message.objects.filter(pk=message_id).values("status", "content", "stream_seq").first()
+            stored = (
+                Message.objects.filter(pk=message_id)
+                .values("status", "content", "stream_seq", "error", "notice", "worker", "started_at")
+                .first()
+            )
             connected = self.page.evaluate("() => window.gptossChat.connected()")
             raise AssertionError(
                 f"reply {message_id} not shown as {list(statuses)}; stored: {stored!r}; "

@@ -53,7 +53,8 @@ def test_xss_in_user_text_and_in_model_output_never_runs(user_page: Any, alice_u
     chat = ChatPage(page).open(make_conversation(alice_user).pk)
     chat.send(XSS_CORPUS)
     first = chat.wait_reply()
-    chat.wait_status(first, ["done"])
+    # The scripted model cannot read the corpus: its reply fails within harmony.MAX_HEADER_TOKENS tokens.
+    chat.wait_status(first, ["done", "failed"])
     _assert_nothing_ran(page)
     # The scripted model answers its own XSS corpus to a plain request for it.
     chat.send("show me the xss corpus")

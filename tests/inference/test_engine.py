@@ -448,7 +448,7 @@ def test_n_cpu_moe_beyond_the_layer_count_is_refused(random_model: Path) -> None
 def test_a_kv_cache_that_cannot_fit_is_refused(random_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tiny_ram = [engine_llama.DeviceMemory(name="CPU", is_cpu=True, free=1 << 20, total=1 << 20)]
     monkeypatch.setattr(engine_llama, "device_memory", lambda: tiny_ram)
-    with pytest.raises(ModelLoadError, match="lower n_ctx or n_slots"):
+    with pytest.raises(ModelLoadError, match=r"lower n_ctx \(or use kv_type=q8_0\)"):
         Engine(EngineSettings(model_path=random_model, n_ctx=1 << 20, n_slots=4)).start()
 
 
@@ -459,7 +459,7 @@ def test_a_kv_cache_that_cannot_fit_is_refused(random_model: Path, monkeypatch: 
         ({"n_ctx": 64}, "too small"),
         ({"n_slots": 0}, "n_slots=0 is out of range"),
         ({"n_slots": 300}, "n_slots=300 is out of range"),
-        ({"kv_type": "q3_k"}, "kv_type='q3_k' is unknown"),
+        ({"kv_type": "q3_k"}, "kv_type=q3_k is unknown"),
         ({"cpu_moe": True, "n_cpu_moe": 2}, "cpu_moe and n_cpu_moe are both set"),
         ({"n_cpu_moe": -1}, "n_cpu_moe=-1 is invalid"),
         ({"prefill_chunk": 0}, "prefill_chunk=0"),

@@ -597,6 +597,41 @@ def test_text_after_end_without_start_becomes_one_parse_error_and_an_error_done(
     assert done.error == errors[0].message
 
 
+def test_a_reply_that_never_begins_a_message_becomes_a_parse_error_at_the_header_limit(
+    encoding: HarmonyEncoding,
+) -> None:
+    """A derailed model's tokens never reach <|message|>: stop after MAX_HEADER_TOKENS, not the budget."""
+    parser = ReplyParser()
+    tokens = completion(encoding, " promoters власть waarheid 曝光 Charleston" * 100)
+    assert len(tokens) > 3 * harmony.MAX_HEADER_TOKENS
+
+    events = [(i, e) for i, token in enumerate(tokens) for e in parser.feed(token)]
+
+    [(at, error)] = events
+    assert at == harmony.MAX_HEADER_TOKENS
+    assert isinstance(error, ParseError)
+    assert error.message == ("The model's reply broke the harmony format: no message began within 128 tokens")
+    assert parser.finish("max_tokens").stop_reason == "error"
+
+
+def test_a_function_call_with_the_longest_name_is_not_cut_by_the_header_limit(
+    encoding: HarmonyEncoding,
+) -> None:
+    name = "get_" + "weather_" * 7 + "now_"  # 64 characters, the longest a function may have
+    assert len(name) == 64
+    parser = ReplyParser()
+    tokens = completion(
+        encoding,
+        f"<|channel|>analysis<|message|>Let me check.<|end|><|start|>assistant<|channel|>commentary "
+        f'to=functions.{name} <|constrain|>json<|message|>{{"city": "Paris"}}<|call|>',
+    )
+
+    events = feed_all(parser, tokens)
+
+    assert not any(isinstance(e, ParseError) for e in events)
+    assert parser.tool_call is not None and parser.tool_call.recipient == f"functions.{name}"
+
+
 def test_unknown_role_in_header_becomes_a_parse_error(encoding: HarmonyEncoding) -> None:
     parser = ReplyParser()
     tokens = completion(

@@ -83,7 +83,8 @@ def _admin_form(**overrides: Any) -> dict[str, Any]:
         ({"kv_type": "q5_1"}, "Select a valid choice"),
         ({"max_answer_tokens": "9000"}, "Must be below the context"),
         ({"source": "path"}, "the GGUF file&#x27;s path"),
-        ({"slots": "300"}, "n_slots=300 is out of range"),
+        ({"slots": "300"}, "slots=300 is out of range: use 1 to 256 parallel slots"),
+        ({"context": "5000000"}, "context × slots = 20000000 KV cells is absurdly large"),
     ],
 )
 def test_admin_refuses_impossible_settings(
@@ -91,7 +92,10 @@ def test_admin_refuses_impossible_settings(
 ) -> None:
     response = staff_client.post("/admin/inference/servedmodel/add/", _admin_form(**overrides))
     assert response.status_code == 200
-    assert message in response.content.decode()
+    page = response.content.decode()
+    assert message in page
+    # The form's fields are named, not the engine's.
+    assert "n_slots" not in page and "n_ctx" not in page
     assert not ServedModel.objects.exists()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -14,6 +16,7 @@ import pytest
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 from django.db import connections
+from django.test import Client
 
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
@@ -72,6 +75,50 @@ def test_a_second_turn_answers_with_the_first_in_its_history(alice: object) -> N
     # The history (first question and answer) is part of the second prompt.
     first.refresh_from_db()
     assert second.prompt_tokens > first.prompt_tokens + first.answer_tokens
+
+
+def test_a_reply_the_model_derails_on_fails_at_once_instead_of_spending_its_budget_unseen(
+    alice: object,
+) -> None:
+    """Pasted HTML sends the scripted model off its script: it writes tokens that never begin a message.
+    The user is told within MAX_HEADER_TOKENS tokens, and the slot is free again."""
+    pasted = "\n".join(f'<img src=x onerror="alert({i})"> line {i}' for i in range(30))
+    reply = _reply_to(pasted, alice)
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert (reply.status, reply.error, reply.notice) == (
+        "failed",
+        "The model's output could not be read: "
+        "The model's reply broke the harmony format: no message began within 128 tokens",
+        "",
+    )
+
+
+def test_an_unexpected_failure_shows_a_plain_sentence_and_an_id_whose_traceback_is_in_the_log(
+    alice: object, alice_client: Client, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The user never reads the exception's text; an admin finds it, with its traceback, by the error id."""
+
+    def broken(conversation: object) -> None:
+        raise RuntimeError("password authentication failed for user 'gptoss' on 10.0.0.5")
+
+    monkeypatch.setattr("inference.tasks.toolset_for", broken)  # a bug anywhere in the task
+    reply = _reply_to("Hello", alice)
+    with caplog.at_level(logging.INFO, logger="inference.tasks"):
+        generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "failed"
+    found = re.fullmatch(
+        r"Something went wrong while generating this answer \(error ([0-9a-f]{8})\)\. "
+        r"Retry, or give an admin the error id\.",
+        reply.error,
+    )
+    assert found, reply.error
+    page = alice_client.get(f"/c/{reply.conversation_id}/").content.decode()
+    assert f"(error {found[1]})" in page and "10.0.0.5" not in page
+    [logged] = [r for r in caplog.records if found[1] in r.getMessage()]
+    assert f"reply {reply.pk}" in logged.getMessage()
+    assert logged.exc_info is not None and "Traceback" in caplog.text and "10.0.0.5" in caplog.text
 
 
 def test_a_redelivered_task_for_a_finished_reply_does_nothing(alice: object) -> None:
@@ -342,6 +389,27 @@ def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_
         f"GPTOSS_MODEL_PATH={tmp_path / 'nope.gguf'} does not name a readable file"
         in result.stdout + result.stderr
     )
+
+
+@pytest.mark.slow
+def test_a_worker_told_to_offload_more_layers_than_the_model_has_names_the_variable_to_change() -> None:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "gptoss_web.settings_test",
+        "GPTOSS_MODEL": "tiny",
+        "GPTOSS_N_CPU_MOE": "99",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "-P", "threads", "-Q", "gpu.x"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert (
+        "The GPU worker cannot start: GPTOSS_N_CPU_MOE=99 exceeds the model's 2 layers: use at most 2, "
+        "or GPTOSS_CPU_MOE=true to keep every expert on CPU"
+    ) in output
+    assert "Traceback" not in output
 
 
 def test_an_answer_cut_at_its_length_limit_is_kept_and_the_user_is_told(alice: object) -> None:
