@@ -132,7 +132,6 @@ class Stack:
             ),
             "worker": (
                 [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
-                 "--concurrency", self.worker_env["GPTOSS_SLOTS"],
                  "--queues", queue_for_model(self.worker_env["GPTOSS_MODEL"]),
                  "--hostname", f"gpu-{self.web_port}@%h", "--without-gossip", "--without-mingle",
                  "--loglevel", "INFO"],

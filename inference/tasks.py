@@ -9,6 +9,7 @@ from datetime import date
 
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
+from celery.worker import WorkController
 from django.conf import settings
 
 from chat import selectors, services
@@ -40,13 +41,23 @@ FLUSH_EVERY_S = 1.0
 
 
 @worker_init.connect
-def _load_model_at_start(**_: object) -> None:
-    """Load the model once, before the worker takes any task; stop the worker with advice if it cannot."""
+def _load_model_at_start(sender: object = None, **_: object) -> None:
+    """Load the model once, before the worker takes any task; stop the worker with advice if it cannot.
+
+    The pool is not built yet: its task threads are set to the engine's slots here, whatever a launcher
+    passed as --concurrency, so a reply beyond the slots waits in the queue (showing its place), never
+    inside the engine (showing "Answering…" without text).
+    """
     try:
         worker.start_engine()
     except Exception as error:
         logger.critical("the GPU worker cannot start: %s", error)
         raise SystemExit(f"The GPU worker cannot start: {error}") from error
+    if isinstance(sender, WorkController):
+        slots = worker.slots()
+        if sender.concurrency != slots:
+            logger.info("%d task threads, one per engine slot (instead of %s)", slots, sender.concurrency)
+        sender.concurrency = slots
 
 
 @worker_shutdown.connect

@@ -83,12 +83,7 @@ def _config_from_registry(row: ServedModel) -> WorkerConfig:
     explicit = settings.GPTOSS_MODEL_PATH or (row.model_path if row.source == ModelSource.PATH else "")
     path = model_path(row.source, settings.GPTOSS_VAR_DIR, explicit_path=explicit)
     engine = row.engine_settings(path)
-    logger.info("model %s: settings from the model registry", row.name)
-    if os.environ.get("GPTOSS_SLOTS", str(row.slots)) != str(row.slots):
-        logger.warning(
-            "model %s has %d slots in the registry but GPTOSS_SLOTS=%s: give the worker --concurrency %d",
-            row.name, row.slots, os.environ["GPTOSS_SLOTS"], row.slots,
-        )  # fmt: skip
+    logger.info("model %s: settings from the model registry (%d slots)", row.name, row.slots)
     return WorkerConfig(
         model_name=row.name, engine=engine, context=row.context, max_answer_tokens=row.answer_tokens()
     )
@@ -204,6 +199,11 @@ class CancelListener:
             except redis.RedisError as error:
                 logger.warning("stop listener lost Redis (%s); retrying", error)
                 time.sleep(1)
+
+
+def slots() -> int:
+    """Return the loaded engine's slots: the Celery worker runs one task thread per slot."""
+    return current()[1].engine.n_slots
 
 
 def current() -> tuple[Engine, WorkerConfig]:

@@ -1,0 +1,144 @@
+"""Who serves a model, with real processes: the worker's threads follow its slots, a reply for a model nobody
+serves says so and fails in time, and a model served from a path carries its own name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connections
+from django.test import Client
+from websockets.asyncio.client import ClientConnection, connect
+
+from chat.models import Conversation, Message
+from gptoss_web.stack import Stack
+from inference.models import ServedModel
+from tests.factories import make_conversation
+from tests.live import test_database_url as database_url
+
+pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
+
+
+@contextmanager
+def running(
+    *, without: tuple[str, ...] = (), worker_env: dict[str, str] | None = None, **env: str
+) -> Iterator[Stack]:
+    """Run a stack (its own Redis) without the processes named in *without*; print its logs on failure."""
+    live = Stack(
+        database_url=database_url(),
+        redis_prefix=settings.GPTOSS_REDIS_PREFIX,
+        worker_env=worker_env,
+        GPTOSS_VAR_DIR=str(settings.GPTOSS_VAR_DIR),
+        **env,
+    )
+    try:
+        for name in ("redis", "web", "worker", "reaper"):
+            if name not in without:
+                live.start_process(name)
+        yield live
+    except BaseException:
+        print(live.logs())
+        raise
+    finally:
+        live.stop()
+
+
+@pytest.fixture(autouse=True)
+async def _close_thread_connections() -> AsyncIterator[None]:
+    yield
+    await sync_to_async(connections.close_all)()
+
+
+def _session_cookie(user: object) -> str:
+    client = Client()
+    client.force_login(user)  # type: ignore[arg-type]
+    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
+
+
+async def _socket(stack: Stack, cookie: str, conversation_id: int) -> ClientConnection:
+    return await connect(
+        f"ws://127.0.0.1:{stack.web_port}/ws/conversations/{conversation_id}/",
+        origin=stack.base_url,  # type: ignore[arg-type]
+        additional_headers={"Cookie": cookie},
+        open_timeout=10,
+    )
+
+
+async def _receive(socket: ClientConnection, timeout: float = 30) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
+
+
+async def _until(
+    socket: ClientConnection, kind: str, timeout: float = 60, **fields: Any
+) -> list[dict[str, Any]]:
+    """Return the frames received up to and including the first of type *kind* that has *fields*."""
+    frames: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        frames.append(await _receive(socket, max(0.1, deadline - time.monotonic())))
+        last = frames[-1]
+        if last["type"] == kind and all(last.get(k) == v for k, v in fields.items()):
+            return frames
+
+
+async def _reply(conversation: Conversation) -> Message:
+    return await sync_to_async(
+        lambda: Message.objects.filter(conversation=conversation, role="assistant").latest("created_at")
+    )()
+
+
+# --- Issue 12.5: the worker's task threads follow the engine's slots ---------------------------------------
+
+
+async def test_a_registry_row_of_one_slot_keeps_the_second_reply_in_line_not_answering(
+    alice: object,
+) -> None:
+
+    await sync_to_async(ServedModel.objects.create)(name="tiny", source="tiny", slots=1, context=4096)
+    # GPTOSS_SLOTS says 2 (and the stack used to pass --concurrency 2): the registry row's 1 slot must win.
+    with running(GPTOSS_SLOTS="2") as stack:
+        assert "concurrency: 1 (thread)" in stack.output("worker")
+        first, second = await _conversation(alice), await _conversation(alice)
+        cookie = await sync_to_async(_session_cookie)(alice)
+        socket_a = await _socket(stack, cookie, first.pk)
+        socket_b = await _socket(stack, cookie, second.pk)
+        try:
+            await _receive(socket_a)
+            await _receive(socket_b)
+            await socket_a.send(json.dumps({"action": "send", "text": "Tell me an endless story"}))
+            await _until(socket_a, "delta")
+            await socket_b.send(json.dumps({"action": "send", "text": "Hello", "client_id": "b"}))
+            frames_b = await _until(socket_b, "ack")
+            while not [f for f in frames_b if f["type"] == "message" and f["message"]["role"] == "assistant"]:
+                frames_b.append(await _receive(socket_b))
+            # The first answer keeps streaming for a while; meanwhile the second waits in line.
+            deltas = 0
+            while deltas < 30:
+                deltas += (await _receive(socket_a))["type"] == "delta"
+            waiting = await _reply(second)
+            assert waiting.status == "queued", "the second reply was taken while the only slot was busy"
+            shown = [f for f in frames_b if f["type"] == "message" and f["message"]["role"] == "assistant"]
+            assert shown and shown[-1]["message"]["queue_position"] == 1
+            await socket_a.send(json.dumps({"action": "stop"}))
+            frames_b = await _until(socket_b, "done", timeout=90)
+            assert frames_b[-1]["message"]["status"] == "done"
+            assert "started" in [f["type"] for f in frames_b]
+        finally:
+            await socket_a.close()
+            await socket_b.close()
+    stopped, answered = await _reply(first), await _reply(second)
+    assert stopped.status == "cancelled"
+    assert stopped.finished_at is not None and answered.started_at is not None
+    assert answered.started_at >= stopped.finished_at
+
+
+async def _conversation(user: object, **kwargs: Any) -> Conversation:
+    return await sync_to_async(make_conversation)(user, **kwargs)
