@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
 from django.utils.csp import CSP
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff
@@ -12,6 +14,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gptoss_web.env import check_redis_url, env_bool, env_int, env_list, env_str, parse_database_url
+from inference.catalog import served_model_name
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -217,6 +220,12 @@ GPTOSS_VAR_DIR = Path(env_str("GPTOSS_VAR_DIR", str(BASE_DIR / "var")))
 # "gpt-oss-120b"; GPTOSS_MODEL_PATH points at any local gpt-oss GGUF instead.
 GPTOSS_MODEL = env_str("GPTOSS_MODEL", "gpt-oss-20b")
 GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
+# The name it is served under (conversations, queue, heartbeats, chips): GPTOSS_MODEL_NAME, else the
+# GPTOSS_MODEL_PATH file's own name, else GPTOSS_MODEL.
+try:
+    GPTOSS_MODEL_NAME = served_model_name(os.environ)
+except ValueError as _error:
+    raise ImproperlyConfigured(str(_error)) from None
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
 # Tools: limits of one Python run, of fetched pages, and of any tool's output the model reads back.

@@ -23,10 +23,10 @@ class Limits:
 def served_model_list(*, user: User) -> list[ServedModel]:
     """Return the enabled models *user* may use, in menu order.
 
-    Without any registry row the site serves GPTOSS_MODEL to everyone, as `make run` does.
+    Without any registry row the site serves GPTOSS_MODEL_NAME to everyone, as `make run` does.
     """
     if not ServedModel.objects.exists():
-        return [ServedModel(name=settings.GPTOSS_MODEL)]
+        return [ServedModel(name=settings.GPTOSS_MODEL_NAME)]
     group_ids = list(user.groups.values_list("pk", flat=True))
     return list(
         ServedModel.objects.filter(enabled=True)
@@ -46,10 +46,10 @@ def model_allowed(*, user: User, model_name: str) -> bool:
 
 
 def default_model_name(*, user: User) -> str:
-    """Return the model a new conversation of *user* starts with: GPTOSS_MODEL if allowed, else the first."""
+    """Return the model a new conversation of *user* starts with: the served one if allowed, or the first."""
     names = [model.name for model in served_model_list(user=user)]
-    if settings.GPTOSS_MODEL in names or not names:
-        return settings.GPTOSS_MODEL
+    if settings.GPTOSS_MODEL_NAME in names or not names:
+        return settings.GPTOSS_MODEL_NAME
     return names[0]
 
 
@@ -94,9 +94,9 @@ class ModelServing:
 
 
 def enabled_model_names() -> list[str]:
-    """Return the models that must be served: the enabled registry rows, else GPTOSS_MODEL."""
+    """Return the models that must be served: the enabled registry rows, else GPTOSS_MODEL_NAME."""
     names = list(ServedModel.objects.filter(enabled=True).values_list("name", flat=True))
-    return names or ([] if ServedModel.objects.exists() else [settings.GPTOSS_MODEL])
+    return names or ([] if ServedModel.objects.exists() else [settings.GPTOSS_MODEL_NAME])
 
 
 def worker_board() -> tuple[list[WorkerRow], list[ModelServing]]:

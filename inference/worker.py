@@ -39,12 +39,12 @@ class WorkerConfig:
 def worker_config() -> WorkerConfig:
     """Read this worker's model and engine settings; raise with advice if they cannot work.
 
-    The model registry row named GPTOSS_MODEL (Django admin) wins; without one the GPTOSS_* variables apply,
-    as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file.
+    The model registry row named GPTOSS_MODEL_NAME (Django admin) wins; without one the GPTOSS_* variables
+    apply, as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file.
     """
     from inference.selectors import served_model_get
 
-    name = settings.GPTOSS_MODEL
+    name = settings.GPTOSS_MODEL_NAME
     try:
         row = served_model_get(name=name)
     except DatabaseError as error:
@@ -52,7 +52,9 @@ def worker_config() -> WorkerConfig:
         row = None
     if row is not None:
         return _config_from_registry(row)
-    path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
+    path = model_path(
+        settings.GPTOSS_MODEL, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH
+    )
     context = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
     slots = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=256)
     n_ubatch = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
@@ -108,7 +110,7 @@ def start_engine() -> Engine:
     with _State.lock:
         if _State.engine is not None:
             return _State.engine
-        status = WorkerStatus(name=worker_name(), model=settings.GPTOSS_MODEL, state="loading")
+        status = WorkerStatus(name=worker_name(), model=settings.GPTOSS_MODEL_NAME, state="loading")
         _State.heartbeat = _State.heartbeat or Heartbeat(status, _sample).start()
         try:
             engine, config = _load()

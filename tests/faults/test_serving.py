@@ -6,12 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connections
@@ -19,7 +24,7 @@ from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 
 from chat.models import Conversation, Message
-from gptoss_web.stack import Stack
+from gptoss_web.stack import Stack, wait_until
 from inference.models import ServedModel
 from tests.factories import make_conversation
 from tests.live import test_database_url as database_url
@@ -142,3 +147,46 @@ async def test_a_registry_row_of_one_slot_keeps_the_second_reply_in_line_not_ans
 
 async def _conversation(user: object, **kwargs: Any) -> Conversation:
     return await sync_to_async(make_conversation)(user, **kwargs)
+
+
+# --- Issue 12.6: a model served from a path has its own name ------------------------------------------------
+
+
+def test_a_model_served_from_a_path_goes_by_the_files_name_in_the_chip_the_queue_and_the_heartbeat(
+    alice: object, tmp_path: Path
+) -> None:
+    from inference.catalog import model_path
+
+    served = tmp_path / "house-oss-v2.gguf"
+    shutil.copy(model_path("tiny", settings.GPTOSS_VAR_DIR), served)
+    # GPTOSS_MODEL is left at its default (gpt-oss-20b): the path overrides it, and so does its name.
+    with running(GPTOSS_MODEL="", GPTOSS_MODEL_PATH=str(served)) as stack:
+        opener = _browser(stack, alice)
+        page = opener.open(_post(stack, "/c/new/", text="Hello"), timeout=10)
+        conversation = Conversation.objects.get(pk=int(page.geturl().rstrip("/").rsplit("/", 1)[1]))
+        assert conversation.model_name == "house-oss-v2"
+        replies = Message.objects.filter(conversation=conversation, role="assistant")
+        wait_until(
+            lambda: replies.filter(status="done").exists(), 90, "the file's worker answers from its queue"
+        )
+        html = opener.open(page.geturl(), timeout=10).read().decode()
+        assert 'title="Model">house-oss-v2<' in html and "gpt-oss-20b" not in html
+        beats = redis.Redis.from_url(stack.env["REDIS_URL"])
+        models = {json.loads(beats.get(key))["model"] for key in beats.scan_iter("*:worker:*")}
+        assert models == {"house-oss-v2"}
+        assert "gpu.house-oss-v2" in stack.output("worker")
+
+
+CSRF = "a" * 32
+
+
+def _browser(stack: Stack, user: object) -> urllib.request.OpenerDirector:
+    """Return an HTTP client signed in as *user* on the stack's web process (sessions are in the database)."""
+    opener = urllib.request.build_opener()
+    opener.addheaders = [("Cookie", f"{_session_cookie(user)}; {settings.CSRF_COOKIE_NAME}={CSRF}")]
+    return opener
+
+
+def _post(stack: Stack, path: str, **fields: str) -> urllib.request.Request:
+    data = urllib.parse.urlencode({"csrfmiddlewaretoken": CSRF, **fields}).encode()
+    return urllib.request.Request(stack.base_url + path, data=data, headers={"Referer": stack.base_url + "/"})
