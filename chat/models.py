@@ -92,6 +92,9 @@ class Message(models.Model):
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     tokens_per_second = models.FloatField(null=True, blank=True)
     error = models.TextField(blank=True)
+    # False when a failed reply's Retry could only fail again (the message cannot fit the model's context,
+    # the model is not served): the page offers no Retry.
+    retryable = models.BooleanField(default=True)
     # Something the user should know about this answer, e.g. that older turns were left out of the prompt.
     notice = models.CharField(max_length=300, blank=True)
     # The Celery task and worker that own a streaming message, for the reaper and the logs.

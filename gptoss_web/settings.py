@@ -237,6 +237,8 @@ GPTOSS_PYTHON_DISK_MB = env_int("GPTOSS_PYTHON_DISK_MB", 64, minimum=1)
 GPTOSS_FETCH_MAX_BYTES = env_int("GPTOSS_FETCH_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
 GPTOSS_FETCH_TIMEOUT_S = env_int("GPTOSS_FETCH_TIMEOUT_S", 10, minimum=1, maximum=120)
 GPTOSS_FETCH_MAX_REDIRECTS = env_int("GPTOSS_FETCH_MAX_REDIRECTS", 5, minimum=0, maximum=20)
+# Seconds a queued reply waits while no GPU worker serves its model before it fails (with Retry).
+GPTOSS_UNSERVED_TIMEOUT_S = env_int("GPTOSS_UNSERVED_TIMEOUT_S", 120, minimum=5)
 GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, minimum=1)
 # Tokens (reasoning + answer) a user may generate a day unless a quota in admin says otherwise; 0 = none.
 GPTOSS_DAILY_TOKEN_LIMIT = env_int("GPTOSS_DAILY_TOKEN_LIMIT", 0, minimum=0)

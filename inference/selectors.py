@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 from django.contrib.auth.models import User
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
+from gptoss_web.env import env_int
 from inference.models import Quota, ServedModel, UsageDay
 from inference.status import WorkerStatus, workers_list, workers_seen
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,34 @@ def served_model_list(*, user: User) -> list[ServedModel]:
 def served_model_get(*, name: str) -> ServedModel | None:
     """Return the registry row called *name*, if there is one."""
     return ServedModel.objects.filter(name=name).first()
+
+
+@dataclass(frozen=True)
+class ModelBudget:
+    context: int  # tokens one conversation may use (prompt + answer)
+    answer_tokens: int  # of which reserved for the answer
+
+
+def model_budget_get(*, name: str) -> ModelBudget:
+    """Return the context and answer budget *name* is served with: its registry row, else the environment.
+
+    The worker fits its prompts with these; the web process checks a question against the same figures.
+    """
+    row = served_model_get(name=name)
+    if row is not None:
+        return ModelBudget(context=row.context, answer_tokens=row.answer_tokens())
+    return model_budget_from_env()
+
+
+def model_budget_from_env() -> ModelBudget:
+    """Return GPTOSS_CONTEXT and GPTOSS_MAX_ANSWER_TOKENS; raise naming them when they cannot work."""
+    context = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
+    answer = env_int("GPTOSS_MAX_ANSWER_TOKENS", min(4096, context // 2), minimum=16)
+    if answer >= context:
+        raise ImproperlyConfigured(
+            f"GPTOSS_MAX_ANSWER_TOKENS={answer} must be below GPTOSS_CONTEXT={context}"
+        )
+    return ModelBudget(context=context, answer_tokens=answer)
 
 
 def model_allowed(*, user: User, model_name: str) -> bool:
@@ -97,6 +131,47 @@ def enabled_model_names() -> list[str]:
     """Return the models that must be served: the enabled registry rows, else GPTOSS_MODEL_NAME."""
     names = list(ServedModel.objects.filter(enabled=True).values_list("name", flat=True))
     return names or ([] if ServedModel.objects.exists() else [settings.GPTOSS_MODEL_NAME])
+
+
+def serving_states() -> dict[str, str]:
+    """Return, per model that a live GPU worker serves, "ready" (one can answer) or "loading"."""
+    states: dict[str, str] = {}
+    for worker in workers_list():
+        if worker.state == "ready":
+            states[worker.model] = "ready"
+        elif worker.state == "loading":
+            states.setdefault(worker.model, "loading")
+    return states
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def waiting_note(*, model_name: str, states: dict[str, str] | None = None) -> str:
+    """Return what a reply queued for *model_name* shows beside its place: "" while a worker is ready for it,
+    else that none is (and when the reply gives up), or that one is still loading the model."""
+    if states is None:
+        try:
+            states = serving_states()
+        except redis.RedisError as error:  # no heartbeats to read: say nothing rather than something wrong
+            logger.warning("worker heartbeats not readable: %s", error)
+            return ""
+    state = states.get(model_name)
+    if state == "ready":
+        return ""
+    if state == "loading":
+        return (
+            f"The GPU worker for {model_name} is still loading the model; this reply keeps its place in line."
+        )
+    wait = _duration(settings.GPTOSS_UNSERVED_TIMEOUT_S)
+    return (
+        f"No GPU worker is serving {model_name} right now. This reply keeps its place in line and fails "
+        f"if none starts within {wait}."
+    )
 
 
 def worker_board() -> tuple[list[WorkerRow], list[ModelServing]]:

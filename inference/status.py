@@ -191,6 +191,7 @@ class Reaper:
         """Check every streaming reply once; return how many were interrupted."""
         from chat import services
         from chat.models import Message
+        from inference import serving
 
         if self._redis_lost_its_data():
             self.requeue()
@@ -207,6 +208,7 @@ class Reaper:
             since = self._missing_since.get(message.worker)
             if since is not None and now - since >= self.MISSING_FOR_S:
                 interrupted += services.generation_interrupt(message=message, reason=self.REASON)
+        serving.unserved_check()  # queued replies: is any worker serving their model?
         return interrupted
 
     def _redis_lost_its_data(self) -> bool:

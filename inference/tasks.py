@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import date
 
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
@@ -15,7 +14,7 @@ from django.conf import settings
 from chat import selectors, services
 from chat.models import Message
 from inference import worker
-from inference.access import reply_model_refusal
+from inference.access import prompt_spec, reply_model_refusal
 from inference.engine import Generation, SamplingParams
 from inference.harmony import (
     STOP_TOKENS,
@@ -106,10 +105,10 @@ def generate_reply_task(self: object, message_id: int) -> None:
     state = ReplyState()
     publisher = ReplyPublisher(message.conversation_id, message.pk)
     try:
-        status, error = _generate(message, state, publisher)
+        status, error, retryable = _generate(message, state, publisher)
     except Exception as unexpected:
         logger.exception("reply %s (task %s) failed", message_id, task_id)
-        status, error = Message.Status.FAILED, f"The answer failed: {unexpected}"
+        status, error, retryable = Message.Status.FAILED, f"The answer failed: {unexpected}", True
     services.generation_finish(
         message=message,
         status=status,
@@ -124,33 +123,29 @@ def generate_reply_task(self: object, message_id: int) -> None:
         ttft_ms=state.ttft_ms,
         tokens_per_second=state.tokens_per_second,
         error=error,
+        retryable=retryable,
     )
     usage_record(message_id=message_id)
     logger.info("reply %s finished: %s", message_id, status)
 
 
 def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> PromptSpec:
-    conversation = message.conversation
     assert message.reply_to is not None
-    return PromptSpec(
-        effort=conversation.reasoning_effort,
-        date=date.today().isoformat(),
-        browser=toolset.browser,
-        python=toolset.python,
-        python_timeout_s=settings.GPTOSS_PYTHON_TIMEOUT_S,
-        instructions=conversation.instructions,
-        functions=list(toolset.functions),
+    return prompt_spec(
+        message.conversation,
+        toolset,
+        question=message.reply_to.content,
         history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=message)],
-        user=message.reply_to.content,
-        tool_steps=list(steps),
+        steps=steps,
     )
 
 
-def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> tuple[str, str]:
-    """Run the turn to its end (through tool calls); return the final status and error text."""
+def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> tuple[str, str, bool]:
+    """Run the turn to its end (through tool calls); return the final status, the error text and whether
+    Retry could help (not when the model is refused or the question alone does not fit)."""
     refusal = reply_model_refusal(owner=message.conversation.owner, model_name=message.model_name)
     if refusal:
-        return Message.Status.FAILED, refusal
+        return Message.Status.FAILED, refusal, False
     engine, config = worker.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
     budget = config.max_answer_tokens
@@ -161,7 +156,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
             spec = _prompt_spec(message, state.steps, toolset)
             fitted = fit_prompt(spec, n_ctx=config.context, reserve=budget)
         except PromptTooLong as too_long:
-            return Message.Status.FAILED, str(too_long)
+            return Message.Status.FAILED, str(too_long), False
         generation = engine.submit(
             fitted.tokens,
             sampling=SamplingParams(),
@@ -185,12 +180,13 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         with worker.tracking(message.pk, generation):
             call, status, problem = _stream(message, generation, state, publisher)
         if call is None:
-            return status, problem
+            return status, problem, True
         budget -= generation.stats.generated_tokens
         if len(state.steps) > max_calls or budget <= 16:
             return (
                 Message.Status.FAILED,
                 f"The answer used more than {max_calls} tool calls or its token budget.",
+                True,
             )
         index = len(state.tool_calls)
         # The card appears as the call starts; its result fills it in when the tool returns.
@@ -214,7 +210,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         )
         # Stored as soon as it is known, so a browser that reloads sees the call and its result.
         if not state.save(message, publisher):
-            return Message.Status.CANCELLED, ""
+            return Message.Status.CANCELLED, "", True
 
 
 def _over_the_limit(started: dict[str, str], max_calls: int) -> ToolResult:

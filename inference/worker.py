@@ -42,7 +42,7 @@ def worker_config() -> WorkerConfig:
     The model registry row named GPTOSS_MODEL_NAME (Django admin) wins; without one the GPTOSS_* variables
     apply, as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file.
     """
-    from inference.selectors import served_model_get
+    from inference.selectors import model_budget_from_env, served_model_get
 
     name = settings.GPTOSS_MODEL_NAME
     try:
@@ -55,7 +55,8 @@ def worker_config() -> WorkerConfig:
     path = model_path(
         settings.GPTOSS_MODEL, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH
     )
-    context = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
+    budget = model_budget_from_env()
+    context = budget.context
     slots = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=256)
     n_ubatch = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
     engine = EngineSettings(
@@ -69,14 +70,9 @@ def worker_config() -> WorkerConfig:
         n_ubatch=n_ubatch,
         n_batch=max(2048, n_ubatch),
     )
-    answer = env_int("GPTOSS_MAX_ANSWER_TOKENS", min(4096, context // 2), minimum=16)
-    if answer >= context:
-        from django.core.exceptions import ImproperlyConfigured
-
-        raise ImproperlyConfigured(
-            f"GPTOSS_MAX_ANSWER_TOKENS={answer} must be below GPTOSS_CONTEXT={context}"
-        )
-    return WorkerConfig(model_name=name, engine=engine, context=context, max_answer_tokens=answer)
+    return WorkerConfig(
+        model_name=name, engine=engine, context=context, max_answer_tokens=budget.answer_tokens
+    )
 
 
 def _config_from_registry(row: ServedModel) -> WorkerConfig:

@@ -190,3 +190,87 @@ def _browser(stack: Stack, user: object) -> urllib.request.OpenerDirector:
 def _post(stack: Stack, path: str, **fields: str) -> urllib.request.Request:
     data = urllib.parse.urlencode({"csrfmiddlewaretoken": CSRF, **fields}).encode()
     return urllib.request.Request(stack.base_url + path, data=data, headers={"Referer": stack.base_url + "/"})
+
+
+# --- Issue 12.3: nobody serving, everybody told ------------------------------------------------------------
+
+NOBODY = "No GPU worker is serving tiny right now"
+
+
+async def _until_waiting(socket: ClientConnection, text: str, timeout: float = 30) -> list[dict[str, Any]]:
+    """Return the frames up to the first that shows the queued reply's waiting note containing *text*
+    (or, with text "", the first that clears it)."""
+    frames: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    while True:
+        frame = await _receive(socket, max(0.1, deadline - time.monotonic()))
+        frames.append(frame)
+        shown = frame.get("waiting") if frame["type"] == "queued" else None
+        if frame["type"] in ("message", "state"):
+            messages = frame.get("messages") or [frame["message"]]
+            shown = next((m.get("waiting") for m in messages if m["status"] == "queued"), None)
+        if shown is not None and (text in shown if text else shown == ""):
+            return frames
+
+
+async def test_with_no_worker_a_queued_reply_says_so_live_and_on_reload_and_answers_once_one_starts(
+    alice: object,
+) -> None:
+    with running(without=("worker",), GPTOSS_UNSERVED_TIMEOUT_S="600") as stack:
+        conversation = await _conversation(alice)
+        cookie = await sync_to_async(_session_cookie)(alice)
+        socket = await _socket(stack, cookie, conversation.pk)
+        try:
+            await _receive(socket)
+            await socket.send(json.dumps({"action": "send", "text": "Hello", "client_id": "n"}))
+            frames = await _until_waiting(socket, NOBODY)
+            assert "keeps its place in line" in json.dumps(frames[-1])
+            # A reload shows it too, server-rendered, before any socket speaks.
+            opener = await sync_to_async(_browser)(stack, alice)
+            html = opener.open(f"{stack.base_url}/c/{conversation.pk}/", timeout=10).read().decode()
+            assert NOBODY in html
+            # A worker starts: the note goes away and the reply is answered.
+            stack.start_process("worker")
+            frames = await _until(socket, "done", timeout=90)
+            assert frames[-1]["message"]["status"] == "done"
+        finally:
+            await socket.close()
+
+
+async def test_with_no_worker_a_queued_reply_fails_after_the_wait_with_retry(alice: object) -> None:
+    with running(without=("worker",), GPTOSS_UNSERVED_TIMEOUT_S="5") as stack:
+        conversation = await _conversation(alice)
+        cookie = await sync_to_async(_session_cookie)(alice)
+        socket = await _socket(stack, cookie, conversation.pk)
+        try:
+            await _receive(socket)
+            await socket.send(json.dumps({"action": "send", "text": "Hello", "client_id": "n"}))
+            final = (await _until(socket, "done", timeout=60))[-1]["message"]
+        finally:
+            await socket.close()
+    assert final["status"] == "failed" and final["retryable"] is True
+    assert "No GPU worker served tiny for 5 s" in final["error"] and "Press Retry" in final["error"]
+    reply = await _reply(conversation)
+    assert (reply.status, reply.retryable) == ("failed", True)
+
+
+async def test_a_reply_for_a_model_only_another_models_worker_serves_waits_told_and_fails_once_disabled(
+    alice: object,
+) -> None:
+    await sync_to_async(ServedModel.objects.create)(name="tiny", source="tiny")
+    other = await sync_to_async(ServedModel.objects.create)(name="other-oss", source="tiny")
+    with running(GPTOSS_UNSERVED_TIMEOUT_S="600") as stack:  # its worker serves tiny only
+        conversation = await _conversation(alice, model_name="other-oss")
+        cookie = await sync_to_async(_session_cookie)(alice)
+        socket = await _socket(stack, cookie, conversation.pk)
+        try:
+            await _receive(socket)
+            await socket.send(json.dumps({"action": "send", "text": "Hello", "client_id": "o"}))
+            await _until_waiting(socket, "No GPU worker is serving other-oss right now")
+            other.enabled = False  # taken out of service while the reply waits (the reaper is the backstop)
+            await sync_to_async(other.save)()
+            final = (await _until(socket, "done", timeout=30))[-1]["message"]
+        finally:
+            await socket.close()
+    assert final["status"] == "failed" and final["retryable"] is False
+    assert "other-oss is no longer served on this site" in final["error"]
