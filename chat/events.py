@@ -62,6 +62,9 @@ class MessagePayload(TypedDict):
     html: str
     stats: Stats
     queue_position: int | None
+    # While queued: why it waits beyond its place, e.g. that no GPU worker serves its model ("" when served).
+    waiting: str
+    retryable: bool
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -69,7 +72,9 @@ def conversation_group(conversation_id: int) -> str:
     return f"conversation.{conversation_id}"
 
 
-def message_payload(message: Message, *, queue_position: int | None = None) -> MessagePayload:
+def message_payload(
+    message: Message, *, queue_position: int | None = None, waiting: str = ""
+) -> MessagePayload:
     """Return the stored state of *message* as the browser receives it."""
     return {
         "id": message.pk,
@@ -94,6 +99,8 @@ def message_payload(message: Message, *, queue_position: int | None = None) -> M
             "tokens_per_second": message.tokens_per_second,
         },
         "queue_position": queue_position,
+        "waiting": waiting,
+        "retryable": message.retryable,
     }
 
 
@@ -174,12 +181,10 @@ def broadcast_on_commit(conversation_id: int, payload: dict[str, Any]) -> None:
 # --- State changes (sent by chat.services, after commit) ---------------------------------------------------
 
 
-def message_changed(message: Message, *, queue_position: int | None = None) -> None:
+def message_changed(message: Message, *, queue_position: int | None = None, waiting: str = "") -> None:
     """Tell the conversation's sockets that *message* was created or changed state."""
-    broadcast_on_commit(
-        message.conversation_id,
-        {"type": "message", "message": message_payload(message, queue_position=queue_position)},
-    )
+    payload = message_payload(message, queue_position=queue_position, waiting=waiting)
+    broadcast_on_commit(message.conversation_id, {"type": "message", "message": payload})
 
 
 def messages_removed(conversation_id: int, message_ids: Iterable[int]) -> None:
@@ -215,6 +220,20 @@ def queue_positions(positions: Iterable[tuple[int, int, int]]) -> None:
         broadcast_many([(c, {"type": "queued", "message": m, "position": p}) for c, m, p in items])
 
     if items:
+        transaction.on_commit(send)
+
+
+def queue_waiting(items: Iterable[tuple[int, int, int, str]]) -> None:
+    """Tell queued replies their place and why they wait: (conversation_id, message_id, position, waiting).
+
+    `waiting` is "" once a GPU worker serves the model again, which clears the note in the browser.
+    """
+    frames = [(c, {"type": "queued", "message": m, "position": p, "waiting": w}) for c, m, p, w in items]
+
+    def send() -> None:
+        broadcast_many(frames)
+
+    if frames:
         transaction.on_commit(send)
 
 

@@ -95,6 +95,9 @@ class Message(models.Model):
     # (0 after that): at most the model's answer budget, and the GPU worker generates no more than this.
     reserved_tokens = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
+    # False when a failed reply's Retry could only fail again (the message cannot fit the model's context,
+    # the model is not served): the page offers no Retry.
+    retryable = models.BooleanField(default=True)
     # Something the user should know about this answer, e.g. that older turns were left out of the prompt.
     notice = models.CharField(max_length=300, blank=True)
     # The Celery task and worker that own a streaming message, for the reaper and the logs.

@@ -9,6 +9,7 @@ from django.db.models import Q, QuerySet
 
 from chat import events
 from chat.models import Conversation, Message
+from inference.selectors import waiting_note
 
 
 def conversation_list(*, user: User) -> QuerySet[Conversation]:
@@ -42,6 +43,19 @@ def queue_position_get(*, message: Message) -> int | None:
     return ahead.count() + 1
 
 
+def reply_waiting_get(*, message: Message) -> str:
+    """Return why the queued *message* waits beyond its place (nobody serves its model), else ""."""
+    if message.status != Message.Status.QUEUED:
+        return ""
+    return waiting_note(model_name=message.model_name)
+
+
+def conversation_waiting_get(*, conversation: Conversation) -> str:
+    """Return the waiting note of *conversation*'s queued reply (at most one is in flight), else ""."""
+    reply = message_in_flight_get(conversation=conversation)
+    return reply_waiting_get(message=reply) if reply is not None else ""
+
+
 def conversation_state(*, conversation: Conversation) -> dict[str, Any]:
     """Return what a (re)connecting socket is sent first: the visible thread, caught up with live streams.
 
@@ -50,7 +64,11 @@ def conversation_state(*, conversation: Conversation) -> dict[str, Any]:
     """
     payloads = []
     for message in message_list(conversation=conversation):
-        payload = events.message_payload(message, queue_position=queue_position_get(message=message))
+        payload = events.message_payload(
+            message,
+            queue_position=queue_position_get(message=message),
+            waiting=reply_waiting_get(message=message),
+        )
         if message.status == Message.Status.STREAMING:
             for event in events.stream_events_after(message.pk, message.stream_seq) or []:
                 events.apply_stream_event(payload, event)

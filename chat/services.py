@@ -144,6 +144,7 @@ def message_send(*, conversation: Conversation, text: str, client_id: str = "") 
     sent_key = f"sent:{conversation.pk}:{client_id[:64]}" if client_id else ""
     if sent_key and _cache_get(sent_key):
         raise AlreadySent()
+    _check_fits(conversation, text)
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
         budget = _check_can_generate(locked)
@@ -179,6 +180,7 @@ def message_edit(*, conversation: Conversation, message_id: int, text: str) -> t
     latest question can be edited, and only while nothing is generating.
     """
     validate_message_text(text)
+    _check_fits(conversation, text)
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
         latest = selectors.message_latest_get(conversation=locked, role=Message.Role.USER)
@@ -200,6 +202,7 @@ def message_regenerate(*, conversation: Conversation, message_id: int) -> Messag
         if latest is None or latest.pk != message_id or latest.reply_to is None:
             raise StaleEdit()
         budget = _check_can_generate(locked)
+        _check_fits(locked, latest.reply_to.content)
         Message.objects.filter(pk=latest.pk).update(superseded_at=timezone.now())
         events.messages_removed(locked.pk, [latest.pk])
         reply = _reply_create(conversation=locked, reply_to=latest.reply_to, reserved_tokens=budget)
@@ -287,6 +290,13 @@ def _check_can_generate(conversation: Conversation) -> int:
     return generation_allowed_check(user=conversation.owner, model_name=conversation.model_name)
 
 
+def _check_fits(conversation: Conversation, text: str) -> None:
+    """Refuse now a question that cannot fit the model's context even alone, rather than after the queue."""
+    from inference.access import prompt_fit_check
+
+    prompt_fit_check(conversation=conversation, text=text)
+
+
 def _reply_create(
     *, conversation: Conversation, reply_to: Message, reserved_tokens: int, announce_question: bool = False
 ) -> Message:
@@ -313,8 +323,18 @@ def _reply_create(
     transaction.on_commit(lambda: _enqueue(reply))
     if announce_question:
         events.message_changed(reply_to)
-    events.message_changed(reply, queue_position=selectors.queue_position_get(message=reply))
+    events.message_changed(
+        reply,
+        queue_position=selectors.queue_position_get(message=reply),
+        waiting=selectors.reply_waiting_get(message=reply),
+    )
     return reply
+
+
+def reply_waiting_changed(updates: Sequence[tuple[int, int, int, str]]) -> None:
+    """Tell queued replies their place and whether a worker serves their model: (conversation id, message id,
+    position, note). Nothing is stored: the note is read from the workers' heartbeats, also on a reload."""
+    events.queue_waiting(updates)
 
 
 def _broadcast_queue(model_name: str) -> None:
@@ -422,6 +442,7 @@ def generation_finish(
     ttft_ms: int | None,
     tokens_per_second: float | None,
     error: str = "",
+    retryable: bool = True,
 ) -> Message | None:
     """Store the final state of a reply and tell its sockets; return it, or None if it no longer exists.
 
@@ -443,6 +464,7 @@ def generation_finish(
         "ttft_ms": ttft_ms,
         "tokens_per_second": tokens_per_second,
         "error": error,
+        "retryable": retryable,
         "finished_at": now,
         "reserved_tokens": 0,
     }
@@ -458,6 +480,33 @@ def generation_finish(
         Conversation.objects.filter(pk=message.conversation_id).update(updated_at=now)
         events.reply_finished(final)
     return final
+
+
+def generation_fail_queued(*, message_ids: Sequence[int], error: str, retryable: bool) -> int:
+    """Fail the replies among *message_ids* that are still queued, with *error*; return how many.
+
+    Their tasks stay in the queue: a worker that takes one later finds it no longer queued and does nothing.
+    """
+    with transaction.atomic():
+        failed = list(
+            Message.objects.select_for_update()
+            .filter(pk__in=list(message_ids), status=Message.Status.QUEUED)
+            .order_by("created_at", "id")
+        )
+        now = timezone.now()
+        for reply in failed:
+            reply.status, reply.error, reply.retryable, reply.finished_at = (
+                Message.Status.FAILED, error, retryable, now
+            )  # fmt: skip
+            reply.reserved_tokens = 0  # it generated nothing: its budget goes back to the quota
+            reply.save(update_fields=["status", "error", "retryable", "finished_at", "reserved_tokens"])
+            logger.warning(
+                "queued reply %s of conversation %s failed: %s", reply.pk, reply.conversation_id, error
+            )
+            events.reply_finished(reply)
+        for model_name in {reply.model_name for reply in failed}:
+            _broadcast_queue(model_name)
+    return len(failed)
 
 
 INTERRUPT_FIELDS = (

@@ -35,6 +35,8 @@ def _render_app(
         "conversations": selectors.conversation_list(user=_user(request)),
         "conversation": conversation,
         "chat_messages": selectors.message_list(conversation=conversation) if conversation else [],
+        # Why its queued reply waits, e.g. that no GPU worker serves its model.
+        "waiting": selectors.conversation_waiting_get(conversation=conversation) if conversation else "",
         "message_form": message_form or MessageForm(),
         "settings_form": settings_form
         or (SettingsForm.for_conversation(conversation) if conversation else None),

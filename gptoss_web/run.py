@@ -204,10 +204,9 @@ def prepare_worker(env: dict[str, str]) -> list[str] | None:
         return None
     from inference.dispatch import queue_for_model
 
-    slots = env.get("GPTOSS_SLOTS", "4")
+    # No --concurrency: the worker runs one task thread per engine slot, wherever the slots are set.
     return [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
-            "--concurrency",
-            slots, "--queues", queue_for_model(model_name), "--hostname", f"gpu-{model_name}@%h",
+            "--queues", queue_for_model(model_name), "--hostname", f"gpu-{model_name}@%h",
             "--loglevel", "INFO", "--without-gossip", "--without-mingle"]  # fmt: skip
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -22,7 +23,7 @@ from gptoss_web.env import (
     parse_database_url,
     parse_networks,
 )
-from inference.catalog import answer_tokens_default
+from inference.catalog import answer_tokens_default, served_model_name
 from inference.engine.settings import KV_TYPES, MAX_SLOTS, EngineSettings, SettingsError
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -277,6 +278,12 @@ try:
     )
 except SettingsError as error:
     raise ImproperlyConfigured(str(error)) from None
+# The name it is served under (conversations, queue, heartbeats, chips): GPTOSS_MODEL_NAME, else the
+# GPTOSS_MODEL_PATH file's own name, else GPTOSS_MODEL.
+try:
+    GPTOSS_MODEL_NAME = served_model_name(os.environ)
+except ValueError as _error:
+    raise ImproperlyConfigured(str(_error)) from None
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
 # Tools: limits of one Python run, of fetched pages, and of any tool's output the model reads back.
@@ -288,6 +295,8 @@ GPTOSS_PYTHON_DISK_MB = env_int("GPTOSS_PYTHON_DISK_MB", 64, minimum=1)
 GPTOSS_FETCH_MAX_BYTES = env_int("GPTOSS_FETCH_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
 GPTOSS_FETCH_TIMEOUT_S = env_int("GPTOSS_FETCH_TIMEOUT_S", 10, minimum=1, maximum=120)
 GPTOSS_FETCH_MAX_REDIRECTS = env_int("GPTOSS_FETCH_MAX_REDIRECTS", 5, minimum=0, maximum=20)
+# Seconds a queued reply waits while no GPU worker serves its model before it fails (with Retry).
+GPTOSS_UNSERVED_TIMEOUT_S = env_int("GPTOSS_UNSERVED_TIMEOUT_S", 120, minimum=5)
 GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, minimum=1)
 # Tokens (reasoning + answer) a user may generate a day unless a quota in admin says otherwise; 0 = none.
 GPTOSS_DAILY_TOKEN_LIMIT = env_int("GPTOSS_DAILY_TOKEN_LIMIT", 0, minimum=0)

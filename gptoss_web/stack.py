@@ -117,6 +117,7 @@ class Stack:
 
     def start_process(self, name: str) -> None:
         """Start (or start again) one process and wait until it is ready."""
+        from inference.catalog import served_model_name
         from inference.dispatch import queue_for_model
 
         argv, env, ready = {
@@ -131,8 +132,7 @@ class Stack:
             ),
             "worker": (
                 [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
-                 "--concurrency", self.worker_env["GPTOSS_SLOTS"],
-                 "--queues", queue_for_model(self.worker_env["GPTOSS_MODEL"]),
+                 "--queues", queue_for_model(served_model_name(self.worker_env)),
                  "--hostname", f"gpu-{self.web_port}@%h", "--without-gossip", "--without-mingle",
                  "--loglevel", "INFO"],
                 self.worker_env, "ready.",

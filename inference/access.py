@@ -1,14 +1,34 @@
-"""Permission checks before a reply is queued: may this user use this model, and generate more today?"""
+"""Checks before a reply is queued: may this user use this model, generate more today, and does the
+question fit the model's context at all?"""
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+import logging
+import os
+from collections.abc import Sequence
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
 
+from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from chat.models import Conversation
 from chat.services import ChatError
 from inference import selectors
+from inference.harmony import (
+    HarmonyUnavailable,
+    PromptSpec,
+    PromptTooLong,
+    ToolStep,
+    Turn,
+    fit_prompt,
+    get_encoding,
+)
+from inference.tools import Toolset, toolset_for
+from inference.vocab import ENV_VAR, VOCAB_FILENAME, vocab_verified
+
+logger = logging.getLogger(__name__)
 
 
 class ModelNotAllowed(ChatError):
@@ -16,6 +36,15 @@ class ModelNotAllowed(ChatError):
         super().__init__(
             f"The model {model_name!r} is not available to you. Choose another model in this "
             "conversation's settings, or ask an admin for access."
+        )
+
+
+class ModelNotServed(ModelNotAllowed):
+    def __init__(self, model_name: str) -> None:
+        ChatError.__init__(
+            self,
+            f"The model {model_name!r} is not served on this site any more (an admin disabled or removed it, "
+            "or the server now runs another model). Choose another model in this conversation's settings.",
         )
 
 
@@ -28,6 +57,10 @@ class QuotaExceeded(ChatError):
 MIN_ANSWER_TOKENS = 16
 
 
+class MessageTooLong(ChatError):
+    """The question cannot fit the model's context even with every earlier turn left out."""
+
+
 def quota_resets_at() -> datetime:
     """Return the next local midnight (TIME_ZONE), when daily quotas start again."""
     tomorrow = timezone.localdate() + timedelta(days=1)
@@ -35,8 +68,11 @@ def quota_resets_at() -> datetime:
 
 
 def model_access_check(*, user: User, model_name: str) -> None:
-    """Raise ModelNotAllowed unless *user* may use *model_name* (enabled, and in one of its groups)."""
+    """Raise ModelNotAllowed unless *user* may use *model_name* (enabled, and in one of its groups);
+    ModelNotServed when nobody may (the model is disabled, removed, or not the one this site serves)."""
     if not selectors.model_allowed(user=user, model_name=model_name):
+        if model_name not in selectors.enabled_model_names():
+            raise ModelNotServed(model_name)
         raise ModelNotAllowed(model_name)
 
 
@@ -48,7 +84,7 @@ def generation_allowed_check(*, user: User, model_name: str) -> int:
     hold theirs. The caller holds the owner's send lock, so no other send counts meanwhile.
     """
     model_access_check(user=user, model_name=model_name)
-    budget = selectors.answer_tokens_get(model_name=model_name)
+    budget = selectors.model_budget_get(name=model_name).answer_tokens
     limit = selectors.limits_get(user=user).daily_tokens
     if limit is None:
         return budget
@@ -79,3 +115,62 @@ def reply_model_refusal(*, owner: User, model_name: str) -> str:
     except ModelNotAllowed as refused:
         return str(refused)
     return ""
+
+
+def prompt_spec(
+    conversation: Conversation,
+    toolset: Toolset,
+    *,
+    question: str,
+    history: Sequence[Turn] = (),
+    steps: Sequence[ToolStep] = (),
+) -> PromptSpec:
+    """Return what a reply's prompt is rendered from: the conversation's settings, *toolset*, the turns."""
+    return PromptSpec(
+        effort=conversation.reasoning_effort,
+        date=date.today().isoformat(),
+        browser=toolset.browser,
+        python=toolset.python,
+        python_timeout_s=settings.GPTOSS_PYTHON_TIMEOUT_S,
+        instructions=conversation.instructions,
+        functions=list(toolset.functions),
+        history=list(history),
+        user=question,
+        tool_steps=list(steps),
+    )
+
+
+def prompt_fit_check(*, conversation: Conversation, text: str) -> None:
+    """Raise MessageTooLong when *text* cannot fit the model's context even as the conversation's only turn.
+
+    Exact: the prompt is rendered as the GPU worker renders it (effort, instructions, tools), without the
+    earlier turns, which the worker leaves out first when they do not fit. Where this process has no
+    vocabulary for harmony (it is derived from the model file by the worker), nothing is refused here and the
+    worker's own check fails the reply instead, without Retry.
+    """
+    if not _harmony_ready():
+        return
+    budget = selectors.model_budget_get(name=conversation.model_name)
+    spec = prompt_spec(conversation, toolset_for(conversation), question=text)
+    try:
+        fit_prompt(spec, n_ctx=budget.context, reserve=budget.answer_tokens)
+    except PromptTooLong as too_long:
+        raise MessageTooLong(str(too_long)) from None
+
+
+def _harmony_ready() -> bool:
+    """Return whether harmony can render here, pointing it at the vocabulary a worker wrote under var/vocab.
+
+    Never lets openai-harmony try a download (a web request would wait on the network).
+    """
+    if not os.environ.get(ENV_VAR):
+        cached = Path(settings.GPTOSS_VAR_DIR) / "vocab"
+        if not vocab_verified(cached / VOCAB_FILENAME):
+            return False
+        os.environ[ENV_VAR] = str(cached)
+    try:
+        get_encoding()
+    except HarmonyUnavailable as error:
+        logger.warning("questions are not checked against the context: %s", error)
+        return False
+    return True

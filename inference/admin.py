@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from chat.admin import PrivateFieldsAdmin
 from inference.models import Quota, ServedModel, UsageDay
+from inference.serving import withdrawn_check
 
 
 @admin.register(ServedModel)
@@ -37,6 +40,19 @@ class ServedModelAdmin(PrivateFieldsAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).prefetch_related("groups")
+
+    # A model disabled, renamed or deleted here: the replies queued for it fail at once, saying why.
+    def save_model(self, request: HttpRequest, obj: ServedModel, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        withdrawn_check()
+
+    def delete_model(self, request: HttpRequest, obj: ServedModel) -> None:
+        super().delete_model(request, obj)
+        withdrawn_check()
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        super().delete_queryset(request, queryset)
+        withdrawn_check()
 
     @admin.display(description="Queue")
     def shown_queue(self, model: ServedModel) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 TINY = "tiny"
+DEFAULT_MODEL = "gpt-oss-20b"
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 class ModelUnavailable(Exception):
@@ -98,10 +101,34 @@ def download(name: str, var_dir: Path) -> Path:
         ) from None
 
 
+def served_model_name(env: Mapping[str, str]) -> str:
+    """Return the name the served model goes by in conversations, queues, heartbeats and the UI.
+
+    GPTOSS_MODEL_NAME when set. Else a file served by GPTOSS_MODEL_PATH goes by the file's name without
+    `.gguf` and shard suffix (`my-oss-00001-of-00003.gguf` is `my-oss`), never by GPTOSS_MODEL, which the path
+    overrides; taken from the path, not from inside the file, so the web process agrees with the worker
+    without having the file. Else GPTOSS_MODEL.
+    """
+    name = env.get("GPTOSS_MODEL_NAME", "").strip()
+    if name:
+        if not re.match(NAME_PATTERN, name):
+            raise ValueError(
+                f"GPTOSS_MODEL_NAME={name} may hold only letters, digits, '.', '_' and '-', for example "
+                "GPTOSS_MODEL_NAME=my-gpt-oss"
+            )
+        return name
+    path = env.get("GPTOSS_MODEL_PATH", "").strip()
+    if not path:
+        return env.get("GPTOSS_MODEL", "").strip() or DEFAULT_MODEL
+    stem = re.sub(r"-\d{5}-of-\d{5}$", "", Path(path).name.removesuffix(".gguf"))
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", stem).lstrip("-_.") or "local-gguf"
+
+
 def resolve_model_for_run(env: Mapping[str, str]) -> str:
-    """Make sure the model that `make run` serves is present (building or downloading it); return its name."""
+    """Make sure the model that `make run` serves is present (building or downloading it); return the name
+    it is served under (`served_model_name`)."""
     var_dir = Path(env.get("GPTOSS_VAR_DIR", "var"))
-    name = env.get("GPTOSS_MODEL", "gpt-oss-20b")
+    name = env.get("GPTOSS_MODEL", "").strip() or DEFAULT_MODEL
     explicit = env.get("GPTOSS_MODEL_PATH", "")
     try:
         model_path(name, var_dir, explicit_path=explicit)
@@ -115,4 +142,4 @@ def resolve_model_for_run(env: Mapping[str, str]) -> str:
             ) from None
         logger.info("downloading %s", name)
         download(name, var_dir)
-    return name
+    return served_model_name(env)

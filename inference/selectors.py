@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 
+import redis
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import F, OuterRef, Q, Subquery, Sum, Value
@@ -14,6 +16,8 @@ from django.utils import timezone
 from chat.models import Message
 from inference.models import Quota, ServedModel, UsageDay
 from inference.status import WorkerStatus, workers_list, workers_seen
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -25,10 +29,10 @@ class Limits:
 def served_model_list(*, user: User) -> list[ServedModel]:
     """Return the enabled models *user* may use, in menu order.
 
-    Without any registry row the site serves GPTOSS_MODEL to everyone, as `make run` does.
+    Without any registry row the site serves GPTOSS_MODEL_NAME to everyone, as `make run` does.
     """
     if not ServedModel.objects.exists():
-        return [ServedModel(name=settings.GPTOSS_MODEL)]
+        return [ServedModel(name=settings.GPTOSS_MODEL_NAME)]
     group_ids = list(user.groups.values_list("pk", flat=True))
     return list(
         ServedModel.objects.filter(enabled=True)
@@ -43,15 +47,33 @@ def served_model_get(*, name: str) -> ServedModel | None:
     return ServedModel.objects.filter(name=name).first()
 
 
+@dataclass(frozen=True)
+class ModelBudget:
+    context: int  # tokens one conversation may use (prompt + answer)
+    answer_tokens: int  # of which reserved for the answer
+
+
+def model_budget_get(*, name: str) -> ModelBudget:
+    """Return the context and answer budget *name* is served with: its registry row, else the environment.
+
+    The worker fits its prompts with these; the web process checks a question against the same figures and
+    holds an answer's budget against its owner's daily quota (no llama.cpp needed for either).
+    """
+    row = served_model_get(name=name)
+    if row is not None:
+        return ModelBudget(context=row.context, answer_tokens=row.answer_tokens())
+    return ModelBudget(context=settings.GPTOSS_CONTEXT, answer_tokens=settings.GPTOSS_MAX_ANSWER_TOKENS)
+
+
 def model_allowed(*, user: User, model_name: str) -> bool:
     return any(model.name == model_name for model in served_model_list(user=user))
 
 
 def default_model_name(*, user: User) -> str:
-    """Return the model a new conversation of *user* starts with: GPTOSS_MODEL if allowed, else the first."""
+    """Return the model a new conversation of *user* starts with: the served one if allowed, or the first."""
     names = [model.name for model in served_model_list(user=user)]
-    if settings.GPTOSS_MODEL in names or not names:
-        return settings.GPTOSS_MODEL
+    if settings.GPTOSS_MODEL_NAME in names or not names:
+        return settings.GPTOSS_MODEL_NAME
     return names[0]
 
 
@@ -110,12 +132,6 @@ def tokens_today(*, user: User) -> TokensToday:
     return TokensToday(used=int(row["used"]), reserved=int(row["reserved"]))
 
 
-def answer_tokens_get(*, model_name: str) -> int:
-    """Return the tokens one answer of *model_name* may use, as its GPU workers read it (no llama.cpp)."""
-    row = served_model_get(name=model_name)
-    return row.answer_tokens() if row is not None else settings.GPTOSS_MAX_ANSWER_TOKENS
-
-
 @dataclass(frozen=True)
 class WorkerRow:
     status: WorkerStatus
@@ -132,9 +148,50 @@ class ModelServing:
 
 
 def enabled_model_names() -> list[str]:
-    """Return the models that must be served: the enabled registry rows, else GPTOSS_MODEL."""
+    """Return the models that must be served: the enabled registry rows, else GPTOSS_MODEL_NAME."""
     names = list(ServedModel.objects.filter(enabled=True).values_list("name", flat=True))
-    return names or ([] if ServedModel.objects.exists() else [settings.GPTOSS_MODEL])
+    return names or ([] if ServedModel.objects.exists() else [settings.GPTOSS_MODEL_NAME])
+
+
+def serving_states() -> dict[str, str]:
+    """Return, per model that a live GPU worker serves, "ready" (one can answer) or "loading"."""
+    states: dict[str, str] = {}
+    for worker in workers_list():
+        if worker.state == "ready":
+            states[worker.model] = "ready"
+        elif worker.state == "loading":
+            states.setdefault(worker.model, "loading")
+    return states
+
+
+def _duration(seconds: int) -> str:
+    if seconds % 60 == 0:
+        minutes = seconds // 60
+        return f"{minutes} minute{'s' if minutes != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+def waiting_note(*, model_name: str, states: dict[str, str] | None = None) -> str:
+    """Return what a reply queued for *model_name* shows beside its place: "" while a worker is ready for it,
+    else that none is (and when the reply gives up), or that one is still loading the model."""
+    if states is None:
+        try:
+            states = serving_states()
+        except redis.RedisError as error:  # no heartbeats to read: say nothing rather than something wrong
+            logger.warning("worker heartbeats not readable: %s", error)
+            return ""
+    state = states.get(model_name)
+    if state == "ready":
+        return ""
+    if state == "loading":
+        return (
+            f"The GPU worker for {model_name} is still loading the model; this reply keeps its place in line."
+        )
+    wait = _duration(settings.GPTOSS_UNSERVED_TIMEOUT_S)
+    return (
+        f"No GPU worker is serving {model_name} right now. This reply keeps its place in line and fails "
+        f"if none starts within {wait}."
+    )
 
 
 def worker_board() -> tuple[list[WorkerRow], list[ModelServing]]:

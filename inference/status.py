@@ -196,6 +196,7 @@ class Reaper:
         """
         from chat import services
         from chat.models import Message
+        from inference import serving
 
         if self._redis_lost_its_data():
             self.requeue()
@@ -218,6 +219,7 @@ class Reaper:
                 interrupted += services.generation_interrupt(message=message, reason=self.REASON)
             else:
                 services.generation_release(message=message)
+        serving.unserved_check()  # queued replies: is any worker serving their model?
         return interrupted
 
     def _redis_lost_its_data(self) -> bool:

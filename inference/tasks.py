@@ -6,17 +6,17 @@ import logging
 import secrets
 import time
 from dataclasses import dataclass, field
-from datetime import date
 
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
+from celery.worker import WorkController
 from django.conf import settings
 from django.db import transaction
 
 from chat import selectors, services
 from chat.models import Message
 from inference import worker
-from inference.access import reply_model_refusal
+from inference.access import prompt_spec, reply_model_refusal
 from inference.engine import Generation, SamplingParams
 from inference.harmony import (
     STOP_TOKENS,
@@ -44,13 +44,23 @@ QUOTA_NOTICE = "The answer stopped at what was left of your daily token quota."
 
 
 @worker_init.connect
-def _load_model_at_start(**_: object) -> None:
-    """Load the model once, before the worker takes any task; stop the worker with advice if it cannot."""
+def _load_model_at_start(sender: object = None, **_: object) -> None:
+    """Load the model once, before the worker takes any task; stop the worker with advice if it cannot.
+
+    The pool is not built yet: its task threads are set to the engine's slots here, whatever a launcher
+    passed as --concurrency, so a reply beyond the slots waits in the queue (showing its place), never
+    inside the engine (showing "Answering…" without text).
+    """
     try:
         worker.start_engine()
     except Exception as error:
         logger.critical("the GPU worker cannot start: %s", error)
         raise SystemExit(f"The GPU worker cannot start: {error}") from error
+    if isinstance(sender, WorkController):
+        slots = worker.slots()
+        if sender.concurrency != slots:
+            logger.info("%d task threads, one per engine slot (instead of %s)", slots, sender.concurrency)
+        sender.concurrency = slots
 
 
 @worker_shutdown.connect
@@ -101,11 +111,11 @@ def generate_reply_task(self: object, message_id: int) -> None:
     state = ReplyState()
     publisher = ReplyPublisher(message.conversation_id, message.pk)
     try:
-        status, error = _generate(message, state, publisher)
+        status, error, retryable = _generate(message, state, publisher)
     except Exception:
         error_id = secrets.token_hex(4)
         logger.exception("reply %s (task %s) failed: error %s", message_id, task_id, error_id)
-        status, error = Message.Status.FAILED, failure_text(error_id)
+        status, error, retryable = Message.Status.FAILED, failure_text(error_id), True
     # One transaction: the reply's quota reservation ends as its real count is recorded.
     with transaction.atomic():
         services.generation_finish(
@@ -122,6 +132,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
             ttft_ms=state.ttft_ms,
             tokens_per_second=state.tokens_per_second,
             error=error,
+            retryable=retryable,
         )
         usage_record(message_id=message_id)
     logger.info("reply %s finished: %s", message_id, status)
@@ -136,27 +147,22 @@ def failure_text(error_id: str) -> str:
 
 
 def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> PromptSpec:
-    conversation = message.conversation
     assert message.reply_to is not None
-    return PromptSpec(
-        effort=conversation.reasoning_effort,
-        date=date.today().isoformat(),
-        browser=toolset.browser,
-        python=toolset.python,
-        python_timeout_s=settings.GPTOSS_PYTHON_TIMEOUT_S,
-        instructions=conversation.instructions,
-        functions=list(toolset.functions),
+    return prompt_spec(
+        message.conversation,
+        toolset,
+        question=message.reply_to.content,
         history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=message)],
-        user=message.reply_to.content,
-        tool_steps=list(steps),
+        steps=steps,
     )
 
 
-def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> tuple[str, str]:
-    """Run the turn to its end (through tool calls); return the final status and error text."""
+def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> tuple[str, str, bool]:
+    """Run the turn to its end (through tool calls); return the final status, the error text and whether
+    Retry could help (not when the model is refused or the question alone does not fit)."""
     refusal = reply_model_refusal(owner=message.conversation.owner, model_name=message.model_name)
     if refusal:
-        return Message.Status.FAILED, refusal
+        return Message.Status.FAILED, refusal, False
     engine, config = worker.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
     # The tokens the reply holds against its owner's quota (replies queued before reservations hold none).
@@ -171,7 +177,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
             spec = _prompt_spec(message, state.steps, toolset)
             fitted = fit_prompt(spec, n_ctx=config.context, reserve=budget)
         except PromptTooLong as too_long:
-            return Message.Status.FAILED, str(too_long)
+            return Message.Status.FAILED, str(too_long), False
         generation = engine.submit(
             fitted.tokens,
             sampling=SamplingParams(),
@@ -195,12 +201,13 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         with worker.tracking(message.pk, generation):
             call, status, problem = _stream(message, generation, state, publisher)
         if call is None:
-            return status, problem
+            return status, problem, True
         budget -= generation.stats.generated_tokens
         if len(state.steps) > max_calls or budget <= 16:
             return (
                 Message.Status.FAILED,
                 f"The answer used more than {max_calls} tool calls or its token budget.",
+                True,
             )
         index = len(state.tool_calls)
         # The card appears as the call starts; its result fills it in when the tool returns.
@@ -224,7 +231,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         )
         # Stored as soon as it is known, so a browser that reloads sees the call and its result.
         if not state.save(message, publisher):
-            return Message.Status.CANCELLED, ""
+            return Message.Status.CANCELLED, "", True
 
 
 def _over_the_limit(started: dict[str, str], max_calls: int) -> ToolResult:

@@ -217,7 +217,8 @@ def tiktoken_from_gguf(gguf_path: Path) -> bytes:
     return contents
 
 
-def _is_verified(path: Path) -> bool:
+def vocab_verified(path: Path) -> bool:
+    """Return whether *path* holds the vocabulary with the official hash (a worker wrote it, or a copy)."""
     try:
         return hashlib.sha256(path.read_bytes()).hexdigest() == OFFICIAL_SHA256
     except FileNotFoundError:
@@ -249,7 +250,7 @@ def configure_vocab(gguf_path: Path, cache_dir: Path) -> Path:
     cache_dir = Path(cache_dir)
     target = cache_dir / VOCAB_FILENAME
     _require_gpt_oss(_read_metadata(gguf_path, want_tokens=False), gguf_path)
-    if _is_verified(target):
+    if vocab_verified(target):
         logger.debug("Reusing verified vocabulary at %s", target)
     else:
         if target.exists():

@@ -38,12 +38,12 @@ class WorkerConfig:
 def worker_config() -> WorkerConfig:
     """Read this worker's model and engine settings; raise with advice if they cannot work.
 
-    The model registry row named GPTOSS_MODEL (Django admin) wins; without one the GPTOSS_* variables apply,
-    as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file.
+    The model registry row named GPTOSS_MODEL_NAME (Django admin) wins; without one the GPTOSS_* variables
+    apply, as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file.
     """
     from inference.selectors import served_model_get
 
-    name = settings.GPTOSS_MODEL
+    name = settings.GPTOSS_MODEL_NAME
     try:
         row = served_model_get(name=name)
     except DatabaseError as error:
@@ -51,7 +51,9 @@ def worker_config() -> WorkerConfig:
         row = None
     if row is not None:
         return _config_from_registry(row)
-    path = model_path(name, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH)
+    path = model_path(
+        settings.GPTOSS_MODEL, settings.GPTOSS_VAR_DIR, explicit_path=settings.GPTOSS_MODEL_PATH
+    )
     # Read and checked with every setting when the process started; only the file was left to find.
     engine = replace(settings.GPTOSS_ENGINE, model_path=path)
     return WorkerConfig(
@@ -68,12 +70,7 @@ def _config_from_registry(row: ServedModel) -> WorkerConfig:
     explicit = settings.GPTOSS_MODEL_PATH or (row.model_path if row.source == ModelSource.PATH else "")
     path = model_path(row.source, settings.GPTOSS_VAR_DIR, explicit_path=explicit)
     engine = row.engine_settings(path)
-    logger.info("model %s: settings from the model registry", row.name)
-    if os.environ.get("GPTOSS_SLOTS", str(row.slots)) != str(row.slots):
-        logger.warning(
-            "model %s has %d slots in the registry but GPTOSS_SLOTS=%s: give the worker --concurrency %d",
-            row.name, row.slots, os.environ["GPTOSS_SLOTS"], row.slots,
-        )  # fmt: skip
+    logger.info("model %s: settings from the model registry (%d slots)", row.name, row.slots)
     return WorkerConfig(
         model_name=row.name, engine=engine, context=row.context, max_answer_tokens=row.answer_tokens()
     )
@@ -98,7 +95,7 @@ def start_engine() -> Engine:
     with _State.lock:
         if _State.engine is not None:
             return _State.engine
-        status = WorkerStatus(name=worker_name(), model=settings.GPTOSS_MODEL, state="loading")
+        status = WorkerStatus(name=worker_name(), model=settings.GPTOSS_MODEL_NAME, state="loading")
         _State.heartbeat = _State.heartbeat or Heartbeat(status, _sample).start()
         try:
             engine, config = _load()
@@ -189,6 +186,11 @@ class CancelListener:
             except redis.RedisError as error:
                 logger.warning("stop listener lost Redis (%s); retrying", error)
                 time.sleep(1)
+
+
+def slots() -> int:
+    """Return the loaded engine's slots: the Celery worker runs one task thread per slot."""
+    return current()[1].engine.n_slots
 
 
 def current() -> tuple[Engine, WorkerConfig]:

@@ -190,7 +190,7 @@ def test_the_gpu_worker_unit_pins_its_gpu_and_its_queue() -> None:
     unit = (DEPLOY / "systemd" / "gptoss-gpu-worker@.service").read_text()
     assert "Environment=CUDA_VISIBLE_DEVICES=%i" in unit
     assert "EnvironmentFile=-/etc/gptoss-web/worker-%i.env" in unit
-    assert '--queues "$${GPTOSS_QUEUE:-gpu.$$GPTOSS_MODEL}"' in unit
+    assert '--queues "$${GPTOSS_QUEUE:-gpu.$${GPTOSS_MODEL_NAME:-$$GPTOSS_MODEL}}"' in unit
 
 
 def _compose() -> dict:

@@ -142,7 +142,8 @@ def test_make_run_with_the_tiny_model_answers_a_message_sent_over_http(run_dir: 
     tiny_model_path(ROOT / "var")  # build it once, outside the timed start-up
     model = str(tiny_model_path(ROOT / "var"))
     with _make_run(run_dir, GPTOSS_MODEL="tiny", GPTOSS_MODEL_PATH=model) as (port, lines, process):
-        _wait_for(lines, r"model tiny ready", process, timeout=240)
+        # A file served by path goes by its own name, in the worker and on the page alike.
+        _wait_for(lines, r"model tiny-gpt-oss-v1 ready", process, timeout=240)
         opener, body = _login_when_up(port)
         base = f"http://127.0.0.1:{port}"
         form = urllib.parse.urlencode(
@@ -158,3 +159,4 @@ def test_make_run_with_the_tiny_model_answers_a_message_sent_over_http(run_dir: 
             assert time.monotonic() < deadline, "".join(lines)
             time.sleep(0.5)
         assert "Hello tiny model" in html and expected in html
+        assert 'title="Model">tiny-gpt-oss-v1<' in html

@@ -271,6 +271,12 @@
       badge = el("span", "badge badge-error", "Interrupted");
     }
     if (badge) { badge.setAttribute("data-role", badge.getAttribute("data-role") || "status"); meta.appendChild(badge); }
+    if (m.status === "queued" && m.waiting) {
+      // e.g. no GPU worker serves its model right now: the reply keeps its place, and the reader knows why.
+      var note = el("span", "waiting-note", m.waiting);
+      note.setAttribute("data-role", "waiting");
+      meta.appendChild(note);
+    }
     if (m.status === "failed" && m.error) { meta.appendChild(el("span", "error-text", m.error)); }
     if (m.status === "interrupted") {
       meta.appendChild(el("span", "muted", m.error || "The answer was cut off. Retry to answer again."));
@@ -301,7 +307,7 @@
     if (ev.seq !== m.seq + 1) { return false; }
     m.seq = ev.seq;
     this.el.setAttribute("data-seq", ev.seq);
-    if (m.status === "queued") { m.status = "streaming"; m.queue_position = null; this.setStatusOnly(); }
+    if (m.status === "queued") { m.status = "streaming"; m.queue_position = null; m.waiting = ""; this.setStatusOnly(); }
     if (ev.type === "delta") {
       if (ev.reasoning) { m.reasoning += ev.reasoning; }
       if (ev.content) { m.content += ev.content; }
@@ -391,7 +397,9 @@
       if (!actions) { return; }
       actions.textContent = "";
       if (inFlight || !connected) { return; }
-      if (v === lastAssistant && TERMINAL[v.m.status]) {
+      // A failed reply whose Retry could only fail again (the question cannot fit, the model is not served)
+      // offers none: the user edits the question or picks another model instead.
+      if (v === lastAssistant && TERMINAL[v.m.status] && v.m.retryable !== false) {
         var retry = v.m.status === "failed" || v.m.status === "interrupted";
         var b = button("btn btn-tiny", retry ? "Retry" : "Regenerate", retry ? "retry" : "regenerate",
           retry ? "Answer this question again" : "Generate a new answer to this question");
@@ -661,9 +669,11 @@
     if (frame.type === "queued") {
       if (view.m.status !== "queued") { return; }
       view.m.queue_position = frame.position;
+      if (typeof frame.waiting === "string") { view.m.waiting = frame.waiting; }
     } else if (view.m.status === "queued") {
       view.m.status = "streaming";
       view.m.queue_position = null;
+      view.m.waiting = "";
     }
     view.setStatusOnly();
     refresh();

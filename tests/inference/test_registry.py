@@ -148,6 +148,7 @@ def test_a_model_taken_away_is_refused_before_queueing_and_in_the_task(
     generate_reply_task.run(reply.pk)  # refused before any engine is needed
     reply.refresh_from_db()
     assert reply.status == "failed" and "not available to you" in reply.error
+    assert not reply.retryable  # Retry would be refused the same way: none is offered
     with (
         django_capture_on_commit_callbacks() as queued,
         pytest.raises(ChatError, match="not available to you"),

@@ -121,6 +121,17 @@ def test_an_unexpected_failure_shows_a_plain_sentence_and_an_id_whose_traceback_
     assert logged.exc_info is not None and "Traceback" in caplog.text and "10.0.0.5" in caplog.text
 
 
+def test_a_question_that_no_longer_fits_fails_in_the_worker_without_retry(alice: object) -> None:
+    reply = _reply_to("Hello there", alice)
+    # While it waits, its owner adds instructions the context cannot hold next to any question.
+    reply.conversation.instructions = " ".join(f"rule{i}" for i in range(20000))
+    reply.conversation.save(update_fields=["instructions"])
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "failed" and "too long for the model's context window" in reply.error
+    assert not reply.retryable  # Retry would fail the same way: the page offers none
+
+
 def test_a_redelivered_task_for_a_finished_reply_does_nothing(alice: object) -> None:
     reply = _reply_to("Hello", alice)
     generate_reply_task.run(reply.pk)
