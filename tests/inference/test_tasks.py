@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -72,6 +73,17 @@ def test_a_second_turn_answers_with_the_first_in_its_history(alice: object) -> N
     # The history (first question and answer) is part of the second prompt.
     first.refresh_from_db()
     assert second.prompt_tokens > first.prompt_tokens + first.answer_tokens
+
+
+def test_a_reply_queued_before_its_owner_was_deactivated_is_not_generated(alice: Any) -> None:
+    reply = _reply_to("Hello there", alice)
+    alice.is_active = False
+    alice.save()
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "failed"
+    assert reply.error == "This answer was not generated: the account that asked for it is deactivated."
+    assert reply.content == "" and reply.answer_tokens == 0
 
 
 def test_a_redelivered_task_for_a_finished_reply_does_nothing(alice: object) -> None:
