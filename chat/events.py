@@ -255,10 +255,12 @@ def session_deleted(sender: type, instance: Any, **_: Any) -> None:
         sessions_changed(int(user_id))
 
 
-def user_saved(sender: type, instance: Any, update_fields: frozenset[str] | None = None, **_: Any) -> None:
+def user_saved(
+    sender: type, instance: Any, created: bool, update_fields: frozenset[str] | None = None, **_: Any
+) -> None:
     """Receive post_save of a user: a changed password or a deactivation ends their other sessions."""
-    if update_fields is not None and set(update_fields) <= {"last_login"}:
-        return  # every login saves this; nothing about the sessions changed
+    if created or (update_fields is not None and set(update_fields) <= {"last_login"}):
+        return  # a new user has no sessions yet; every login saves last_login alone
     sessions_changed(instance.pk)
 
 
