@@ -25,6 +25,7 @@ from channels.layers import get_channel_layer
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY
 from django.db import transaction
+from django.utils import timezone
 
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
@@ -250,6 +251,8 @@ def sessions_changed(user_id: int) -> None:
 
 def session_deleted(sender: type, instance: Any, **_: Any) -> None:
     """Receive post_delete of a stored session (logout, cycle_key, admin, clearsessions)."""
+    if instance.expire_date <= timezone.now():
+        return  # expired: its sockets were closed at the watcher's round (clearsessions removes thousands)
     user_id = instance.get_decoded().get(SESSION_KEY)
     if user_id is not None:
         sessions_changed(int(user_id))

@@ -554,3 +554,28 @@ async def test_a_password_change_keeps_the_changing_browser_signed_in_and_closes
         for communicator in (old_socket, others_socket, new_socket):
             if communicator is not None:
                 await communicator.disconnect()
+
+
+async def test_after_redis_loses_the_group_memberships_live_events_flow_again_within_a_round(
+    alice: object,
+) -> None:
+    """As after a Redis restart or flush: the process's watcher notices its sentinel key is gone."""
+    import redis.asyncio
+
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await _connected(alice, conversation.pk)
+    client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+    try:
+        async for key in client.scan_iter(match=f"{settings.GPTOSS_REDIS_PREFIX}:asgi*"):
+            await client.delete(key)  # the groups, and the watcher's sentinel with them
+        group = f"{settings.GPTOSS_REDIS_PREFIX}:asgi:group:conversation.{conversation.pk}"
+        deadline = asyncio.get_running_loop().time() + WATCH_EVERY_S + 15
+        while not await client.exists(group):
+            assert asyncio.get_running_loop().time() < deadline, "the memberships were never renewed"
+            await asyncio.sleep(0.2)
+        await sync_to_async(message_send)(conversation=conversation, text="Hello after the flush")
+        seen = [await communicator.receive_json_from(timeout=5) for _ in range(3)]
+        assert sorted(f["type"] for f in seen) == ["message", "message", "title"]
+    finally:
+        await client.aclose()
+        await communicator.disconnect()
