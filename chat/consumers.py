@@ -153,6 +153,8 @@ class _Watcher:
         )
         due: dict[ConversationConsumer, Coroutine[Any, Any, None]] = {}
         for socket in sockets:
+            if socket.closing:
+                continue
             if socket.session_key not in signed_in:
                 due[socket] = socket.signed_out()
             elif socket.missed(*summaries.get(socket.conversation_id, (0, {}))):
@@ -237,10 +239,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _close(self, code: int, reason: str | None = None) -> None:
         self.closing = True
-        _watcher.discard(self)
         await self.close(code=code, reason=reason)
+        _watcher.discard(self)  # last: it may cancel the watcher's round that is closing this socket
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
         size = (
             len(text_data.encode(errors="surrogatepass")) if text_data is not None else len(bytes_data or b"")
         )
@@ -293,6 +297,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def send_state(self) -> None:
         """Send the stored state of the conversation (closing the socket if it no longer exists)."""
         async with self.sending:
+            if self.closing:
+                return
             try:
                 state = await database_sync_to_async(_state)(self.scope.get("user"), self.conversation_id)
             except Http404:
