@@ -370,3 +370,22 @@ def test_a_call_past_the_tool_call_limit_runs_nothing_and_the_model_answers_anyw
         "Error: this answer already used its 0 tool calls. Answer now with what you have."
     )
     assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+
+
+def test_replies_are_answered_oldest_first_whichever_task_comes_first(
+    alice: object, bob: object, settings: object
+) -> None:
+    """After Redis lost the queue, a message sent just then is not answered before the older queued ones."""
+    settings.GPTOSS_MAX_IN_FLIGHT_PER_USER = 5  # type: ignore[attr-defined]
+    older = [_reply_to("Hello", alice), _reply_to("Hi again", alice)]
+    newest = _reply_to("Hello there", bob)
+    generate_reply_task.run(newest.pk)  # the new message's task reaches the worker first
+    statuses = {m.pk: m.status for m in Message.objects.filter(role="assistant")}
+    assert [statuses[r.pk] for r in (*older, newest)] == ["done", "queued", "queued"]
+    generate_reply_task.run(newest.pk)  # the re-sent tasks follow, in any order
+    generate_reply_task.run(older[0].pk)
+    generate_reply_task.run(older[1].pk)  # one task too many: it finds nothing left to answer
+    answered = Message.objects.filter(role="assistant").order_by("started_at")
+    assert [m.pk for m in answered] == [r.pk for r in (*older, newest)]
+    assert {m.status for m in answered} == {"done"}
+    assert all(m.content == SCRIPTS["plain"].first.final for m in answered)
