@@ -24,6 +24,7 @@ from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.tools.models import Function, ToolSettings
 from tests.factories import make_conversation
 from tests.fakes import Hit, Reply, serve
+from tests.live import test_database_url as database_url_of_tests
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -331,6 +332,8 @@ def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "gptoss_web.settings_test",
+        "DATABASE_URL": database_url_of_tests(),  # a worker checks its database first
+        "GPTOSS_REDIS_PREFIX": django_settings.GPTOSS_REDIS_PREFIX,
         "GPTOSS_MODEL_PATH": str(tmp_path / "nope.gguf"),
     }
     result = subprocess.run(
