@@ -110,6 +110,7 @@ class _State:
     generations: dict[int, Generation] = {}
     # Replies claimed by this process's tasks and not yet stored as finished (listed in the heartbeat).
     held: set[int] = set()
+    held_lock = threading.Lock()
     # What keeps this worker from taking tasks ("" when PostgreSQL and Redis answer).
     unavailable = ""
 
@@ -159,7 +160,8 @@ def _sample(status: WorkerStatus) -> None:
         status.slots_busy = engine.busy_slots()
         status.slots_total = config.engine.n_slots
         status.queue_depth = engine.queue_depth()
-    status.replies = sorted(_State.held)
+    with _State.held_lock:
+        status.replies = sorted(_State.held)
     status.tokens_per_s_1m = round(_State.meter.rate(), 1)
     status.ram_used, status.ram_total = host_memory()
     status.gpu = gpu_status()
@@ -183,11 +185,13 @@ def tracking(message_id: int, generation: Generation) -> Iterator[None]:
 @contextmanager
 def holding(message_id: int) -> Iterator[None]:
     """List the claimed reply *message_id* in this worker's heartbeat until it is stored as finished."""
-    _State.held.add(message_id)
+    with _State.held_lock:
+        _State.held.add(message_id)
     try:
         yield
     finally:
-        _State.held.discard(message_id)
+        with _State.held_lock:
+            _State.held.discard(message_id)
 
 
 def cancel(message_id: int) -> bool:
