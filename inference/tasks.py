@@ -69,6 +69,10 @@ def _discard_connection() -> None:
         connection.close()
 
 
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def _until_database[T](what: str, message_id: int, work: Callable[[], T]) -> T:
     """Run *work* (database reads and writes) until PostgreSQL answers, backing off between tries."""
     delay, deadline = 0.5, time.monotonic() + DATABASE_PATIENCE_S
@@ -81,7 +85,7 @@ def _until_database[T](what: str, message_id: int, work: Callable[[], T]) -> T:
                 raise
             logger.warning(
                 "reply %s: %s waits for the database (%s); again in %.1f s",
-                message_id, what, str(error).strip().splitlines()[:1], delay,
+                message_id, what, _first_line(error), delay,
             )  # fmt: skip
             time.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
@@ -131,7 +135,9 @@ class ReplyState:
             _discard_connection()
             self.failed_saves += 1
             self.last_flush += min(2.0**self.failed_saves, 30.0)  # the next try comes later
-            logger.warning("reply %s: text not stored, the database is down (%s)", message.pk, error)
+            logger.warning(
+                "reply %s: text not stored, the database is down (%s)", message.pk, _first_line(error)
+            )
             return True
         self.failed_saves = 0
         return stored
