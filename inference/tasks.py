@@ -69,10 +69,6 @@ def _discard_connection() -> None:
         connection.close()
 
 
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
-
-
 def _until_database[T](what: str, message_id: int, work: Callable[[], T]) -> T:
     """Run *work* (database reads and writes) until PostgreSQL answers, backing off between tries."""
     delay, deadline = 0.5, time.monotonic() + DATABASE_PATIENCE_S
@@ -85,7 +81,7 @@ def _until_database[T](what: str, message_id: int, work: Callable[[], T]) -> T:
                 raise
             logger.warning(
                 "reply %s: %s waits for the database (%s); again in %.1f s",
-                message_id, what, _first_line(error), delay,
+                message_id, what, worker.first_line(error), delay,
             )  # fmt: skip
             time.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
@@ -136,7 +132,7 @@ class ReplyState:
             self.failed_saves += 1
             self.last_flush += min(2.0**self.failed_saves, 30.0)  # the next try comes later
             logger.warning(
-                "reply %s: text not stored, the database is down (%s)", message.pk, _first_line(error)
+                "reply %s: text not stored, the database is down (%s)", message.pk, worker.first_line(error)
             )
             return True
         self.failed_saves = 0

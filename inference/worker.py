@@ -238,7 +238,8 @@ def _masked(url: str) -> str:
     return urlunsplit(parts)
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """Return the first line of *error*'s message (psycopg adds hints on further lines), for log lines."""
     return (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
 
 
@@ -257,7 +258,7 @@ def database_problem(*, close: bool = False) -> str:
         close = True  # a connection PostgreSQL dropped is of no further use
         return (
             f"PostgreSQL at DATABASE_URL={_masked(os.environ.get('DATABASE_URL', ''))} cannot be used: "
-            f"{_first_line(error)}. Set DATABASE_URL to the database the web app uses "
+            f"{first_line(error)}. Set DATABASE_URL to the database the web app uses "
             "(postgres://user:password@host:5432/name), reachable from this machine and migrated "
             "(manage.py migrate)."
         )
@@ -274,7 +275,7 @@ def redis_problem() -> str:
         return ""
     except redis.RedisError as error:
         return (
-            f"Redis at REDIS_URL={_masked(settings.REDIS_URL)} cannot be used: {_first_line(error)}. "
+            f"Redis at REDIS_URL={_masked(settings.REDIS_URL)} cannot be used: {first_line(error)}. "
             "Set REDIS_URL to the Redis the web app uses (redis://host:6379/0), reachable from this machine."
         )
 
