@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -312,3 +314,47 @@ def _post(url: str, cookie: str) -> int:
         return urllib.request.build_opener(NoRedirect).open(request, timeout=10).status
     except urllib.error.HTTPError as error:
         return error.code
+
+
+async def test_replies_queued_before_redis_restarts_empty_are_answered_before_a_newer_one(
+    alice: object, bob: object
+) -> None:
+    """Re-sent replies keep their place ahead of a message sent just after the restart, each answered once."""
+    stack = Stack(
+        database_url=test_database_url(),
+        redis_prefix=settings.GPTOSS_REDIS_PREFIX,
+        worker_env={"GPTOSS_SLOTS": "1"},  # one reply at a time: the order is the order of the answers
+    )
+    await sync_to_async(stack.start)()
+    sockets: list[ClientConnection] = []
+    try:
+        stack.processes["worker"].stop()  # no worker: the replies wait in Redis
+        older = [await _conversation(alice), await _conversation(alice)]
+        newer = await _conversation(bob)
+        for conversation, owner in ((older[0], alice), (older[1], alice), (newer, bob)):
+            cookie = await sync_to_async(_session_cookie)(owner)
+            sockets.append(await _socket(stack, cookie, conversation.pk))
+            await _receive(sockets[-1])
+        for socket in sockets[:2]:
+            await socket.send(json.dumps({"action": "send", "text": "Hello"}))
+            await _until(socket, "ack")
+        reaper = stack.processes["reaper"].popen.pid
+        os.killpg(reaper, signal.SIGSTOP)  # the reaper notices the restart only after the next message
+        stack.restart_redis()
+        await sockets[2].send(json.dumps({"action": "send", "text": "Hello"}))
+        await _until(sockets[2], "ack")
+        os.killpg(reaper, signal.SIGCONT)
+        await sync_to_async(stack.start_process)("worker")
+        finals = [await _until_finished(socket) for socket in sockets]
+        assert [f["status"] for f in finals] == ["done", "done", "done"]
+        replies = [await _reply(c) for c in (*older, newer)]
+        started = sorted(replies, key=lambda r: r.started_at or r.created_at)
+        assert [r.pk for r in started] == [r.pk for r in replies], "a newer reply was answered first"
+        assert "2 queued replies sent to their workers again" in stack.output("reaper")
+    except BaseException:
+        print(stack.logs())
+        raise
+    finally:
+        for socket in sockets:
+            await socket.close()
+        await sync_to_async(stack.stop)()
