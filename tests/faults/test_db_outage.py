@@ -31,7 +31,7 @@ from inference.dispatch import GENERATE_TASK, queue_for_model
 from inference.models import ServedModel
 from inference.status import redis_client
 from tests.factories import UserFactory
-from tests.faults.test_faults import _receive, _socket, _until
+from tests.faults.sockets import open_socket, receive, until
 
 pytestmark = [pytest.mark.slow]
 
@@ -114,7 +114,7 @@ async def _follow(socket: ClientConnection, seen: str = "") -> tuple[dict[str, A
     """Read *socket* until its last reply ends; return the final reply, the text the user had seen before
     it ended (*seen* plus what streamed since), and when it ended."""
     while True:
-        frame = await _receive(socket, timeout=300)
+        frame = await receive(socket, timeout=300)
         if frame["type"] == "delta":
             seen += frame["content"]
         elif frame["type"] == "state":
@@ -148,13 +148,13 @@ async def test_every_reply_in_flight_ends_with_its_full_text_after_a_postgres_ou
     sockets: list[ClientConnection] = []
     try:
         for conversation in (story, first, second):
-            sockets.append(await _socket(stack, data["cookie"], conversation))
-            await _receive(sockets[-1])  # state
+            sockets.append(await open_socket(stack, data["cookie"], conversation))
+            await receive(sockets[-1])  # state
         await sockets[0].send(json.dumps({"action": "send", "text": "Tell me an endless story"}))
-        seen = "".join(f["content"] for f in await _until(sockets[0], "delta") if f["type"] == "delta")
+        seen = "".join(f["content"] for f in await until(sockets[0], "delta") if f["type"] == "delta")
         for socket, text in zip(sockets[1:], ("Hello", "Hello there"), strict=True):
             await socket.send(json.dumps({"action": "send", "text": text}))
-            await _until(socket, "ack")
+            await until(socket, "ack")
         following = asyncio.gather(_follow(sockets[0], seen), _follow(sockets[1]), _follow(sockets[2]))
         await asyncio.sleep(1.5)  # the answer streams and is stored
         await asyncio.to_thread(private_pg.server.stop, mode)
@@ -177,9 +177,9 @@ async def test_every_reply_in_flight_ends_with_its_full_text_after_a_postgres_ou
         assert after <= 30, f"replies ended {after:.1f} s after PostgreSQL returned\n" + stack.logs()
 
         # Nothing counts against the user's limit any more: a new conversation is answered.
-        socket = await _socket(stack, data["cookie"], later)
+        socket = await open_socket(stack, data["cookie"], later)
         sockets.append(socket)
-        await _receive(socket)
+        await receive(socket)
         await socket.send(json.dumps({"action": "send", "text": "Hello"}))
         assert (await _follow(socket))[0]["status"] == "done"
     except BaseException:
