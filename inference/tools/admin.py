@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin
@@ -74,10 +75,23 @@ class FunctionForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
+        typed = self.data.get(self.add_prefix("secret_value"))
         if self.cleaned_data.get("clear_secret"):
-            if self.data.get(self.add_prefix("secret_value")):
+            if typed:
                 raise forms.ValidationError("Either type a new secret value or clear it, not both.")
             self.cleaned_data["secret_value"] = ""
+        elif (
+            not typed
+            and self.instance.secret_value
+            and _moves_host(self.instance.url, self.cleaned_data.get("url"))
+        ):
+            # Whoever edits a function cannot read its secret; pointing the function at their own server
+            # must not hand it to them.
+            self.add_error(
+                "secret_value",
+                "The secret is sent to the function's URL: type the secret value again (or clear it) "
+                "when the function moves to another host.",
+            )
         return cleaned
 
     def clean_parameters(self) -> object:
@@ -92,6 +106,17 @@ class FunctionForm(forms.ModelForm):
         except ValueError as error:
             raise forms.ValidationError(str(error)) from error
         return parameters
+
+
+def _moves_host(old: str, new: str | None) -> bool:
+    """Whether *new* reaches another server than *old* (scheme, host or port differ)."""
+    if not old or not new:
+        return False
+    before, after = urlsplit(old), urlsplit(new)
+    try:
+        return (before.scheme, before.hostname, before.port) != (after.scheme, after.hostname, after.port)
+    except ValueError:  # a port that is not a number: the URL field refuses it anyway
+        return True
 
 
 @admin.register(Function)

@@ -145,3 +145,25 @@ def test_a_functions_secret_is_kept_replaced_or_cleared(admin_client: Client) ->
     assert (function.secret_header, function.secret_value) == ("", "")  # cleared
     page = admin_client.get(f"/admin/tools/function/{function.pk}/change/").content.decode()
     assert "not set" in page
+
+
+def test_a_function_moved_to_another_host_does_not_take_its_secret_along(admin_client: Client) -> None:
+    """An editor who cannot read the secret must not redirect it to a server of theirs: they retype it."""
+    function = _function_with_secret(Group.objects.create(name="sales"))
+    moved = _edit(admin_client, function, url="https://collector.example.net/api")
+    assert moved.status_code == 200
+    assert "type the secret value again" in moved.content.decode()
+    function.refresh_from_db()
+    assert (function.url, function.secret_value) == ("http://crm.internal/api", SECRET)
+    # Another path on the same host keeps the secret; a retyped secret (or none) goes with a new host.
+    assert _edit(admin_client, function, url="http://crm.internal/v2/api").status_code == 302
+    function.refresh_from_db()
+    assert (function.url, function.secret_value) == ("http://crm.internal/v2/api", SECRET)
+    retyped = _edit(admin_client, function, url="https://crm.example.net/api", secret_value="typed-again-1")
+    assert retyped.status_code == 302
+    function.refresh_from_db()
+    assert (function.url, function.secret_value) == ("https://crm.example.net/api", "typed-again-1")
+    cleared = _edit(
+        admin_client, function, url="https://other.example.net/", clear_secret="on", secret_header=""
+    )
+    assert cleared.status_code == 302
