@@ -10,7 +10,7 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from chat.admin import PrivateFieldsAdmin
+from chat.admin import PrivateFieldsAdmin, superuser_only
 from inference.tools.functions import check_parameters_schema
 from inference.tools.models import Function, ToolSettings
 
@@ -27,8 +27,19 @@ class ToolSettingsAdmin(PrivateFieldsAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not ToolSettings.objects.exists()
 
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
+        """With staff privacy on, where the browser sends users' queries is for superusers to set: staff who
+        cannot read chats must not be able to point the search at a server of their own."""
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return (*readonly, *TOOL_DESTINATIONS) if superuser_only(request) else readonly
+
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+# Where tools send what users wrote: with staff privacy on, only superusers set these.
+TOOL_DESTINATIONS = ("search_url", "fetch_allowlist")
+FUNCTION_DESTINATIONS = ("url", "secret_header")
 
 
 class FunctionForm(forms.ModelForm):
@@ -128,15 +139,26 @@ class FunctionAdmin(PrivateFieldsAdmin):
     filter_horizontal = ("groups",)
     readonly_fields = ("secret_status",)
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """With staff privacy on, only superusers add functions: a new one sends users' words somewhere."""
+        return not superuser_only(request) and super().has_add_permission(request)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
+        """With staff privacy on, a function's endpoint and secret are for superusers to set: staff who
+        cannot read chats must not send a function's arguments, taken from chats, to a server of theirs."""
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return (*readonly, *FUNCTION_DESTINATIONS) if superuser_only(request) else readonly
+
     def get_fields(self, request: HttpRequest, obj: Function | None = None) -> tuple[str, ...]:
-        """Show the secret's status; only those who may change the function get the fields to replace it.
+        """Show the secret's status; only those who may change the function and its endpoint get the fields
+        to replace it.
 
         A viewer's page renders every field read-only from the model: the secret must not be among them.
         """
         fields: tuple[str, ...] = (
             "name", "description", "parameters", "url", "timeout_s", "secret_header", "secret_status",
         )  # fmt: skip
-        if obj is None or self.has_change_permission(request, obj):
+        if (obj is None or self.has_change_permission(request, obj)) and not superuser_only(request):
             fields += ("secret_value", "clear_secret")
         return (*fields, "groups", "enabled")
 
