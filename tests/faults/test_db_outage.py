@@ -248,7 +248,11 @@ def test_a_worker_that_loses_postgres_takes_no_task_until_it_is_back_and_says_so
         database_url=private_pg.create(),  # the worker's own database, lost below
         redis_prefix=settings.GPTOSS_REDIS_PREFIX,
         redis_url=settings.REDIS_URL,
-        worker_env={"GPTOSS_MODEL": model, "GPTOSS_MODEL_PATH": tiny_model, "GPTOSS_SLOTS": "1"},
+        worker_env={
+            "GPTOSS_MODEL_NAME": model,  # a file served by path goes by its own name unless given one
+            "GPTOSS_MODEL_PATH": tiny_model,
+            "GPTOSS_SLOTS": "1",
+        },
     )
 
     def state() -> dict[str, Any]:

@@ -398,6 +398,7 @@ def test_older_turns_that_no_longer_fit_are_left_out_and_the_user_is_told(alice:
 
 
 @pytest.mark.slow
+@pytest.mark.django_db  # the worker checks the (test) database before anything else
 def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -418,10 +419,13 @@ def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.django_db  # the worker checks the (test) database before anything else
 def test_a_worker_told_to_offload_more_layers_than_the_model_has_names_the_variable_to_change() -> None:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "gptoss_web.settings_test",
+        "DATABASE_URL": database_url_of_tests(),
+        "GPTOSS_REDIS_PREFIX": django_settings.GPTOSS_REDIS_PREFIX,
         "GPTOSS_MODEL": "tiny",
         "GPTOSS_N_CPU_MOE": "99",
     }
