@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
+from inference.tokens import VOCAB_SIZE
 from inference.vocab import (
     ENV_VAR,
     OFFICIAL_SHA256,
@@ -21,7 +22,6 @@ from inference.vocab import (
     tiktoken_from_gguf,
 )
 
-VOCAB_SIZE = 201_088
 NOT_GPT_OSS = r"is not a gpt-oss model \(architecture 'llama'\); use a gpt-oss GGUF"
 
 
