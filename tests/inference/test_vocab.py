@@ -190,3 +190,12 @@ def test_configure_vocab_refuses_a_foreign_vocabulary_and_leaves_nothing_behind(
 
     assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
     assert os.environ[ENV_VAR] == "/nonexistent"
+
+
+def test_a_model_file_cut_off_in_its_tokens_is_refused_as_truncated(tmp_path: Path) -> None:
+    path = _write_gguf(tmp_path / "cut.gguf", ["a", "b", "c"] * 100)
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"tokenizer.ggml.tokens") + 200])  # stops inside the token list
+
+    with pytest.raises(VocabError, match=r"cut\.gguf is truncated"):
+        tiktoken_from_gguf(path)
