@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 from collections.abc import Coroutine, Iterable
-from typing import Any, TypedDict
+from typing import Any, Literal, TypedDict, cast
 
 import redis
 from channels.layers import get_channel_layer
@@ -70,6 +70,51 @@ class MessagePayload(TypedDict):
     # While queued: why it waits beyond its place, e.g. that no GPU worker serves its model ("" when served).
     waiting: str
     retryable: bool
+
+
+class StreamedText(TypedDict):
+    """What a reply's stream events add up to; a `MessagePayload` is one too."""
+
+    content: str
+    reasoning: str
+    tool_calls: list[dict[str, Any]]
+    notice: str
+    seq: int
+
+
+class DeltaEvent(TypedDict):
+    type: Literal["delta"]
+    message: int
+    seq: int
+    at: float
+    reasoning: str
+    content: str
+
+
+class ToolEvent(TypedDict):
+    type: Literal["tool"]
+    message: int
+    seq: int
+    at: float
+    index: int
+    call: dict[str, Any]
+
+
+class NoticeEvent(TypedDict):
+    type: Literal["notice"]
+    message: int
+    seq: int
+    at: float
+    notice: str
+
+
+StreamEvent = DeltaEvent | ToolEvent | NoticeEvent
+"""A seq-numbered stream event of a reply, as published by the GPU worker's task (docs/protocol.md)."""
+
+
+def streamed_text() -> StreamedText:
+    """Return the text of a reply before its first stream event."""
+    return {"content": "", "reasoning": "", "tool_calls": [], "notice": "", "seq": 0}
 
 
 def conversation_group(conversation_id: int) -> str:
@@ -301,7 +346,7 @@ def stream_key(message_id: int) -> str:
     return f"{settings.GPTOSS_REDIS_PREFIX}:stream:{message_id}"
 
 
-def stream_publish(conversation_id: int, message_id: int, event: dict[str, Any]) -> bool:
+def stream_publish(conversation_id: int, message_id: int, event: StreamEvent) -> bool:
     """Append a seq-numbered stream event to the reply's list, then send it; return False on a Redis failure.
 
     The order matters for reconnects: an event is in the list before any socket can receive it.
@@ -314,33 +359,35 @@ def stream_publish(conversation_id: int, message_id: int, event: dict[str, Any])
     except redis.RedisError as error:
         logger.warning("stream event %s of reply %s not stored: %s", event.get("seq"), message_id, error)
         return False
-    return broadcast(conversation_id, event)
+    return broadcast(conversation_id, cast(dict[str, Any], event))
 
 
-def stream_events_after(message_id: int, seq: int) -> list[dict[str, Any]] | None:
+def stream_events_after(message_id: int, seq: int) -> list[StreamEvent] | None:
     """Return the reply's stream events numbered above *seq*, oldest first; None if Redis cannot answer."""
     try:
         raw = _redis_client().lrange(stream_key(message_id), 0, -1)
     except redis.RedisError as error:
         logger.warning("stream of reply %s not readable: %s", message_id, error)
         return None
-    events = [json.loads(item) for item in raw]
-    return [e for e in events if e.get("seq", 0) > seq]
+    events = [cast(StreamEvent, json.loads(item)) for item in raw]
+    return [e for e in events if e["seq"] > seq]
 
 
-def apply_stream_event(payload: MessagePayload, event: dict[str, Any]) -> None:
-    """Fold a stream event into a message payload, as the browser does (docs/protocol.md)."""
-    kind = event.get("type")
-    if kind == "delta":
-        payload["reasoning"] += event.get("reasoning", "")
-        payload["content"] += event.get("content", "")
-    elif kind == "tool":
-        index, call = event["index"], event["call"]
-        calls = payload["tool_calls"]
+def apply_stream_event(text: StreamedText, event: StreamEvent) -> None:
+    """Fold a stream event into a reply's text, as the browser does (docs/protocol.md).
+
+    The one fold on the server: the GPU worker's task builds the text it stores with it, and a socket's
+    first state and the reaper's `interrupted` reply catch up with it on what the Redis list holds.
+    """
+    if event["type"] == "delta":
+        text["reasoning"] += event["reasoning"]
+        text["content"] += event["content"]
+    elif event["type"] == "tool":
+        index, call, calls = event["index"], event["call"], text["tool_calls"]
         if index < len(calls):
             calls[index] = call
         else:
             calls.append(call)
-    elif kind == "notice":
-        payload["notice"] = event.get("notice", "")
-    payload["seq"] = event["seq"]
+    elif event["type"] == "notice":
+        text["notice"] = event["notice"]
+    text["seq"] = event["seq"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,8 +24,19 @@ from gptoss_web.env import (
     parse_database_url,
     parse_networks,
 )
-from inference.catalog import answer_tokens_default, served_model_name
-from inference.engine.settings import KV_TYPES, MAX_SLOTS, EngineSettings, SettingsError
+from inference.catalog import NAME_PATTERN, answer_tokens_default, served_model_name
+from inference.engine.settings import (
+    DEFAULT_CONTEXT,
+    DEFAULT_KV_TYPE,
+    DEFAULT_N_GPU_LAYERS,
+    DEFAULT_N_UBATCH,
+    DEFAULT_SLOTS,
+    KV_TYPES,
+    MAX_SLOTS,
+    MIN_CONTEXT,
+    SettingsError,
+    engine_settings,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -238,13 +250,13 @@ GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
 # The GPU worker's engine when no model registry row configures it. Only the worker loads a model, but every
 # process reads these, so that a bad value stops whichever starts first, naming the variable. The web side
 # also holds an answer's budget (GPTOSS_MAX_ANSWER_TOKENS) against the daily quota while it is in flight.
-GPTOSS_CONTEXT = env_int("GPTOSS_CONTEXT", 8192, minimum=512)
-GPTOSS_SLOTS = env_int("GPTOSS_SLOTS", 4, minimum=1, maximum=MAX_SLOTS)
-GPTOSS_N_GPU_LAYERS = env_int("GPTOSS_N_GPU_LAYERS", -1, minimum=-1)
+GPTOSS_CONTEXT = env_int("GPTOSS_CONTEXT", DEFAULT_CONTEXT, minimum=MIN_CONTEXT)
+GPTOSS_SLOTS = env_int("GPTOSS_SLOTS", DEFAULT_SLOTS, minimum=1, maximum=MAX_SLOTS)
+GPTOSS_N_GPU_LAYERS = env_int("GPTOSS_N_GPU_LAYERS", DEFAULT_N_GPU_LAYERS, minimum=-1)
 GPTOSS_N_CPU_MOE = env_int("GPTOSS_N_CPU_MOE", 0, minimum=0)
 GPTOSS_CPU_MOE = env_bool("GPTOSS_CPU_MOE", False)
-GPTOSS_KV_TYPE = env_choice("GPTOSS_KV_TYPE", "f16", KV_TYPES)
-GPTOSS_N_UBATCH = env_int("GPTOSS_N_UBATCH", 512, minimum=1)
+GPTOSS_KV_TYPE = env_choice("GPTOSS_KV_TYPE", DEFAULT_KV_TYPE, KV_TYPES)
+GPTOSS_N_UBATCH = env_int("GPTOSS_N_UBATCH", DEFAULT_N_UBATCH, minimum=1)
 GPTOSS_MAX_ANSWER_TOKENS = env_int(
     "GPTOSS_MAX_ANSWER_TOKENS", answer_tokens_default(GPTOSS_CONTEXT), minimum=16
 )
@@ -254,21 +266,20 @@ if GPTOSS_MAX_ANSWER_TOKENS >= GPTOSS_CONTEXT:
     )
 try:
     # The worker puts the file it resolves (inference/catalog.py) in model_path.
-    GPTOSS_ENGINE = EngineSettings(
+    GPTOSS_ENGINE = engine_settings(
         model_path=Path(GPTOSS_MODEL_PATH or f"{GPTOSS_MODEL}.gguf"),
-        n_ctx=GPTOSS_CONTEXT * GPTOSS_SLOTS,
-        n_slots=GPTOSS_SLOTS,
+        context=GPTOSS_CONTEXT,
+        slots=GPTOSS_SLOTS,
         n_gpu_layers=GPTOSS_N_GPU_LAYERS,
         n_cpu_moe=GPTOSS_N_CPU_MOE,
         cpu_moe=GPTOSS_CPU_MOE,
         kv_type=GPTOSS_KV_TYPE,
         n_ubatch=GPTOSS_N_UBATCH,
-        n_batch=max(2048, GPTOSS_N_UBATCH),
         # The engine's errors name what the operator set.
         names={
             "model_path": "GPTOSS_MODEL_PATH",
-            "n_ctx": "GPTOSS_CONTEXT × GPTOSS_SLOTS",
-            "n_slots": "GPTOSS_SLOTS",
+            "context": "GPTOSS_CONTEXT",
+            "slots": "GPTOSS_SLOTS",
             "n_gpu_layers": "GPTOSS_N_GPU_LAYERS",
             "n_cpu_moe": "GPTOSS_N_CPU_MOE",
             "cpu_moe": "GPTOSS_CPU_MOE",
@@ -284,6 +295,13 @@ try:
     GPTOSS_MODEL_NAME = served_model_name(os.environ)
 except ValueError as _error:
     raise ImproperlyConfigured(str(_error)) from None
+# The queue a systemd / compose GPU worker listens on: its shell command reads it, so it is checked here.
+GPTOSS_QUEUE = env_str("GPTOSS_QUEUE", "")
+if GPTOSS_QUEUE and not re.match(NAME_PATTERN, GPTOSS_QUEUE):
+    raise ImproperlyConfigured(
+        f"GPTOSS_QUEUE={GPTOSS_QUEUE!r} may hold only letters, digits, '.', '_' and '-', for example "
+        "GPTOSS_QUEUE=gpu.gpt-oss-20b"
+    )
 GPTOSS_MAX_MESSAGE_CHARS = env_int("GPTOSS_MAX_MESSAGE_CHARS", 32000, minimum=1)
 GPTOSS_MAX_TOOL_CALLS = env_int("GPTOSS_MAX_TOOL_CALLS", 8, minimum=0)
 # Tools: limits of one Python run, of fetched pages, and of any tool's output the model reads back.

@@ -34,6 +34,7 @@ import llama_cpp
 
 from inference.engine import Engine, EngineSettings, SamplingParams
 from inference.engine import llama as ll
+from inference.tokens import ORDINARY_TOKEN_COUNT
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,6 @@ LATEST = BENCH_DIR / "latest.json"
 STREAMS = (1, 2, 4, 8)
 GREEDY = SamplingParams(temperature=0.0)
 NO_STOPS: frozenset[int] = frozenset()
-ORDINARY_TOKENS = 199_998
 TARGETS = {
     "engine.speedup_8": 1.4,
     "engine.batch_efficiency": 0.9,
@@ -66,7 +66,7 @@ QUICK = Plan(decode_tokens=64, repeats=3)
 
 
 def _random_prompt(rng: random.Random, n: int) -> list[int]:
-    return [rng.randrange(ORDINARY_TOKENS) for _ in range(n)]
+    return [rng.randrange(ORDINARY_TOKEN_COUNT) for _ in range(n)]
 
 
 def _model(name: str) -> Path:

@@ -32,19 +32,11 @@ from openai_harmony import (
     load_harmony_encoding,
 )
 
+from inference.tokens import CALL, END, MESSAGE, RETURN
+
 logger = logging.getLogger(__name__)
 
-RETURN_TOKEN = 200002
-CONSTRAIN_TOKEN = 200003
-CHANNEL_TOKEN = 200005
-START_TOKEN = 200006
-END_TOKEN = 200007
-MESSAGE_TOKEN = 200008
-CALL_TOKEN = 200012
-FIRST_SPECIAL_TOKEN = 199998
-"""Ids from here up are special tokens; ordinary text never encodes to them."""
-
-STOP_TOKENS = frozenset({RETURN_TOKEN, CALL_TOKEN})
+STOP_TOKENS = frozenset({RETURN, CALL})
 """Stop generating at these: ``<|return|>`` ends the answer, ``<|call|>`` hands over to a tool.
 
 ``<|end|>`` is deliberately absent: the model writes it between its own messages.
@@ -61,7 +53,7 @@ PYTHON_TOOL_DESCRIPTION = (
 )
 """Declared instead of harmony's default, which promises a stateful notebook and a persistent drive."""
 
-_MESSAGE_END_TOKENS = frozenset({END_TOKEN, RETURN_TOKEN, CALL_TOKEN})
+_MESSAGE_END_TOKENS = frozenset({END, RETURN, CALL})
 # A message header (role, channel, recipient, content type) takes a dozen tokens; a function name at most
 # 64 characters. A model that has gone off the rails can write tokens that never reach <|message|>:
 # openai-harmony then keeps reading a "header" to the end of the answer's budget, and the user sees nothing
@@ -423,7 +415,7 @@ class ReplyParser:
             logger.warning("Stopped parsing a reply at token %d: %s", token, exc)
             return [ParseError(self._error)]
 
-        if token == MESSAGE_TOKEN:
+        if token == MESSAGE:
             self._in_content, self._header_tokens = True, 0
             return []
         if token in _MESSAGE_END_TOKENS:

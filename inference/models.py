@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -14,9 +13,16 @@ from django.utils import timezone
 
 from chat.models import ReasoningEffort
 from inference.catalog import TINY, answer_tokens_default
-
-if TYPE_CHECKING:
-    from inference.engine.settings import EngineSettings
+from inference.engine.errors import SettingsError
+from inference.engine.settings import (
+    DEFAULT_CONTEXT,
+    DEFAULT_N_GPU_LAYERS,
+    DEFAULT_N_UBATCH,
+    DEFAULT_SLOTS,
+    MIN_CONTEXT,
+    EngineSettings,
+    engine_settings,
+)
 
 # Layers of each known model: n_cpu_moe can keep at most this many layers' experts in RAM.
 MODEL_LAYERS: dict[str, int] = {"gpt-oss-20b": 24, "gpt-oss-120b": 36, TINY: 2}
@@ -58,24 +64,28 @@ class ServedModel(models.Model):
         help_text="With source 'a local GGUF file': its path (split files: shard 1).",
     )
     context = models.PositiveIntegerField(
-        default=8192, validators=[MinValueValidator(512)], help_text="Tokens one conversation may use."
+        default=DEFAULT_CONTEXT,
+        validators=[MinValueValidator(MIN_CONTEXT)],
+        help_text="Tokens one conversation may use.",
     )
     slots = models.PositiveSmallIntegerField(
-        default=4,
+        default=DEFAULT_SLOTS,
         validators=[MinValueValidator(1)],
         help_text="Conversations generated at once per worker; the KV cache holds context × slots.",
     )
     max_answer_tokens = models.PositiveIntegerField(
         null=True, blank=True, help_text="Tokens reserved for one answer (default: min(4096, context/2))."
     )
-    n_gpu_layers = models.SmallIntegerField(default=-1, help_text="Layers on the GPU (-1 = all).")
+    n_gpu_layers = models.SmallIntegerField(
+        default=DEFAULT_N_GPU_LAYERS, help_text="Layers on the GPU (-1 = all)."
+    )
     n_cpu_moe = models.PositiveSmallIntegerField(
         default=0, help_text="Keep the experts of the first N layers in RAM (llama.cpp's --n-cpu-moe)."
     )
     cpu_moe = models.BooleanField(default=False, help_text="Keep all experts in RAM (--cpu-moe).")
     kv_type = models.CharField(max_length=5, choices=KVType.choices, default=KVType.F16)
     n_ubatch = models.PositiveIntegerField(
-        default=512,
+        default=DEFAULT_N_UBATCH,
         validators=[MinValueValidator(1)],
         help_text="2048+ speeds prompts when experts sit in RAM.",
     )
@@ -115,26 +125,21 @@ class ServedModel(models.Model):
 
     def engine_settings(self, path: Path) -> EngineSettings:
         """Return the engine settings this row asks for, serving the file at *path*."""
-        from inference.engine.settings import EngineSettings  # no llama.cpp in the web process
-
-        return EngineSettings(
+        return engine_settings(
             model_path=path,
-            n_ctx=self.context * self.slots,
-            n_slots=self.slots,
+            context=self.context,
+            slots=self.slots,
             n_gpu_layers=self.n_gpu_layers,
             n_cpu_moe=self.n_cpu_moe,
             cpu_moe=self.cpu_moe,
             kv_type=self.kv_type,
             n_ubatch=self.n_ubatch,
-            n_batch=max(2048, self.n_ubatch),
             # The engine's errors name this form's fields.
-            names={"model_path": "model path", "n_ctx": "context × slots", "n_slots": "slots"},
+            names={"model_path": "model path"},
         )
 
     def clean(self) -> None:
         """Refuse settings a worker could not load with, naming the field to change."""
-        from inference.engine.errors import SettingsError
-
         errors: dict[str, str] = {}
         if self.source == ModelSource.PATH and not self.model_path:
             errors["model_path"] = (

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
@@ -15,7 +16,8 @@ from celery.worker import WorkController
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from chat import selectors, services
+from chat import events, selectors, services
+from chat.events import StreamedText
 from chat.models import Message
 from inference import worker
 from inference.access import prompt_spec, reply_model_refusal
@@ -109,9 +111,8 @@ def _free_model(**_: object) -> None:
 class ReplyState:
     """What a reply has produced so far, across the tool calls of its turn."""
 
-    content: str = ""
-    reasoning: str = ""
-    tool_calls: list[dict] = field(default_factory=list)
+    # What the stream events published so far add up to (the publisher folds each one in).
+    text: StreamedText = field(default_factory=events.streamed_text)
     steps: list[ToolStep] = field(default_factory=list)
     # Reasoning written in the current generation, before its tool call (goes back into the prompt).
     segment_reasoning: str = ""
@@ -127,6 +128,18 @@ class ReplyState:
     cut_notice: str = LENGTH_NOTICE
     failed_saves: int = 0
 
+    @property
+    def content(self) -> str:
+        return self.text["content"]
+
+    @property
+    def reasoning(self) -> str:
+        return self.text["reasoning"]
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        return self.text["tool_calls"]
+
     def save(self, message: Message, publisher: ReplyPublisher) -> bool:
         """Store the text so far; return False when the reply stopped streaming (Stop, deleted, reaped).
 
@@ -134,13 +147,14 @@ class ReplyState:
         the text is kept here and in the reply's Redis list, and the final write stores all of it.
         """
         self.last_flush = time.monotonic()
+        seq = publisher.stored()  # first: it folds the pending text in
         try:
             stored = services.generation_save_progress(
                 message=message,
                 content=self.content,
                 reasoning=self.reasoning,
                 tool_calls=self.tool_calls,
-                seq=publisher.stored(),
+                seq=seq,
             )
         except DATABASE_DOWN as error:
             _discard_connection()
@@ -177,7 +191,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
 
 def _generate_and_finish(message: Message, task_id: str) -> None:
     state = ReplyState()
-    publisher = ReplyPublisher(message.conversation_id, message.pk)
+    publisher = ReplyPublisher(message.conversation_id, message.pk, state.text)
     try:
         status, error, retryable = _generate(message, state, publisher)
     except DATABASE_DOWN:
@@ -307,7 +321,6 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
             result = _over_the_limit(started, max_calls)
         else:
             result = _run_tool(message, call, toolset)
-        state.tool_calls.append(result.record)
         publisher.tool(index, result.record)
         state.steps.append(
             ToolStep(
@@ -348,6 +361,7 @@ def _stream(
 ) -> tuple[ToolCall | None, str, str]:
     """Feed the generation's tokens through the harmony parser into *state*, publishing and storing them."""
     parser = ReplyParser()
+    publisher.flush()
     base_reasoning = state.reasoning
     call: ToolCall | None = None
     parse_error = ""
@@ -360,10 +374,8 @@ def _stream(
         worker.meter().add(1)
         for event in parser.feed(token):
             if isinstance(event, ReasoningDelta):
-                state.reasoning += event.text
                 publisher.text(reasoning=event.text)
             elif isinstance(event, FinalDelta | CommentaryDelta):
-                state.content += event.text
                 publisher.text(content=event.text)
             elif isinstance(event, ToolCall):
                 call = event
@@ -373,6 +385,7 @@ def _stream(
         if time.monotonic() - state.last_flush >= FLUSH_EVERY_S and not state.save(message, publisher):
             generation.cancel()
     done = parser.finish(generation.stats.stop_reason or "error")
+    publisher.flush()
     state.segment_reasoning = state.reasoning[len(base_reasoning) :]
     state.reasoning_tokens += done.reasoning_tokens
     state.answer_tokens += done.final_tokens + done.commentary_tokens

@@ -45,37 +45,26 @@ from pathlib import Path
 
 import numpy as np
 
+from inference.gguf import byte_to_unicode
+from inference.tokens import (
+    CALL,
+    CHANNEL,
+    CONSTRAIN,
+    END,
+    ENDOFTEXT,
+    MESSAGE,
+    RETURN,
+    START,
+    STARTOFTEXT,
+    VOCAB_SIZE,
+    special_token_name,
+)
+from inference.tokens import ORDINARY_TOKEN_COUNT as N_BPE
+
 logger = logging.getLogger(__name__)
 
 #: Bump when the generated scripted model changes, so cached files are rebuilt.
 GENERATOR_VERSION = 1
-
-VOCAB_SIZE = 201088
-N_BPE = 199998
-O200K_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
-
-STARTOFTEXT = 199998
-ENDOFTEXT = 199999
-RETURN = 200002
-CONSTRAIN = 200003
-CHANNEL = 200005
-START = 200006
-END = 200007
-MESSAGE = 200008
-CALL = 200012
-
-SPECIAL_NAMES: dict[int, str] = {
-    STARTOFTEXT: "<|startoftext|>",
-    ENDOFTEXT: "<|endoftext|>",
-    RETURN: "<|return|>",
-    CONSTRAIN: "<|constrain|>",
-    CHANNEL: "<|channel|>",
-    START: "<|start|>",
-    END: "<|end|>",
-    MESSAGE: "<|message|>",
-    CALL: "<|call|>",
-    200018: "<|endofprompt|>",
-}
 
 # Ordinary tokens the scripts and harmony headers are made of (ids in o200k_harmony).
 T_USER = 1428
@@ -139,32 +128,9 @@ def write_tiktoken_dir(directory: Path) -> Path:
     return target
 
 
-@lru_cache(maxsize=1)
-def _byte_to_unicode() -> dict[int, str]:
-    """Return GPT-2's byte-to-unicode table, the alphabet GGUF's gpt2 tokenizer stores tokens in."""
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
-    codes = printable[:]
-    extra = 0
-    for b in range(256):
-        if b not in printable:
-            printable.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return {b: chr(c) for b, c in zip(printable, codes, strict=True)}
-
-
 def _token_text(token: bytes) -> str:
-    table = _byte_to_unicode()
+    table = byte_to_unicode()
     return "".join(table[b] for b in token)
-
-
-def special_token_name(token_id: int) -> str:
-    """Return the harmony name of special token *token_id* (199998..201087)."""
-    return SPECIAL_NAMES.get(token_id, f"<|reserved_{token_id}|>")
 
 
 def _bpe_merges(ranks: Sequence[bytes]) -> list[str]:

@@ -11,170 +11,46 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
-import mmap
 import os
-import struct
 import tempfile
-from dataclasses import dataclass
-from functools import cache
+from collections.abc import Mapping
 from pathlib import Path
 
-from gguf import GGUF_MAGIC, GGUFValueType
+from inference import gguf
+from inference.tokens import O200K_SHA256, ORDINARY_TOKEN_COUNT
 
 logger = logging.getLogger(__name__)
 
-OFFICIAL_SHA256 = "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d"
+OFFICIAL_SHA256 = O200K_SHA256
 VOCAB_FILENAME = "o200k_base.tiktoken"
 ENV_VAR = "TIKTOKEN_ENCODINGS_BASE"
-ORDINARY_TOKEN_COUNT = 199_998
-"""Ids 0..199997 are BPE ranks; the ids above them are harmony's special tokens."""
-
-_ARCHITECTURE_KEY = "general.architecture"
-_TOKENS_KEY = "tokenizer.ggml.tokens"
-
-_SCALAR_SIZES: dict[GGUFValueType, int] = {
-    GGUFValueType.UINT8: 1,
-    GGUFValueType.INT8: 1,
-    GGUFValueType.BOOL: 1,
-    GGUFValueType.UINT16: 2,
-    GGUFValueType.INT16: 2,
-    GGUFValueType.UINT32: 4,
-    GGUFValueType.INT32: 4,
-    GGUFValueType.FLOAT32: 4,
-    GGUFValueType.UINT64: 8,
-    GGUFValueType.INT64: 8,
-    GGUFValueType.FLOAT64: 8,
-}
 
 
 class VocabError(Exception):
     """The vocabulary for openai-harmony cannot be derived from the given model file."""
 
 
-@dataclass(frozen=True)
-class _GGUFMetadata:
-    architecture: str | None
-    tokens: list[str] | None
+def _not_gpt_oss(found: Mapping[str, gguf.MetadataValue]) -> bool:
+    architecture = found.get(gguf.ARCHITECTURE_KEY)
+    return architecture is not None and architecture != gguf.GPT_OSS_ARCH
 
 
-@cache
-def _unicode_to_byte() -> dict[str, int]:
-    """Return the inverse of GPT-2's byte-to-unicode table that GGUF token strings are written in."""
-    printable = [
-        *range(ord("!"), ord("~") + 1),
-        *range(ord("¡"), ord("¬") + 1),
-        *range(ord("®"), ord("ÿ") + 1),
-    ]
-    table = {chr(byte): byte for byte in printable}
-    shifted = 0
-    for byte in range(256):
-        if byte not in printable:
-            table[chr(256 + shifted)] = byte
-            shifted += 1
-    return table
+def _read_metadata(gguf_path: Path, *, want_tokens: bool) -> dict[str, gguf.MetadataValue]:
+    """Return the architecture (and the token list if *want_tokens*), stopping at a non-gpt-oss one."""
+    keys = (gguf.ARCHITECTURE_KEY, gguf.TOKENS_KEY) if want_tokens else (gguf.ARCHITECTURE_KEY,)
 
+    def done(found: Mapping[str, gguf.MetadataValue]) -> bool:
+        return len(found) == len(keys) or _not_gpt_oss(found)
 
-class _MetadataReader:
-    """Walk the key/value section of a memory-mapped GGUF file, decoding only the keys asked for.
-
-    gguf.GGUFReader builds a numpy view for every element of every array, which takes 15+ seconds
-    on the 201088 tokens and ~446k merges of a gpt-oss tokenizer. Reading the few keys needed with
-    struct straight from the map takes a fraction of a second and touches only the metadata pages,
-    never the gigabytes of weights after them.
-    """
-
-    def __init__(self, data: mmap.mmap, path: Path) -> None:
-        self._data = data
-        self._path = path
-        self._offset = 0
-
-    def _unpack(self, fmt: str) -> int:
-        size = struct.calcsize(fmt)
-        if self._offset + size > len(self._data):
-            raise VocabError(f"{self._path} is truncated: its GGUF metadata ends early.")
-        (value,) = struct.unpack_from(fmt, self._data, self._offset)
-        self._offset += size
-        return int(value)
-
-    def _string_bytes(self) -> bytes:
-        length = self._unpack("<Q")
-        end = self._offset + length
-        if end > len(self._data):
-            raise VocabError(f"{self._path} is truncated: its GGUF metadata ends early.")
-        raw = self._data[self._offset : end]
-        self._offset = end
-        return raw
-
-    def _string(self) -> str:
-        try:
-            return self._string_bytes().decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise VocabError(f"{self._path} holds a metadata string that is not UTF-8.") from exc
-
-    def _skip_value(self, value_type: GGUFValueType) -> None:
-        if value_type == GGUFValueType.STRING:
-            length = self._unpack("<Q")
-            self._offset += length
-        elif value_type == GGUFValueType.ARRAY:
-            item_type = GGUFValueType(self._unpack("<I"))
-            count = self._unpack("<Q")
-            if item_type in _SCALAR_SIZES:
-                self._offset += count * _SCALAR_SIZES[item_type]
-            else:
-                for _ in range(count):
-                    self._skip_value(item_type)
-        else:
-            self._offset += _SCALAR_SIZES[value_type]
-
-    def _string_array(self, key: str) -> list[str]:
-        item_type = GGUFValueType(self._unpack("<I"))
-        if item_type != GGUFValueType.STRING:
-            raise VocabError(f"{self._path}: metadata key {key} is not a list of strings.")
-        return [self._string() for _ in range(self._unpack("<Q"))]
-
-    def read(self, *, want_tokens: bool) -> _GGUFMetadata:
-        """Return the architecture (and the token list if *want_tokens*), stopping once they are known."""
-        if self._unpack("<I") != GGUF_MAGIC:
-            raise VocabError(f"{self._path} is not a GGUF file (wrong magic number).")
-        version = self._unpack("<I")
-        if version not in (2, 3):
-            raise VocabError(f"{self._path} uses GGUF version {version}; only versions 2 and 3 are readable.")
-        self._unpack("<Q")  # tensor count
-        kv_count = self._unpack("<Q")
-        architecture: str | None = None
-        tokens: list[str] | None = None
-        try:
-            for _ in range(kv_count):
-                key = self._string()
-                value_type = GGUFValueType(self._unpack("<I"))
-                if key == _ARCHITECTURE_KEY and value_type == GGUFValueType.STRING:
-                    architecture = self._string()
-                    if architecture != "gpt-oss":
-                        break
-                elif key == _TOKENS_KEY and value_type == GGUFValueType.ARRAY and want_tokens:
-                    tokens = self._string_array(key)
-                else:
-                    self._skip_value(value_type)
-                if architecture is not None and (tokens is not None or not want_tokens):
-                    break
-        except ValueError as exc:
-            raise VocabError(f"{self._path} has corrupt GGUF metadata ({exc}).") from exc
-        return _GGUFMetadata(architecture=architecture, tokens=tokens)
-
-
-def _read_metadata(gguf_path: Path, *, want_tokens: bool) -> _GGUFMetadata:
     try:
-        with gguf_path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as data:
-            return _MetadataReader(data, gguf_path).read(want_tokens=want_tokens)
-    except FileNotFoundError as exc:
-        raise VocabError(f"Model file {gguf_path} does not exist; check the model path setting.") from exc
-    except (OSError, ValueError) as exc:
-        raise VocabError(f"Cannot read model file {gguf_path}: {exc}") from exc
+        return gguf.read_metadata(gguf_path, keys, done=done)
+    except gguf.GGUFError as exc:
+        raise VocabError(str(exc)) from exc
 
 
-def _require_gpt_oss(metadata: _GGUFMetadata, gguf_path: Path) -> None:
-    if metadata.architecture != "gpt-oss":
-        found = metadata.architecture or "missing"
+def _require_gpt_oss(metadata: Mapping[str, gguf.MetadataValue], gguf_path: Path) -> None:
+    if metadata.get(gguf.ARCHITECTURE_KEY) != gguf.GPT_OSS_ARCH:
+        found = metadata.get(gguf.ARCHITECTURE_KEY) or "missing"
         raise VocabError(
             f"{gguf_path} is not a gpt-oss model (architecture '{found}'); "
             "use a gpt-oss GGUF such as gpt-oss-20b-mxfp4.gguf"
@@ -189,15 +65,16 @@ def tiktoken_from_gguf(gguf_path: Path) -> bytes:
     gguf_path = Path(gguf_path)
     metadata = _read_metadata(gguf_path, want_tokens=True)
     _require_gpt_oss(metadata, gguf_path)
-    if metadata.tokens is None or len(metadata.tokens) < ORDINARY_TOKEN_COUNT:
-        found = 0 if metadata.tokens is None else len(metadata.tokens)
+    tokens = metadata.get(gguf.TOKENS_KEY)
+    if not isinstance(tokens, list) or len(tokens) < ORDINARY_TOKEN_COUNT:
+        found = len(tokens) if isinstance(tokens, list) else 0
         raise VocabError(
             f"{gguf_path} holds {found} tokenizer tokens, fewer than gpt-oss's {ORDINARY_TOKEN_COUNT}; "
             "the file is incomplete or was not converted from a gpt-oss checkpoint."
         )
-    to_byte = _unicode_to_byte()
+    to_byte = gguf.unicode_to_byte()
     lines: list[bytes] = []
-    for rank, token in enumerate(metadata.tokens[:ORDINARY_TOKEN_COUNT]):
+    for rank, token in enumerate(tokens[:ORDINARY_TOKEN_COUNT]):
         try:
             raw = bytes(to_byte[char] for char in token)
         except KeyError as exc:

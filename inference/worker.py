@@ -28,6 +28,7 @@ from inference.status import (
     host_memory,
     redis_client,
 )
+from inference.vocab import configure_vocab
 
 if TYPE_CHECKING:
     from inference.models import ServedModel
@@ -124,8 +125,6 @@ def start_engine() -> Engine:
 
 def _load() -> tuple[Engine, WorkerConfig]:
     config = worker_config()
-    from inference.vocab import configure_vocab
-
     configure_vocab(config.engine.model_path, Path(settings.GPTOSS_VAR_DIR) / "vocab")
     logger.info(
         "loading %s from %s (%d slots)", config.model_name, config.engine.model_path, config.engine.n_slots

@@ -110,6 +110,8 @@ def _one_line_naming(result: subprocess.CompletedProcess[str], message: str) -> 
         ({"GPTOSS_MAX_ANSWER_TOKENS": "lots"}, "GPTOSS_MAX_ANSWER_TOKENS='lots' is not an integer"),
         ({"GPTOSS_LOG_LEVEL": "loud"}, "GPTOSS_LOG_LEVEL='loud' is not one of DEBUG, INFO, WARNING"),
         ({"GPTOSS_PORT": "http"}, "GPTOSS_PORT='http' is not an integer, for example GPTOSS_PORT=8000"),
+        # Read only by the GPU worker's shell command, and checked by every process all the same.
+        ({"GPTOSS_QUEUE": "gpu.a,gpu.b"}, "GPTOSS_QUEUE='gpu.a,gpu.b' may hold only letters, digits"),
         # Combinations the engine cannot serve name the variables the operator set.
         (
             {"GPTOSS_CONTEXT": "100000000"},
@@ -158,3 +160,38 @@ def test_a_configuration_error_stops_each_process_with_one_line_and_no_traceback
     )
     result = run(argv, env={**PRODUCTION, "GPTOSS_SLOTS": "abc"})
     _one_line_naming(result, "GPTOSS_SLOTS='abc' is not an integer, for example GPTOSS_SLOTS=4")
+
+
+ENGINE_FIELDS = ("n_ctx", "n_slots", "n_gpu_layers", "n_cpu_moe", "cpu_moe", "kv_type", "n_batch", "n_ubatch")
+
+
+@pytest.mark.parametrize(
+    ("context", "slots", "n_ubatch", "kv_type"), [(8192, 4, 512, "f16"), (4096, 3, 4096, "q8_0")]
+)
+def test_the_environment_and_a_registry_row_with_the_same_values_configure_the_same_engine(
+    context: int, slots: int, n_ubatch: int, kv_type: str
+) -> None:
+    """One builder turns GPTOSS_* variables and a registry row into engine settings, defaults included."""
+    from inference.engine.settings import engine_settings
+    from inference.models import ServedModel
+
+    variables = {"GPTOSS_CONTEXT": str(context), "GPTOSS_SLOTS": str(slots), "GPTOSS_N_UBATCH": str(n_ubatch)}
+    probe = (
+        "import django; django.setup(); from django.conf import settings; "
+        f"print(repr(tuple(getattr(settings.GPTOSS_ENGINE, f) for f in {ENGINE_FIELDS!r})))"
+    )
+    result = run(["-c", probe], {**PRODUCTION, **variables, "GPTOSS_KV_TYPE": kv_type})
+    assert result.returncode == 0, result.stderr
+    row = ServedModel(name="m", context=context, slots=slots, n_ubatch=n_ubatch, kv_type=kv_type)
+    from_row = row.engine_settings(Path("m.gguf"))
+    assert result.stdout.strip() == repr(tuple(getattr(from_row, f) for f in ENGINE_FIELDS))
+    built = engine_settings(
+        model_path=Path("m.gguf"),
+        context=context,
+        slots=slots,
+        n_ubatch=n_ubatch,
+        kv_type=kv_type,
+        names={"slots": "slots"},
+    )
+    assert built == from_row
+    assert (from_row.n_ctx, from_row.n_batch) == (context * slots, max(2048, n_ubatch))

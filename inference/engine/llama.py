@@ -9,15 +9,16 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
-import struct
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
 from llama_cpp import _ggml
+
+from inference import gguf
 
 from .errors import ModelLoadError
 from .settings import KV_TYPES, EngineSettings, SamplingParams
@@ -36,8 +37,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-GGUF_MAGIC = b"GGUF"
-GPT_OSS_ARCH = "gpt-oss"
+GPT_OSS_ARCH = gguf.GPT_OSS_ARCH
 
 # --------------------------------------------------------------------------------------------------
 # Log capture
@@ -133,23 +133,6 @@ def backend_init() -> None:
 # GGUF header (read before llama.cpp sees the file, for actionable errors)
 # --------------------------------------------------------------------------------------------------
 
-_GGUF_SCALAR_SIZES = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}
-_GGUF_SCALAR_FORMATS = {
-    0: "<B",
-    1: "<b",
-    2: "<H",
-    3: "<h",
-    4: "<I",
-    5: "<i",
-    6: "<f",
-    7: "<?",
-    10: "<Q",
-    11: "<q",
-    12: "<d",
-}
-_GGUF_STRING = 8
-_GGUF_ARRAY = 9
-
 
 @dataclass(frozen=True, slots=True)
 class GGUFInfo:
@@ -159,58 +142,30 @@ class GGUFInfo:
     block_count: int | None
 
 
+_BLOCK_COUNT_KEY = f"{GPT_OSS_ARCH}.block_count"
+
+
 def read_gguf_info(path: Path) -> GGUFInfo:
     """Read the architecture and block count from a GGUF header without loading tensors.
 
-    Stop as soon as both are known: they come first in every converter's output, long before the
-    vocabulary, so this reads a few hundred bytes.
+    Stop as soon as both are known (or the architecture is not gpt-oss): they come first in every
+    converter's output, long before the vocabulary, so this reads a few hundred bytes.
     """
+
+    def done(found: Mapping[str, gguf.MetadataValue]) -> bool:
+        architecture = found.get(gguf.ARCHITECTURE_KEY)
+        return len(found) == 2 or (architecture is not None and architecture != GPT_OSS_ARCH)
+
     try:
-        with path.open("rb") as f:
-            if f.read(4) != GGUF_MAGIC:
-                raise ModelLoadError(
-                    f"{path} is not a GGUF file (bad magic): point model_path at a .gguf model"
-                )
-            _version, _n_tensors, n_kv = struct.unpack("<IQQ", f.read(20))
-            arch: str | None = None
-            blocks: int | None = None
-
-            def read_str() -> str:
-                (n,) = struct.unpack("<Q", f.read(8))
-                return f.read(n).decode("utf-8", errors="replace")
-
-            def read_value(vtype: int) -> object:
-                if vtype == _GGUF_STRING:
-                    return read_str()
-                if vtype in _GGUF_SCALAR_FORMATS:
-                    return struct.unpack(_GGUF_SCALAR_FORMATS[vtype], f.read(_GGUF_SCALAR_SIZES[vtype]))[0]
-                if vtype == _GGUF_ARRAY:
-                    itype, count = struct.unpack("<IQ", f.read(12))
-                    if itype in _GGUF_SCALAR_SIZES:
-                        f.seek(count * _GGUF_SCALAR_SIZES[itype], os.SEEK_CUR)
-                    else:
-                        for _ in range(count):
-                            read_value(itype)
-                    return None
-                raise ModelLoadError(f"{path} has an unknown GGUF value type {vtype}: the file is corrupt")
-
-            for _ in range(n_kv):
-                key = read_str()
-                (vtype,) = struct.unpack("<I", f.read(4))
-                value = read_value(vtype)
-                if key == "general.architecture" and isinstance(value, str):
-                    arch = value
-                elif arch is not None and key == f"{arch}.block_count" and isinstance(value, int):
-                    blocks = value
-                if arch is not None and blocks is not None:
-                    break
-            return GGUFInfo(architecture=arch, block_count=blocks)
-    except struct.error as exc:
-        raise ModelLoadError(f"{path} is truncated or not a GGUF file: download it again") from exc
-    except OSError as exc:
-        raise ModelLoadError(
-            f"cannot read {path}: {exc.strerror or exc}: check the path and permissions"
-        ) from exc
+        found = gguf.read_metadata(path, (gguf.ARCHITECTURE_KEY, _BLOCK_COUNT_KEY), done=done)
+    except gguf.GGUFError as exc:
+        raise ModelLoadError(str(exc)) from exc
+    architecture = found.get(gguf.ARCHITECTURE_KEY)
+    blocks = found.get(_BLOCK_COUNT_KEY)
+    return GGUFInfo(
+        architecture=architecture if isinstance(architecture, str) else None,
+        block_count=blocks if isinstance(blocks, int) and not isinstance(blocks, bool) else None,
+    )
 
 
 def model_meta(model: llama_cpp.llama_model_p, key: str) -> str | None:

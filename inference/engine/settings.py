@@ -8,7 +8,20 @@ from pathlib import Path
 
 from .errors import SettingsError
 
-__all__ = ["KV_TYPES", "MAX_N_CTX", "MAX_SLOTS", "MIN_N_CTX", "EngineSettings", "SamplingParams"]
+__all__ = [
+    "DEFAULT_CONTEXT",
+    "DEFAULT_N_GPU_LAYERS",
+    "DEFAULT_N_UBATCH",
+    "DEFAULT_SLOTS",
+    "KV_TYPES",
+    "MAX_N_CTX",
+    "MAX_SLOTS",
+    "MIN_CONTEXT",
+    "MIN_N_CTX",
+    "EngineSettings",
+    "SamplingParams",
+    "engine_settings",
+]
 
 # ggml type ids for the KV cache types llama.cpp supports with flash attention.
 KV_TYPES: dict[str, int] = {"f16": 1, "q8_0": 8, "q4_0": 2}
@@ -16,6 +29,14 @@ MAX_SLOTS = 256  # llama_max_parallel_sequences() in llama.cpp
 MIN_N_CTX = 256
 # 16 Mi KV cells: far beyond any real deployment (gpt-oss-120b would need 1.1 TiB of f16 KV for it).
 MAX_N_CTX = 1 << 24
+# What a served model gets unless the GPTOSS_* variables or its registry row say otherwise.
+DEFAULT_CONTEXT = 8192  # tokens one conversation may use
+MIN_CONTEXT = 512
+DEFAULT_SLOTS = 4
+DEFAULT_N_GPU_LAYERS = -1  # all layers on the GPU
+DEFAULT_KV_TYPE = "f16"
+DEFAULT_N_UBATCH = 512
+MIN_N_BATCH = 2048  # one decode step takes up to this many tokens; n_ubatch above it raises it
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,12 +54,12 @@ class EngineSettings:
     model_path: Path
     n_ctx: int
     n_slots: int
-    n_gpu_layers: int = -1
+    n_gpu_layers: int = DEFAULT_N_GPU_LAYERS
     n_cpu_moe: int = 0
     cpu_moe: bool = False
-    kv_type: str = "f16"
-    n_batch: int = 2048
-    n_ubatch: int = 512
+    kv_type: str = DEFAULT_KV_TYPE
+    n_batch: int = MIN_N_BATCH
+    n_ubatch: int = DEFAULT_N_UBATCH
     flash_attn: bool = True
     n_threads: int | None = None
     prefill_chunk: int = 512
@@ -107,6 +128,43 @@ class EngineSettings:
     def offloads_experts(self) -> bool:
         """Return whether some expert tensors are pinned to CPU memory."""
         return self.cpu_moe or self.n_cpu_moe > 0
+
+
+def engine_settings(
+    *,
+    model_path: Path,
+    context: int = DEFAULT_CONTEXT,
+    slots: int = DEFAULT_SLOTS,
+    n_gpu_layers: int = DEFAULT_N_GPU_LAYERS,
+    n_cpu_moe: int = 0,
+    cpu_moe: bool = False,
+    kv_type: str = DEFAULT_KV_TYPE,
+    n_ubatch: int = DEFAULT_N_UBATCH,
+    names: Mapping[str, str],
+) -> EngineSettings:
+    """Return the engine settings that serve *slots* conversations of *context* tokens each.
+
+    The one builder for the GPTOSS_* variables and for a model registry row. *names* maps these
+    arguments to what whoever set them calls them (``{"slots": "GPTOSS_SLOTS"}``, ``{"slots": "slots"}``)
+    so that a `SettingsError` names what to change; the KV cache's size reads as "context × slots".
+    """
+    called = {name: names.get(name, name) for name in ("context", "slots")}
+    return EngineSettings(
+        model_path=model_path,
+        n_ctx=context * slots,
+        n_slots=slots,
+        n_gpu_layers=n_gpu_layers,
+        n_cpu_moe=n_cpu_moe,
+        cpu_moe=cpu_moe,
+        kv_type=kv_type,
+        n_ubatch=n_ubatch,
+        n_batch=max(MIN_N_BATCH, n_ubatch),
+        names={
+            **{name: value for name, value in names.items() if name not in called},
+            "n_ctx": f"{called['context']} × {called['slots']}",
+            "n_slots": called["slots"],
+        },
+    )
 
 
 @dataclass(frozen=True, slots=True)

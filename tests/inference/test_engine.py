@@ -29,9 +29,8 @@ from inference.engine import (
 from inference.engine import llama as engine_llama
 from inference.harmony import STOP_TOKENS, PromptSpec, Turn, render_prompt
 from inference.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
+from inference.tokens import CALL, RETURN
 
-RETURN = 200002
-CALL = 200012
 STOPS = frozenset({RETURN, CALL})
 GREEDY = SamplingParams(temperature=0.0)
 NO_STOPS: frozenset[int] = frozenset()

@@ -76,3 +76,33 @@ def test_after_a_redis_outage_publishing_resumes_past_a_hole_so_browsers_resync(
     payload: Any = {"content": "Before during lost? ", "reasoning": "", "tool_calls": [], "seq": stored_seq}
     apply_stream_event(payload, sent[-1])
     assert payload["content"] == "Before during lost? after"
+
+
+def test_the_text_the_task_stores_is_the_fold_of_every_event_it_made_even_while_redis_is_down(
+    sent: Sent,
+) -> None:
+    """The task keeps no text of its own: it stores what its events add up to, by the browser's fold."""
+    publisher = ReplyPublisher(1, 7)
+    publisher.text(reasoning="Check the weather.")
+    started = {"recipient": "functions.get_weather", "arguments": "{}"}
+    publisher.tool(0, started)
+    publisher.tool(0, {**started, "result": "sunny"})
+    sent.down = True
+    publisher.text(content="It is ")
+    time.sleep(streaming.PUBLISH_EVERY_S)
+    publisher.text(content="sunny.")
+    publisher.notice("The answer stopped at its length limit.")
+    seq = publisher.stored()
+    assert publisher.reply["content"] == "It is sunny."
+    assert publisher.reply["reasoning"] == "Check the weather."
+    assert publisher.reply["tool_calls"] == [{**started, "result": "sunny"}]
+    assert publisher.reply["notice"] == "The answer stopped at its length limit."
+    # A browser that applied every event that went out agrees with it up to the outage.
+    browser: Any = {"content": "", "reasoning": "", "tool_calls": [], "notice": "", "seq": 0}
+    for event in sent:
+        apply_stream_event(browser, event)
+    assert (browser["reasoning"], browser["tool_calls"]) == (
+        publisher.reply["reasoning"],
+        publisher.reply["tool_calls"],
+    )
+    assert browser["seq"] < seq  # the rest reaches it from the stored state, after the hole

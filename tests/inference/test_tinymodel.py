@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from inference import tinymodel
+from inference.tokens import O200K_SHA256
 
 REPO = Path(__file__).resolve().parents[2]
 VAR = REPO / "var"
@@ -107,7 +108,7 @@ PROMPTS = {
 def test_tiktoken_bytes_are_the_official_o200k_base_file() -> None:
     data = tinymodel.o200k_tiktoken_bytes()
     assert len(data) == 3_613_922
-    assert hashlib.sha256(data).hexdigest() == tinymodel.O200K_SHA256
+    assert hashlib.sha256(data).hexdigest() == O200K_SHA256
 
 
 def test_gguf_declares_gpt_oss_with_mxfp4_experts_and_harmony_vocabulary() -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
+from inference.tokens import VOCAB_SIZE
 from inference.vocab import (
     ENV_VAR,
     OFFICIAL_SHA256,
@@ -21,7 +22,6 @@ from inference.vocab import (
     tiktoken_from_gguf,
 )
 
-VOCAB_SIZE = 201_088
 NOT_GPT_OSS = r"is not a gpt-oss model \(architecture 'llama'\); use a gpt-oss GGUF"
 
 
@@ -190,3 +190,12 @@ def test_configure_vocab_refuses_a_foreign_vocabulary_and_leaves_nothing_behind(
 
     assert not cache_dir.exists() or list(cache_dir.iterdir()) == []
     assert os.environ[ENV_VAR] == "/nonexistent"
+
+
+def test_a_model_file_cut_off_in_its_tokens_is_refused_as_truncated(tmp_path: Path) -> None:
+    path = _write_gguf(tmp_path / "cut.gguf", ["a", "b", "c"] * 100)
+    data = path.read_bytes()
+    path.write_bytes(data[: data.index(b"tokenizer.ggml.tokens") + 200])  # stops inside the token list
+
+    with pytest.raises(VocabError, match=r"cut\.gguf is truncated"):
+        tiktoken_from_gguf(path)
