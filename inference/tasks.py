@@ -61,6 +61,13 @@ def _load_model_at_start(sender: object = None, **_: object) -> None:
         if sender.concurrency != slots:
             logger.info("%d task threads, one per engine slot (instead of %s)", slots, sender.concurrency)
         sender.concurrency = slots
+        # Likewise its queue: a launcher's --queues derived from other variables (e.g. GPTOSS_MODEL where
+        # GPTOSS_MODEL_PATH names the file) would leave its model's replies waiting in a queue nobody reads
+        # while the heartbeat says the model is served, or answer another model's replies with this one.
+        queue, queues = worker.queue(), sender.app.amqp.queues
+        if set(queues.consume_from) != {queue}:
+            logger.info("consuming %s, its model's queue (instead of %s)", queue, sorted(queues.consume_from))
+            queues.select([queue])
 
 
 @worker_shutdown.connect
