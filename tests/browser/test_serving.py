@@ -31,6 +31,20 @@ def test_a_reply_nobody_serves_says_so_live_and_once_the_model_is_disabled_fails
         "No GPU worker is serving orphan-oss right now"
     )
 
+    # Waiting is not failing: the note is not in the error red of a failed reply.
+    colors = chat.page.evaluate(
+        """() => {
+          const probe = document.createElement("span");
+          probe.className = "error-text";
+          document.body.appendChild(probe);
+          const note = document.querySelector("[data-role=waiting]");
+          const colors = [getComputedStyle(note).color, getComputedStyle(probe).color];
+          probe.remove();
+          return colors;
+        }"""
+    )
+    assert colors[0] != colors[1], colors
+
     # The same note after a reload, first server-rendered, then from the socket's state.
     chat.page.reload()
     expect(meta.locator("[data-role=waiting]")).to_contain_text(
