@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from importlib import import_module
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.sessions.backends.base import SessionBase
+from django.contrib.sessions.backends.db import SessionStore as DatabaseSessionStore
 from django.http import Http404
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare
 
 from chat.models import Conversation, Message
 
@@ -44,3 +54,54 @@ def access_message(user: AbstractBaseUser | AnonymousUser, message_id: int | str
     if message is None:
         raise Http404("No such message")
     return message
+
+
+def sessions_signed_in(*, sessions: Mapping[str, int]) -> set[str]:
+    """Return the keys of *sessions* (session key → the user id it signed in) that are still signed in.
+
+    The check of django.contrib.auth.get_user, for many sessions at once: the session still exists and has
+    not expired (logout deletes it), it names that user through a configured backend, its auth hash matches
+    the user's password (a password change elsewhere rotates it; update_session_auth_hash stores the new one
+    in the changing session) under SECRET_KEY or a fallback, and the user is active. With the database session
+    backend it costs two queries whatever the number of sessions.
+    """
+    if not sessions:
+        return set()
+    data = _session_data(set(sessions))
+    users = {
+        user.pk: user
+        for user in get_user_model()
+        ._default_manager.filter(pk__in=set(sessions.values()))
+        .only("pk", "password", "is_active")
+    }
+    hashes: dict[int, set[str]] = {}
+    signed_in = set()
+    for key, user_id in sessions.items():
+        session, user = data.get(key), users.get(user_id)
+        if session is None or user is None or not user.is_active:
+            continue
+        if str(session.get(SESSION_KEY)) != str(user_id):
+            continue
+        if session.get(BACKEND_SESSION_KEY) not in settings.AUTHENTICATION_BACKENDS:
+            continue
+        if user_id not in hashes:
+            hashes[user_id] = {user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()}
+        session_hash = session.get(HASH_SESSION_KEY)
+        if isinstance(session_hash, str) and any(
+            constant_time_compare(session_hash, h) for h in hashes[user_id]
+        ):
+            signed_in.add(key)
+    return signed_in
+
+
+def _session_data(keys: set[str]) -> dict[str, dict[str, Any]]:
+    """Return the stored data of the sessions in *keys* that exist and have not expired."""
+    store_class: type[SessionBase] = import_module(settings.SESSION_ENGINE).SessionStore
+    if issubclass(store_class, DatabaseSessionStore):  # db and cached_db: logout deletes the row
+        rows = store_class.get_model_class().objects.filter(
+            session_key__in=keys, expire_date__gt=timezone.now()
+        )
+        decoder = store_class()
+        return {key: decoder.decode(raw) for key, raw in rows.values_list("session_key", "session_data")}
+    # Cache, file or signed-cookie sessions: each store looks its session up; a missing one loads as {}.
+    return {key: store_class(key).load() for key in keys}

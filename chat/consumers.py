@@ -5,28 +5,43 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
+from collections.abc import Coroutine, Mapping
 from contextlib import suppress
 from typing import Any
 
+import redis.asyncio
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Max, Q
+from django.db import transaction
 from django.http import Http404
 
 from chat import selectors, services
-from chat.access import access_conversation
-from chat.events import conversation_group
+from chat.access import access_conversation, sessions_signed_in
+from chat.events import conversation_group, user_group
 from chat.models import Message
 from chat.services import ChatError
 
 logger = logging.getLogger(__name__)
 
+# A larger frame closes the socket with 1009 (Daphne closes it before it reaches the consumer:
+# gptoss_web/asgi.py). The longest message (GPTOSS_MAX_MESSAGE_CHARS, 32,000 by default) fits easily.
 MAX_FRAME_BYTES = 256 * 1024
-# How often a socket renews its group membership and compares its replies in flight with the database: a
-# Redis restart loses group memberships and the events sent meanwhile, so the socket resends the state.
+# How often this process checks all its sockets at once (_Watcher): sessions still signed in, replies in
+# flight compared with the database (a Redis restart loses group memberships and the events sent meanwhile,
+# so a socket that missed some gets the state again).
 WATCH_EVERY_S = 5.0
+# Group memberships are renewed when Redis lost them (a restart or flush removes the watcher's sentinel key)
+# and at least this often: channels_redis forgets a membership after its group_expiry (a day by default).
+RENEW_GROUPS_EVERY_S = 3600
 ACTIONS = ("send", "stop", "regenerate", "edit", "sync")
+
+# Close codes (docs/protocol.md).
+CLOSE_SIGNED_OUT = 4401  # the session ended: logout, password changed elsewhere, account deactivated
+CLOSE_GONE = 4404  # the conversation was deleted
+CLOSE_TOO_BIG = 1009  # a frame above MAX_FRAME_BYTES
 
 
 class FrameError(Exception):
@@ -38,13 +53,17 @@ def _state(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> dict
     return selectors.conversation_state(conversation=conversation)
 
 
-def _stored_summary(conversation_id: int, message_ids: list[int]) -> tuple[int, dict[int, str]]:
-    """Return the conversation's newest message id, and the stored status of *message_ids* and of every
-    reply in flight in it: what a socket compares with what it has told its browser."""
-    messages = Message.objects.filter(conversation_id=conversation_id)
-    newest = messages.aggregate(newest=Max("id"))["newest"] or 0
-    wanted = Q(pk__in=message_ids) | Q(status__in=Message.IN_FLIGHT)
-    return newest, dict(messages.filter(wanted).values_list("pk", "status"))
+def _signed_in(session_key: str, user_id: int) -> bool:
+    return bool(sessions_signed_in(sessions={session_key: user_id}))
+
+
+def _watch_read(
+    sessions: Mapping[str, int], conversation_ids: set[int], message_ids: set[int]
+) -> tuple[dict[int, tuple[int, dict[int, str]]], set[str]]:
+    """Read what the watcher compares, for every socket of the process, in one transaction."""
+    with transaction.atomic():
+        summaries = selectors.socket_summaries(conversation_ids=conversation_ids, message_ids=message_ids)
+        return summaries, sessions_signed_in(sessions=sessions)
 
 
 def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, frame: dict[str, Any]) -> None:
@@ -83,17 +102,98 @@ def _message_id(frame: dict[str, Any]) -> int:
     return value
 
 
+class _Watcher:
+    """The one periodic check of every socket of this process.
+
+    Every WATCH_EVERY_S it reads, in one transaction whatever the number of sockets, whether their sessions
+    are still signed in and what is stored in their conversations; it closes the sockets whose session ended
+    and sends the state again to those that missed events. Group memberships are renewed only when Redis lost
+    them: a sentinel key set with them is gone after a Redis restart or flush (one SET per round tells).
+    """
+
+    def __init__(self) -> None:
+        self.sockets: set[ConversationConsumer] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.sentinel = f"{settings.GPTOSS_REDIS_PREFIX}:asgi:watch:{uuid.uuid4().hex}"
+
+    def add(self, socket: ConversationConsumer) -> None:
+        self.sockets.add(socket)
+        loop = asyncio.get_running_loop()
+        if self.task is None or self.task.done() or self.task.get_loop() is not loop:
+            self.task = loop.create_task(self._run())
+
+    def discard(self, socket: ConversationConsumer) -> None:
+        self.sockets.discard(socket)
+        if not self.sockets and self.task is not None:
+            self.task.cancel()
+            self.task = None
+
+    async def _run(self) -> None:
+        client = redis.asyncio.Redis.from_url(settings.REDIS_URL, socket_timeout=2, socket_connect_timeout=2)
+        try:
+            while True:
+                await asyncio.sleep(WATCH_EVERY_S)
+                try:
+                    await self.check(client)
+                except Exception as error:  # Redis or PostgreSQL restarting: try again next round
+                    logger.warning("socket watch of %d sockets failed: %s", len(self.sockets), error)
+        finally:
+            with suppress(Exception):
+                await client.aclose()
+
+    async def check(self, client: redis.asyncio.Redis) -> None:
+        sockets = list(self.sockets)
+        if not sockets:
+            return
+        await self._renew_groups(client, sockets)
+        summaries, signed_in = await database_sync_to_async(_watch_read)(
+            {s.session_key: s.user_id for s in sockets},
+            {s.conversation_id for s in sockets},
+            {m for s in sockets for m in s.in_flight},
+        )
+        due: dict[ConversationConsumer, Coroutine[Any, Any, None]] = {}
+        for socket in sockets:
+            if socket.closing:
+                continue
+            if socket.session_key not in signed_in:
+                due[socket] = socket.signed_out()
+            elif socket.missed(*summaries.get(socket.conversation_id, (0, {}))):
+                due[socket] = socket.send_state()
+        for socket, outcome in zip(
+            due, await asyncio.gather(*due.values(), return_exceptions=True), strict=True
+        ):
+            if isinstance(outcome, Exception):
+                logger.warning("conversation %s socket not updated: %s", socket.conversation_id, outcome)
+
+    async def _renew_groups(self, client: redis.asyncio.Redis, sockets: list[ConversationConsumer]) -> None:
+        if not await client.set(self.sentinel, 1, nx=True, ex=RENEW_GROUPS_EVERY_S):
+            return  # the memberships this sentinel vouches for are still in Redis
+        try:
+            for socket in sockets:
+                for group in socket.groups:
+                    await socket.channel_layer.group_add(group, socket.channel_name)
+        except Exception:
+            with suppress(Exception):  # renew them all again next round
+                await client.delete(self.sentinel)
+            raise
+
+
+_watcher = _Watcher()
+
+
 class ConversationConsumer(AsyncWebsocketConsumer):
     conversation_id: int
-    group: str | None = None
+    user_id: int
+    session_key: str
+    groups: tuple[str, ...] = ()  # the conversation's, and the user's (told when a session ends)
     # The newest stream seq this socket has been sent, per reply: older live events are dropped.
     seqs: dict[int, int]
     in_flight: dict[int, str]  # reply id → status, as this socket last told the browser
     newest: int = 0  # the newest message id this socket has told the browser of
     last_event: float = 0.0
-    watchdog: asyncio.Task[None] | None = None
-    # The watchdog's resent state and forwarded events must not interleave: an event sent while the state is
-    # being read would be overwritten by it in the browser, leaving a gap.
+    closing = False  # closed by the server: nothing more is sent
+    # Resent states and forwarded events must not interleave: an event sent while the state is being read
+    # would be overwritten by it in the browser, leaving a gap.
     sending: asyncio.Lock
 
     async def connect(self) -> None:
@@ -105,44 +205,61 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # Refused before accept: a stranger learns nothing, not even that the conversation exists.
             await self.close()
             return
+        assert user is not None
+        self.user_id = user.pk
+        self.session_key = self.scope["session"].session_key or ""
         # Join the group before reading the state, so no event falls between the two (docs/protocol.md).
-        self.group = conversation_group(self.conversation_id)
+        self.groups = (conversation_group(self.conversation_id), user_group(self.user_id))
         self.sending = asyncio.Lock()
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        self.in_flight = {}
+        for group in self.groups:
+            await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
-        await self._send_state()
-        self.watchdog = asyncio.create_task(self._watch())
+        await self.send_state()
+        _watcher.add(self)
 
     async def disconnect(self, code: int) -> None:
-        if self.watchdog is not None:
-            self.watchdog.cancel()
-        if self.group:
+        _watcher.discard(self)
+        for group in self.groups:
             with suppress(Exception):  # Redis may be down; the membership expires anyway
-                await self.channel_layer.group_discard(self.group, self.channel_name)
+                await self.channel_layer.group_discard(group, self.channel_name)
 
-    async def _watch(self) -> None:
-        """Renew the group membership; resend the state when events about a reply in flight were lost."""
-        loop = asyncio.get_running_loop()
-        while True:
-            await asyncio.sleep(WATCH_EVERY_S)
-            try:
-                await self.channel_layer.group_add(self.group, self.channel_name)
-                newest, stored = await database_sync_to_async(_stored_summary)(
-                    self.conversation_id, list(self.in_flight)
-                )
-                silent = loop.time() - self.last_event > WATCH_EVERY_S
-                missed = newest > self.newest or stored != self.in_flight
-                if missed or (silent and "streaming" in stored.values()):
-                    await self._send_state()
-            except Exception as error:  # Redis or PostgreSQL restarting: try again next round
-                logger.warning("conversation %s socket watch failed: %s", self.conversation_id, error)
+    def missed(self, newest: int, stored: dict[int, str]) -> bool:
+        """Return whether the stored conversation is ahead of what this socket told its browser: events about
+        it were lost (a Redis restart), or a streaming reply has been silent for a whole round."""
+        silent = asyncio.get_running_loop().time() - self.last_event > WATCH_EVERY_S
+        return newest > self.newest or stored != self.in_flight or (silent and "streaming" in stored.values())
+
+    async def signed_out(self) -> None:
+        """Close the socket of a session that ended; the browser goes to the login page (docs/protocol.md)."""
+        logger.info(
+            "conversation %s socket of user %s closed: its session ended", self.conversation_id, self.user_id
+        )
+        await self._close(CLOSE_SIGNED_OUT)
+
+    async def _close(self, code: int, reason: str | None = None) -> None:
+        self.closing = True
+        await self.close(code=code, reason=reason)
+        _watcher.discard(self)  # last: it may cancel the watcher's round that is closing this socket
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.closing:
+            return
+        size = (
+            len(text_data.encode(errors="surrogatepass")) if text_data is not None else len(bytes_data or b"")
+        )
+        if size > MAX_FRAME_BYTES:
+            # Daphne already closes these (gptoss_web/asgi.py); this covers any other server.
+            await self._close(CLOSE_TOO_BIG, reason=f"Frames are limited to {MAX_FRAME_BYTES // 1024} KiB.")
+            return
+        if not await database_sync_to_async(_signed_in)(self.session_key, self.user_id):
+            await self.signed_out()  # nothing the frame asked for is done
+            return
         frame: dict[str, Any] = {}
         try:
             frame = self._parse(text_data, bytes_data)
             if frame["action"] == "sync":
-                await self._send_state()
+                await self.send_state()
                 return
             await database_sync_to_async(_act)(self.scope.get("user"), self.conversation_id, frame)
         except services.AlreadySent:
@@ -150,15 +267,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except (ChatError, FrameError) as error:
             await self._reply("error", frame, message=str(error))
             if frame.get("action") in ("edit", "regenerate"):
-                await self._send_state()  # a stale edit: show the conversation as it is now
+                await self.send_state()  # a stale edit: show the conversation as it is now
             return
         await self._reply("ack", frame)
 
     def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
         if bytes_data is not None or text_data is None:
             raise FrameError("Send JSON text frames.")
-        if len(text_data.encode()) > MAX_FRAME_BYTES:
-            raise FrameError(f"That frame is larger than {MAX_FRAME_BYTES // 1024} KiB.")
         try:
             frame = json.loads(text_data)
         except ValueError:
@@ -179,12 +294,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         }
         await self.send(text_data=json.dumps(payload))
 
-    async def _send_state(self) -> None:
+    async def send_state(self) -> None:
+        """Send the stored state of the conversation (closing the socket if it no longer exists)."""
         async with self.sending:
+            if self.closing:
+                return
             try:
                 state = await database_sync_to_async(_state)(self.scope.get("user"), self.conversation_id)
             except Http404:
-                await self.close(code=4404)
+                await self._close(CLOSE_GONE)
                 return
             self.seqs = {m["id"]: m["seq"] for m in state["messages"]}
             self.newest = max(self.seqs, default=0)
@@ -194,10 +312,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.last_event = asyncio.get_running_loop().time()
             await self.send(text_data=json.dumps(state))
 
+    async def chat_recheck(self, event: dict[str, Any]) -> None:
+        """One of the user's sessions ended or their account changed (chat.events.sessions_changed): check
+        this socket's session before anything else is forwarded (a consumer handles one message at a time)."""
+        if not self.closing and not await database_sync_to_async(_signed_in)(self.session_key, self.user_id):
+            await self.signed_out()
+
     async def chat_event(self, event: dict[str, Any]) -> None:
         """Forward a broadcast event (sent by chat.events), dropping stream events the socket already has."""
         async with self.sending:
-            await self._forward(event["payload"])
+            if not self.closing:
+                await self._forward(event["payload"])
 
     async def _forward(self, payload: dict[str, Any]) -> None:
         self.last_event = asyncio.get_running_loop().time()

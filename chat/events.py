@@ -6,6 +6,9 @@ Two kinds of events:
 - stream events of a reply (`delta`, `tool`, `notice`), numbered by `seq`, sent by the GPU worker's task and
   also appended to a Redis list per reply so a socket that (re)connects mid-answer can catch up without a gap.
 
+Besides, a user's sockets are told to check their session when one of the user's sessions is deleted or the
+user is saved (`sessions_changed`, sent from the signal receivers connected in chat/apps.py).
+
 Redis carries what may be lost: every function here reports a Redis failure by returning False, never by
 raising, so a Redis restart cannot fail a generation or a request.
 """
@@ -23,7 +26,9 @@ from typing import Any, TypedDict
 import redis
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY
 from django.db import transaction
+from django.utils import timezone
 
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
@@ -70,6 +75,11 @@ class MessagePayload(TypedDict):
 def conversation_group(conversation_id: int) -> str:
     """Return the channel-layer group of a conversation's sockets."""
     return f"conversation.{conversation_id}"
+
+
+def user_group(user_id: int) -> str:
+    """Return the channel-layer group of every socket of a user (told when their sessions may have ended)."""
+    return f"user.{user_id}"
 
 
 def message_payload(
@@ -247,6 +257,36 @@ def cancel_signal(message_id: int) -> None:
             logger.warning("stop signal for reply %s not sent: %s", message_id, error)
 
     transaction.on_commit(send)
+
+
+def sessions_changed(user_id: int) -> None:
+    """Ask every socket of *user_id* to check its session now, once the transaction commits: one of their
+    sessions ended (logout, a password change rotating it), or their account changed (a password changed
+    elsewhere, a deactivation). A socket whose session ended closes before it forwards another event.
+    """
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    transaction.on_commit(
+        lambda: _broadcaster.run(layer.group_send(user_group(user_id), {"type": "chat.recheck"}))
+    )
+
+
+def session_deleted(sender: type, instance: Any, **_: Any) -> None:
+    """Receive post_delete of a stored session (logout, cycle_key, admin, clearsessions)."""
+    if instance.expire_date <= timezone.now():
+        return  # expired: its sockets were closed at the watcher's round (clearsessions removes thousands)
+    user_id = instance.get_decoded().get(SESSION_KEY)
+    if user_id is not None:
+        sessions_changed(int(user_id))
+
+
+def user_saved(
+    sender: type, instance: Any, created: bool, update_fields: frozenset[str] | None = None, **_: Any
+) -> None:
+    """Receive post_save of a user: a changed password or a deactivation ends their other sessions."""
+    if created or (update_fields is not None and set(update_fields) <= {"last_login"}):
+        return  # a new user has no sessions yet; every login saves last_login alone
+    sessions_changed(instance.pk)
 
 
 def cancel_channel() -> str:

@@ -8,9 +8,9 @@ from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
-from django.core.validators import MaxLengthValidator
 
 from chat.models import Conversation, ReasoningEffort, Tool
+from chat.services import ChatError, validate_message_text
 from inference.tools.selectors import AvailableTools, tools_available
 
 
@@ -112,15 +112,14 @@ class MessageForm(forms.Form):
         super().__init__(*args, **kwargs)
         text = self.fields["text"]
         assert isinstance(text, forms.CharField)
-        text.max_length = settings.GPTOSS_MAX_MESSAGE_CHARS
-        text.validators.append(MaxLengthValidator(settings.GPTOSS_MAX_MESSAGE_CHARS))
         text.widget.attrs["maxlength"] = settings.GPTOSS_MAX_MESSAGE_CHARS
+        text.validators = []  # clean_text checks it as the socket does, with the same words
 
     def clean_text(self) -> str:
-        text: str = self.cleaned_data["text"]
-        if not text.strip():
-            raise forms.ValidationError("Type a message first.")
-        return text
+        try:
+            return validate_message_text(self.cleaned_data["text"])
+        except ChatError as error:
+            raise forms.ValidationError(str(error)) from None
 
 
 class InvitationSignupForm(forms.Form):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django.contrib.auth.models import User
-from django.db.models import Q, QuerySet
+from django.db.models import Max, Q, QuerySet
 
 from chat import events
 from chat.models import Conversation, Message
@@ -122,3 +123,27 @@ def finished_turns(*, reply: Message) -> list[tuple[str, str]]:
         assert answer.reply_to is not None
         latest[answer.reply_to.pk] = (answer.reply_to.content, answer.content)
     return list(latest.values())
+
+
+def socket_summaries(
+    *, conversation_ids: Iterable[int], message_ids: Iterable[int]
+) -> dict[int, tuple[int, dict[int, str]]]:
+    """Return, per conversation, its newest message id and the stored status of each of *message_ids* in it
+    and of every reply in flight in it: what the sockets watching them compare with what they have told their
+    browsers. Two queries, whatever the number of conversations.
+    """
+    ids = set(conversation_ids)
+    summaries: dict[int, tuple[int, dict[int, str]]] = {c: (0, {}) for c in ids}
+    newest = (
+        Message.objects.filter(conversation_id__in=ids).values("conversation_id").annotate(newest=Max("id"))
+    )
+    for row in newest:
+        summaries[row["conversation_id"]] = (row["newest"], {})
+    wanted = Q(pk__in=set(message_ids), conversation_id__in=ids) | Q(
+        conversation_id__in=ids, status__in=Message.IN_FLIGHT
+    )
+    for pk, conversation_id, status in Message.objects.filter(wanted).values_list(
+        "pk", "conversation_id", "status"
+    ):
+        summaries[conversation_id][1][pk] = status
+    return summaries

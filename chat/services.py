@@ -120,12 +120,26 @@ def title_from_text(text: str) -> str:
 
 
 def validate_message_text(text: str) -> str:
-    """Return *text* if it can be sent, else raise ChatError saying what is wrong."""
+    """Return *text* if it can be sent, else raise ChatError saying what is wrong.
+
+    The one check of a message's text, for the form post and the socket alike: PostgreSQL stores neither a NUL
+    character nor a lone UTF-16 surrogate (which JSON's "\\ud800" escape can carry).
+    """
     if not text.strip():
         raise ChatError("Type a message first.")
     limit = settings.GPTOSS_MAX_MESSAGE_CHARS
     if len(text) > limit:
         raise ChatError(f"This message is {len(text):,} characters long; the limit is {limit:,}.")
+    if "\x00" in text:
+        raise ChatError(
+            "This message contains a NUL character, which cannot be stored. Remove it and send again."
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ChatError(
+            "This message contains an invalid character (a lone UTF-16 surrogate). Remove it and send again."
+        ) from None
     return text
 
 

@@ -6,6 +6,7 @@ Both see the client's real address (gptoss_web/client_ip.py), which the access l
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from django.core.asgi import get_asgi_application
 
@@ -21,9 +22,31 @@ from channels.routing import ProtocolTypeRouter, URLRouter
 from channels.security.websocket import AllowedHostsOriginValidator
 from django.conf import settings
 
+from chat.consumers import MAX_FRAME_BYTES
 from chat.routing import websocket_urlpatterns
 from gptoss_web.client_ip import ClientAddressMiddleware
 
+
+def _close_oversized_frames_with_1009() -> None:
+    """Make Daphne answer a frame above MAX_FRAME_BYTES with a close frame: code 1009 and a reason.
+
+    Daphne refuses frames above 1 MiB through autobahn, which by default fails a connection by dropping TCP
+    (`failByDrop`): the browser saw neither a code nor a reason. Daphne has no setting for either, and it
+    reads this module before it builds its WebSocket factory, so the factory it builds is this one.
+    """
+    import daphne.server
+
+    class WebSocketFactory(daphne.server.WebSocketFactory):
+        def setProtocolOptions(self, **options: Any) -> None:
+            options.update(
+                failByDrop=False, maxMessagePayloadSize=MAX_FRAME_BYTES, maxFramePayloadSize=MAX_FRAME_BYTES
+            )
+            super().setProtocolOptions(**options)
+
+    daphne.server.WebSocketFactory = WebSocketFactory
+
+
+_close_oversized_frames_with_1009()
 application = ClientAddressMiddleware(
     ProtocolTypeRouter(
         {

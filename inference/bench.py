@@ -332,10 +332,19 @@ def main(argv: list[str] | None = None) -> int:
     pipeline_parser = sub.add_parser("pipeline", help="what WebSocket clients see, against the engine")
     pipeline_parser.add_argument("--quick", action="store_true", help="fewer and shorter answers")
     pipeline_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
+    sockets_parser = sub.add_parser("sockets", help="what idle sockets cost Daphne and PostgreSQL")
+    sockets_parser.add_argument("--sockets", type=int, default=1000, help="idle sockets to hold open")
+    sockets_parser.add_argument("--seconds", type=float, default=60, help="how long to measure")
+    sockets_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("inference.engine.llama").setLevel(logging.ERROR)  # llama.cpp's load chatter
-    if args.part == "pipeline":
+    if args.part == "sockets":
+        from inference.bench_sockets import print_sockets, run_sockets
+
+        results = run_sockets(args.sockets, args.seconds)
+        print_sockets(results)
+    elif args.part == "pipeline":
         from inference.bench_pipeline import print_pipeline, run_pipeline
 
         results = run_pipeline(args.quick)

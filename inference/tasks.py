@@ -167,7 +167,15 @@ def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> P
 def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> tuple[str, str, bool]:
     """Run the turn to its end (through tool calls); return the final status, the error text and whether
     Retry could help (not when the model is refused or the question alone does not fit)."""
-    refusal = reply_model_refusal(owner=message.conversation.owner, model_name=message.model_name)
+    owner = message.conversation.owner
+    if not owner.is_active:  # deactivated after the reply was queued: nothing runs for the account
+        logger.info("reply %s not generated: its owner %s is deactivated", message.pk, owner.pk)
+        return (
+            Message.Status.FAILED,
+            "This answer was not generated: the account that asked for it is deactivated.",
+            False,
+        )
+    refusal = reply_model_refusal(owner=owner, model_name=message.model_name)
     if refusal:
         return Message.Status.FAILED, refusal, False
     engine, config = worker.current()

@@ -607,6 +607,16 @@
       connected = false;
       syncPending = false;
       if (pending) { pending = null; } // Unknown whether it arrived; the state after reconnecting tells.
+      if (event.code === 4401) {
+        // The session ended (signed out, password changed, account deactivated). Loading the page again
+        // leads to the sign-in page, and back here after it; the draft waits in sessionStorage meanwhile.
+        // (A browser whose own session was rotated by a password change just gets the page again.)
+        if (textarea) { saveDraft(); }
+        statusEl.textContent = "Your session has ended. Taking you to the sign-in page…";
+        updateComposer();
+        window.location.assign(window.location.pathname);
+        return;
+      }
       if (event.code === 4404) {
         // The conversation is gone (deleted in another tab): nothing to reconnect to.
         statusEl.textContent = "This conversation no longer exists.";

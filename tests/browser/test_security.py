@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from chat.models import Message
 from inference.tinymodel import XSS_ANSWER
 from tests.browser.chat_page import ChatPage, wait_stored
-from tests.factories import make_conversation
+from tests.factories import PASSWORD, make_conversation
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -111,3 +111,25 @@ def test_a_second_user_cannot_open_the_first_users_conversation(
     conversation.refresh_from_db()
     assert conversation.title == "Alice's secret plans"
     assert conversation.messages.count() == 1
+
+
+def test_signing_out_in_another_tab_takes_the_page_to_the_login_and_keeps_the_draft(
+    user_page: Any, alice_user: Any
+) -> None:
+    page = user_page(alice_user)
+    conversation = make_conversation(alice_user)
+    chat = ChatPage(page).open(conversation.pk)
+    chat.composer.fill("a draft I was still writing")
+    other_tab = page.context.new_page()
+    ChatPage(other_tab).open(conversation.pk)
+    other_tab.locator("details.user-menu summary").click()
+    other_tab.get_by_role("button", name="Sign out").click()
+    other_tab.wait_for_url("**/accounts/login/**")
+    page.wait_for_url(f"**/accounts/login/?next=/c/{conversation.pk}/", timeout=15_000)
+    page.fill("input[name=username]", alice_user.username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"**/c/{conversation.pk}/")
+    ChatPage(page).wait_connected()
+    expect(ChatPage(page).composer).to_have_value("a draft I was still writing")
+    assert not Message.objects.filter(conversation=conversation).exists()

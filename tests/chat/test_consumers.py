@@ -6,21 +6,25 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db import connections
 from django.test import Client
+from django.utils import timezone
 
+from chat.consumers import WATCH_EVERY_S
 from chat.models import Message
 from chat.services import message_send
 from gptoss_web.asgi import application
 from inference.tasks import generate_reply_task
 from inference.tinymodel import SCRIPTS
-from tests.factories import make_conversation
+from tests.factories import PASSWORD, make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -97,7 +101,6 @@ async def test_a_foreign_origin_is_refused(alice: object) -> None:
         ("not json", "not valid JSON"),
         ("[1, 2]", 'must be a JSON object with an "action"'),
         (json.dumps({"action": "explode"}), "Unknown action 'explode'"),
-        (json.dumps({"action": "send", "text": "x" * 300_000}), "larger than 256 KiB"),
     ],
 )
 async def test_malformed_frames_get_an_error_frame_and_the_socket_stays_open(
@@ -114,6 +117,21 @@ async def test_malformed_frames_get_an_error_frame_and_the_socket_stays_open(
         assert reply["type"] == "error" and error in reply["message"]
         await communicator.send_to(text_data="still there?")
         assert (await communicator.receive_json_from())["type"] == "error"
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_frame_above_256_kib_closes_the_socket_with_1009_and_a_reason(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator = _communicator(conversation.pk, await sync_to_async(_cookie_header)(alice))
+    connected, _ = await communicator.connect()
+    try:
+        assert connected
+        await communicator.receive_json_from()  # the stored state
+        await communicator.send_to(text_data=json.dumps({"action": "send", "text": "x" * 300_000}))
+        closed = await communicator.receive_output()
+        assert closed == {"type": "websocket.close", "code": 1009, "reason": "Frames are limited to 256 KiB."}
+        assert await sync_to_async(Message.objects.count)() == 0
     finally:
         await communicator.disconnect()
 
@@ -366,4 +384,198 @@ async def test_a_socket_that_missed_a_replys_events_gets_the_stored_state_within
         assert state["type"] == "state"
         assert [(m["id"], m["content"]) for m in state["messages"]][-1] == (reply_id, "Hello!")
     finally:
+        await communicator.disconnect()
+
+
+# --- Text the database cannot store ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "error"),
+    [
+        ('{"action": "send", "text": "before\\u0000after", "client_id": "c5"}', "contains a NUL character"),
+        ('{"action": "send", "text": "before\\ud800after", "client_id": "c5"}', "a lone UTF-16 surrogate"),
+        ('{"action": "send", "text": "\\udfff", "client_id": "c5"}', "a lone UTF-16 surrogate"),
+    ],
+)
+async def test_text_with_a_nul_or_a_lone_surrogate_gets_an_error_frame_and_the_socket_stays_open(
+    alice: object, raw: str, error: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Sent as raw JSON, as an attacker would: json.loads accepts both escapes, PostgreSQL stores neither."""
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        await communicator.send_to(text_data=raw)
+        reply = await communicator.receive_json_from(timeout=5)
+        assert reply["type"] == "error" and error in reply["message"], reply
+        assert reply["client_id"] == "c5"
+        await communicator.send_json_to({"action": "sync"})
+        assert (await communicator.receive_json_from(timeout=5))["type"] == "state"
+        assert await sync_to_async(Message.objects.count)() == 0
+        assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+    finally:
+        await communicator.disconnect()
+
+
+async def test_an_edit_with_a_nul_character_gets_an_error_frame_and_changes_nothing(alice: object) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    question, reply = await sync_to_async(message_send)(conversation=conversation, text="original")
+    await sync_to_async(Message.objects.filter(pk=reply.pk).update)(status="done")
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        raw = json.dumps({"action": "edit", "message": question.pk, "client_id": "e1"})
+        await communicator.send_to(text_data=raw[:-1] + ', "text": "new\\u0000text"}')
+        error = await communicator.receive_json_from(timeout=5)
+        assert error["type"] == "error" and "contains a NUL character" in error["message"]
+        contents = await sync_to_async(lambda: sorted(Message.objects.values_list("content", flat=True)))()
+        assert contents == ["", "original"]
+    finally:
+        await communicator.disconnect()
+
+
+# --- Sockets of a session that ended -----------------------------------------------------------------------
+
+
+def _login(user: object) -> Client:
+    client = Client()
+    client.force_login(user)  # type: ignore[arg-type]
+    return client
+
+
+def _cookie_of(client: Client) -> tuple[bytes, bytes]:
+    return (
+        b"cookie",
+        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
+    )
+
+
+async def _socket_of(client: Client, conversation_id: int) -> WebsocketCommunicator:
+    communicator = _communicator(conversation_id, _cookie_of(client))
+    connected, _ = await communicator.connect()
+    assert connected
+    assert (await communicator.receive_json_from())["type"] == "state"
+    return communicator
+
+
+def _end_session(how: str, user: Any, tab: Client, other_tab: Client) -> None:
+    """End *tab*'s session the way a user or an admin does; *other_tab* is the same user's other browser."""
+    if how == "logout":
+        response = tab.post("/accounts/logout/")
+        assert response.status_code == 302
+    elif how == "password change":  # in the other browser, which stays signed in
+        response = other_tab.post(
+            "/accounts/password/",
+            {
+                "old_password": PASSWORD,
+                "new_password1": "a new horse battery",
+                "new_password2": "a new horse battery",
+            },
+        )
+        assert response.status_code == 302, response.content
+    elif how == "deactivation":
+        user.refresh_from_db()
+        user.is_active = False
+        user.save()
+
+
+SESSION_ENDINGS = ["logout", "password change", "deactivation"]
+
+
+@pytest.mark.parametrize("how", SESSION_ENDINGS)
+async def test_after_the_session_ends_a_send_on_an_open_socket_closes_it_with_4401_and_stores_nothing(
+    alice: object, how: str
+) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    tab, other_tab = await sync_to_async(_login)(alice), await sync_to_async(_login)(alice)
+    communicator = await _socket_of(tab, conversation.pk)
+    try:
+        await sync_to_async(_end_session)(how, alice, tab, other_tab)
+        await communicator.send_json_to({"action": "send", "text": "Still here?", "client_id": "c1"})
+        assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+        assert await sync_to_async(Message.objects.count)() == 0
+    finally:
+        await communicator.disconnect()
+
+
+@pytest.mark.parametrize("how", SESSION_ENDINGS)
+async def test_an_open_socket_of_a_session_that_ended_closes_with_4401_before_any_further_event(
+    alice: object, how: str
+) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    tab, other_tab = await sync_to_async(_login)(alice), await sync_to_async(_login)(alice)
+    communicator = await _socket_of(tab, conversation.pk)
+    try:
+        await sync_to_async(_end_session)(how, alice, tab, other_tab)
+        await sync_to_async(message_send)(conversation=conversation, text="Sent from elsewhere")
+        assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+        assert await communicator.receive_nothing(timeout=1)
+    finally:
+        await communicator.disconnect()
+
+
+async def test_the_periodic_check_closes_an_idle_socket_whose_session_expired_within_one_period(
+    alice: object,
+) -> None:
+    """Expiry sends no signal: the watcher's round is what notices."""
+    conversation = await sync_to_async(make_conversation)(alice)
+    tab = await sync_to_async(_login)(alice)
+    communicator = await _socket_of(tab, conversation.pk)
+    try:
+        key = tab.cookies[settings.SESSION_COOKIE_NAME].value
+        expired = timezone.now() - timedelta(seconds=1)
+        await sync_to_async(Session.objects.filter(session_key=key).update)(expire_date=expired)
+        closed = await communicator.receive_output(timeout=WATCH_EVERY_S + 5)
+        assert closed == {"type": "websocket.close", "code": 4401}
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_password_change_keeps_the_changing_browser_signed_in_and_closes_the_others(
+    alice: object,
+) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    changing, other = await sync_to_async(_login)(alice), await sync_to_async(_login)(alice)
+    old_socket = await _socket_of(changing, conversation.pk)
+    others_socket = await _socket_of(other, conversation.pk)
+    new_socket = None
+    try:
+        await sync_to_async(_end_session)("password change", alice, other, changing)
+        # The changing browser's page reconnects with its rotated session: that socket works.
+        new_socket = await _socket_of(changing, conversation.pk)
+        await new_socket.send_json_to({"action": "send", "text": "Hello again", "client_id": "c2"})
+        seen = [await new_socket.receive_json_from(timeout=5) for _ in range(4)]
+        assert {"type": "ack", "action": "send", "client_id": "c2"} in seen
+        # The other browser's socket is closed, at its next frame and by the watcher alike.
+        await others_socket.send_json_to({"action": "sync"})
+        assert await others_socket.receive_output(timeout=5) == {"type": "websocket.close", "code": 4401}
+        contents = await sync_to_async(lambda: sorted(Message.objects.values_list("content", flat=True)))()
+        assert contents == ["", "Hello again"]
+    finally:
+        for communicator in (old_socket, others_socket, new_socket):
+            if communicator is not None:
+                await communicator.disconnect()
+
+
+async def test_after_redis_loses_the_group_memberships_live_events_flow_again_within_a_round(
+    alice: object,
+) -> None:
+    """As after a Redis restart or flush: the process's watcher notices its sentinel key is gone."""
+    import redis.asyncio
+
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await _connected(alice, conversation.pk)
+    client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
+    try:
+        async for key in client.scan_iter(match=f"{settings.GPTOSS_REDIS_PREFIX}:asgi*"):
+            await client.delete(key)  # the groups, and the watcher's sentinel with them
+        group = f"{settings.GPTOSS_REDIS_PREFIX}:asgi:group:conversation.{conversation.pk}"
+        deadline = asyncio.get_running_loop().time() + WATCH_EVERY_S + 15
+        while not await client.exists(group):
+            assert asyncio.get_running_loop().time() < deadline, "the memberships were never renewed"
+            await asyncio.sleep(0.2)
+        await sync_to_async(message_send)(conversation=conversation, text="Hello after the flush")
+        seen = [await communicator.receive_json_from(timeout=5) for _ in range(3)]
+        assert sorted(f["type"] for f in seen) == ["message", "message", "title"]
+    finally:
+        await client.aclose()
         await communicator.disconnect()

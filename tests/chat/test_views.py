@@ -76,6 +76,19 @@ def test_an_empty_message_is_refused_with_a_field_error(alice_client: Client, al
     assert not Message.objects.exists()
 
 
+@pytest.mark.parametrize("url", ["chat:message_create", "chat:conversation_create"])
+def test_a_message_with_a_nul_character_gets_a_form_error_and_stores_nothing(
+    alice_client: Client, alice: object, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    conversation = make_conversation(alice)
+    args = [conversation.pk] if url == "chat:message_create" else []
+    response = alice_client.post(reverse(url, args=args), {"text": "before\x00after"})
+    assert response.status_code == 400
+    assert b"This message contains a NUL character" in response.content
+    assert not Message.objects.exists()
+    assert not [r for r in caplog.records if r.levelname in ("ERROR", "CRITICAL")]
+
+
 def test_rename_and_settings(alice_client: Client, alice: object) -> None:
     conversation = make_conversation(alice)
     alice_client.post(reverse("chat:conversation_rename", args=[conversation.pk]), {"title": "Holidays"})

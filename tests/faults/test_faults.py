@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db import connections
 from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
 
 from chat.models import Conversation, Message
 from gptoss_web.stack import Stack
@@ -218,3 +219,96 @@ async def test_a_dropped_socket_reconnects_with_no_gap_and_no_duplicate(stack: S
         assert stored.status == "done"
     finally:
         await socket.close()
+
+
+# --- Hostile frames and ended sessions, on a real Daphne ---------------------------------------------------
+
+
+@pytest.fixture
+def web() -> Iterator[Stack]:
+    """Daphne and a Redis of its own: no GPU worker (nothing here is answered)."""
+    live = Stack(database_url=test_database_url(), redis_prefix=settings.GPTOSS_REDIS_PREFIX)
+    try:
+        live.start_process("redis")
+        live.start_process("web")
+        yield live
+    finally:
+        live.stop()
+
+
+async def test_a_2_mb_frame_gets_a_close_frame_with_1009_and_a_reason(web: Stack, alice: object) -> None:
+    conversation = await _conversation(alice)
+    socket = await _socket(web, await sync_to_async(_session_cookie)(alice), conversation.pk)
+    try:
+        await _receive(socket)  # state
+        await socket.send(json.dumps({"action": "send", "text": "x" * 2_000_000}))
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(socket.recv(), 30)
+        assert socket.close_code == 1009, f"closed with {socket.close_code} ({socket.close_reason!r})"
+        assert "exceeds payload limit of 262144 octets" in (socket.close_reason or "")
+    finally:
+        await socket.close()
+    assert await sync_to_async(Message.objects.count)() == 0
+    assert "Traceback" not in web.output("web")
+
+
+async def test_raw_frames_with_a_nul_or_a_lone_surrogate_get_error_frames_and_no_traceback(
+    web: Stack, alice: object
+) -> None:
+    conversation = await _conversation(alice)
+    socket = await _socket(web, await sync_to_async(_session_cookie)(alice), conversation.pk)
+    try:
+        await _receive(socket)  # state
+        for raw in ('{"action": "send", "text": "a\\u0000b"}', '{"action": "send", "text": "a\\ud800b"}'):
+            await socket.send(raw)
+            error = await _receive(socket)
+            assert error["type"] == "error" and "Remove it and send again." in error["message"]
+        await socket.send(json.dumps({"action": "sync"}))
+        assert (await _receive(socket))["type"] == "state"  # still open
+    finally:
+        await socket.close()
+    assert await sync_to_async(Message.objects.count)() == 0
+    assert "Traceback" not in web.output("web")
+
+
+async def test_signing_out_over_http_closes_the_open_socket_with_4401(web: Stack, alice: object) -> None:
+    conversation = await _conversation(alice)
+    cookie = await sync_to_async(_session_cookie)(alice)
+    socket = await _socket(web, cookie, conversation.pk)
+    try:
+        await _receive(socket)  # state
+        status = await asyncio.to_thread(_post, f"{web.base_url}/accounts/logout/", cookie)
+        assert status == 302
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(socket.recv(), 10)
+        assert socket.close_code == 4401
+    finally:
+        await socket.close()
+    assert await sync_to_async(Message.objects.count)() == 0
+
+
+def _post(url: str, cookie: str) -> int:
+    """POST with the session cookie and a matching CSRF token, as the page's Sign out form does."""
+    import urllib.error
+    import urllib.request
+
+    token = "a" * 32
+    request = urllib.request.Request(
+        url,
+        data=f"csrfmiddlewaretoken={token}".encode(),
+        headers={
+            "Cookie": f"{cookie}; csrftoken={token}",
+            "Referer": url,
+            "Origin": url.split("/accounts")[0],
+        },
+        method="POST",
+    )
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            return None
+
+    try:
+        return urllib.request.build_opener(NoRedirect).open(request, timeout=10).status
+    except urllib.error.HTTPError as error:
+        return error.code

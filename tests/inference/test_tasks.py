@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -130,6 +131,17 @@ def test_a_question_that_no_longer_fits_fails_in_the_worker_without_retry(alice:
     reply.refresh_from_db()
     assert reply.status == "failed" and "too long for the model's context window" in reply.error
     assert not reply.retryable  # Retry would fail the same way: the page offers none
+
+
+def test_a_reply_queued_before_its_owner_was_deactivated_is_not_generated(alice: Any) -> None:
+    reply = _reply_to("Hello there", alice)
+    alice.is_active = False
+    alice.save()
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "failed"
+    assert reply.error == "This answer was not generated: the account that asked for it is deactivated."
+    assert reply.content == "" and reply.answer_tokens == 0
 
 
 def test_a_redelivered_task_for_a_finished_reply_does_nothing(alice: object) -> None:
