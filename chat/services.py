@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.auth.models import Group, User
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from chat import events, selectors
@@ -402,18 +403,30 @@ def user_sessions_end(*, user_ids: Sequence[int]) -> int:
 
 
 def generation_start(*, message_id: int, task_id: str, worker: str) -> Message | None:
-    """Claim a queued reply for generation; return None when it is no longer queued (nothing to do).
+    """Claim the oldest queued reply of *message_id*'s model; return None when none is queued.
 
-    The conditional UPDATE makes a redelivered or duplicated task harmless: only one claim can succeed. The
-    browsers are told by generation_announce, which the task calls once the engine has the prompt.
+    A task is a turn at the model's queue rather than a ticket for one reply: replies are generated in the
+    order they were created (the order users see as their place in the queue), whatever order their tasks
+    reach the broker in (re-sent after Redis lost them, or after a database outage). `SKIP LOCKED` lets two
+    workers claim at once, and the conditional UPDATE makes a redelivered or duplicated task harmless: it
+    finds nothing left to claim. The browsers are told by generation_announce, which the task calls once the
+    engine has the prompt.
     """
-    claimed = Message.objects.filter(pk=message_id, status=Message.Status.QUEUED).update(
-        status=Message.Status.STREAMING, started_at=timezone.now(), task_id=task_id, worker=worker
+    model_name = Message.objects.filter(pk=message_id).values("model_name")[:1]
+    queued = Message.objects.filter(
+        status=Message.Status.QUEUED, role=Message.Role.ASSISTANT, model_name=Subquery(model_name)
     )
-    if not claimed:
-        logger.info("reply %s is no longer queued; task %s does nothing", message_id, task_id)
-        return None
-    return Message.objects.select_related("conversation", "reply_to").get(pk=message_id)
+    with transaction.atomic():
+        oldest = queued.select_for_update(skip_locked=True).order_by("created_at", "id").first()
+        if oldest is None:
+            logger.info("no reply of reply %s's model is queued; task %s does nothing", message_id, task_id)
+            return None
+        Message.objects.filter(pk=oldest.pk).update(
+            status=Message.Status.STREAMING, started_at=timezone.now(), task_id=task_id, worker=worker
+        )
+    if oldest.pk != message_id:
+        logger.info("task %s of reply %s claims the older queued reply %s", task_id, message_id, oldest.pk)
+    return Message.objects.select_related("conversation", "reply_to").get(pk=oldest.pk)
 
 
 def generation_announce(*, message: Message) -> None:

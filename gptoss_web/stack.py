@@ -7,10 +7,13 @@ starts a Redis server of its own, so a test may kill and restart it without touc
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -159,6 +162,54 @@ class Stack:
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.label}\n{p.output()[-12000:]}" for p in self.processes.values())
+
+
+class Postgres:
+    """A private PostgreSQL server (initdb in a temporary folder, on a free port) that a test may stop and
+    start again, as a database restart or outage would, without touching the machine's own server.
+
+    Uses Debian's binaries (/usr/lib/postgresql/<version>/bin, package postgresql); run as root, the server
+    runs as the `postgres` user (PostgreSQL refuses root). `close()` stops it and removes the folder.
+    """
+
+    def __init__(self) -> None:
+        found = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"), key=lambda p: int(p.parts[-3]))
+        if not found:
+            raise RuntimeError("no PostgreSQL server binaries: install Debian's postgresql package")
+        self.bin = found[-1].parent
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="gptoss-pg-"))
+        self.data = self.dir / "data"
+        self._as_owner: list[str] = []
+        if os.geteuid() == 0:
+            shutil.chown(self.dir, "postgres", "postgres")
+            self._as_owner = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+
+    def _run(self, *argv: str) -> None:
+        subprocess.run([*self._as_owner, *argv], check=True, capture_output=True, cwd=self.dir)
+
+    def start(self) -> Postgres:
+        """Start the server (creating its cluster the first time) and wait until it accepts connections."""
+        if not (self.data / "PG_VERSION").exists():
+            self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                      "-E", "UTF8", "--no-sync")  # fmt: skip
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c fsync=off"
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"),
+                  "-w", "start")  # fmt: skip
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server: `fast` (clients disconnected) or `immediate` (as a crash would)."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop")
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{database}"
+
+    def close(self) -> None:
+        if (self.data / "postmaster.pid").exists():
+            with contextlib.suppress(subprocess.CalledProcessError):
+                self.stop("immediate")
+        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:

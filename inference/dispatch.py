@@ -30,3 +30,13 @@ def enqueue_reply(*, message_id: int, model_name: str) -> None:
     queue = queue_for_reply(model_name)
     result = app.send_task(GENERATE_TASK, args=[message_id], queue=queue)
     logger.info("reply %s enqueued on %s as task %s", message_id, queue, result.id)
+
+
+def tasks_waiting(*, model_name: str) -> int:
+    """Return how many tasks wait in *model_name*'s queue in Redis (not yet taken by a worker)."""
+    from django.conf import settings
+
+    from inference.status import redis_client
+
+    prefix = settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    return int(redis_client().llen(f"{prefix}{queue_for_reply(model_name)}"))

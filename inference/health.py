@@ -33,10 +33,12 @@ def check(*, workers: bool = True) -> dict[str, Any]:
 
         _, serving = worker_board()
         for model in serving:
-            checks[f"model:{model.name}"] = (
-                "ok"
-                if model.workers_ready
-                else f"no ready worker ({model.workers_up} up) on queue {model.queue}"
-            )
+            if model.workers_ready:
+                checks[f"model:{model.name}"] = "ok"
+            else:
+                waiting = "".join(f"; waiting: {w}" for w in model.workers_waiting)
+                checks[f"model:{model.name}"] = (
+                    f"no ready worker ({model.workers_up} up) on queue {model.queue}{waiting}"
+                )
     status = "ok" if all(value == "ok" for value in checks.values()) else "fail"
     return {"status": status, "checks": checks}

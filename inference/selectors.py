@@ -145,6 +145,8 @@ class ModelServing:
     queue: str
     workers_ready: int
     workers_up: int
+    # Up but taking no task: PostgreSQL or Redis unreachable from them (their heartbeat says which).
+    workers_waiting: list[str]
 
 
 def enabled_model_names() -> list[str]:
@@ -209,6 +211,9 @@ def worker_board() -> tuple[list[WorkerRow], list[ModelServing]]:
             queue=queue_for_reply(name),
             workers_ready=sum(1 for w in live.values() if w.model == name and w.state == "ready"),
             workers_up=sum(1 for w in live.values() if w.model == name),
+            workers_waiting=[
+                f"{w.name}: {w.error}" for w in live.values() if w.model == name and w.state == "waiting"
+            ],
         )
         for name in enabled_model_names()
     ]

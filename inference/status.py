@@ -33,7 +33,9 @@ class WorkerStatus:
 
     name: str
     model: str
-    state: str  # loading | ready | failed
+    # loading | ready | waiting (PostgreSQL or Redis unreachable: takes no task until back; `error` says
+    # which) | failed
+    state: str
     slots_busy: int = 0
     slots_total: int = 0
     queue_depth: int = 0
@@ -44,6 +46,9 @@ class WorkerStatus:
     error: str = ""
     started_at: float = field(default_factory=time.time)
     updated_at: float = field(default_factory=time.time)
+    # The replies this worker has claimed and not yet stored as finished (generating, or waiting for the
+    # database to store their end). None: a worker that does not say (the reaper then leaves its replies be).
+    replies: list[int] | None = None
 
 
 _client: redis.Redis | None = None
@@ -92,6 +97,12 @@ def workers_seen() -> list[WorkerStatus]:
 def worker_alive(name: str) -> bool:
     """Return whether the worker *name* sent a heartbeat within HEARTBEAT_TTL_S."""
     return bool(name) and bool(redis_client().exists(_key(name)))
+
+
+def worker_get(name: str) -> WorkerStatus | None:
+    """Return the last status of the worker *name*, or None when its heartbeat expired."""
+    raw = redis_client().get(_key(name)) if name else None
+    return WorkerStatus(**json.loads(raw)) if raw else None
 
 
 def workers_list() -> list[WorkerStatus]:
@@ -174,22 +185,33 @@ class Heartbeat:
 
 
 class Reaper:
-    """Interrupt the replies of workers that stopped beating, keeping the text they had stored; after Redis
-    restarts empty, send the tasks of queued replies again.
+    """Leave no reply stranded: each `streaming` reply is being generated, each `queued` one has a task.
 
-    A worker must be missing for MISSING_FOR_S of the reaper's own observation, so a Redis restart (which
-    loses every heartbeat key until the next beat) interrupts nothing.
+    - The replies of a worker that stopped beating become `interrupted`, keeping their text.
+    - A reply `streaming` on a live worker whose heartbeat does not list it (its task ended without storing
+      it, or the worker restarted under the same name) becomes `interrupted` the same way.
+    - When a model has more queued replies than tasks waiting in its queue (tasks lost with Redis, or
+      dropped), the missing tasks are sent again. A task claims the oldest queued reply of its model, so
+      order is the database's and a surplus task finds nothing to do.
+
+    Each condition must hold for a while of the reaper's own observation (a Redis restart loses every
+    heartbeat until the next beat; a task just claimed is listed at the worker's next beat; a reply just
+    queued has its task sent on commit), so a transient state interrupts or re-sends nothing.
     """
 
     MISSING_FOR_S = 3 * HEARTBEAT_EVERY_S
+    QUEUED_GRACE_S = 5 * HEARTBEAT_EVERY_S
     REASON = "The GPU worker stopped while writing this answer. The text so far is kept; press Retry."
+    LOST_REASON = "The GPU worker lost this answer. The text so far is kept; press Retry."
 
     def __init__(self) -> None:
         self._missing_since: dict[str, float] = {}
+        self._unlisted_since: dict[int, float] = {}
+        self._short_since: dict[str, float] = {}
         self._watching = False
 
     def run_once(self) -> int:
-        """Check every streaming reply once; return how many were interrupted.
+        """Check every streaming and queued reply once; return how many were interrupted.
 
         A reply stopped while streaming holds its tokens against the quota until its worker counts them; if
         that worker is gone, the reservation is released here, or it would be held for ever.
@@ -205,22 +227,53 @@ class Reaper:
         uncounted = Q(status=Message.Status.CANCELLED, reserved_tokens__gt=0, started_at__isnull=False)
         query = Message.objects.filter(Q(status=Message.Status.STREAMING) | uncounted)
         watched = list(query.only("pk", "worker", "status"))
-        workers = {m.worker for m in watched}
-        alive = {name for name in workers if worker_alive(name)}
-        for name in workers - alive:
+        statuses = {name: worker_get(name) for name in {m.worker for m in watched}}
+        missing = {name for name, status in statuses.items() if status is None}
+        for name in missing:
             self._missing_since.setdefault(name, now)
-        self._missing_since = {n: t for n, t in self._missing_since.items() if n in workers - alive}
+        self._missing_since = {n: t for n, t in self._missing_since.items() if n in missing}
+        unlisted = set()
+        for message in watched:
+            status = statuses[message.worker]
+            if message.status != Message.Status.STREAMING or status is None or status.replies is None:
+                continue
+            if message.pk not in status.replies:
+                unlisted.add(message.pk)
+                self._unlisted_since.setdefault(message.pk, now)
+        self._unlisted_since = {m: t for m, t in self._unlisted_since.items() if m in unlisted}
         interrupted = 0
         for message in watched:
             since = self._missing_since.get(message.worker)
-            if since is None or now - since < self.MISSING_FOR_S:
+            gone = since is not None and now - since >= self.MISSING_FOR_S
+            if message.status != Message.Status.STREAMING:
+                if gone:
+                    services.generation_release(message=message)
                 continue
-            if message.status == Message.Status.STREAMING:
+            lost_since = self._unlisted_since.get(message.pk)
+            if gone:
                 interrupted += services.generation_interrupt(message=message, reason=self.REASON)
-            else:
-                services.generation_release(message=message)
+            elif lost_since is not None and now - lost_since >= self.MISSING_FOR_S:
+                logger.warning(
+                    "reply %s is streaming on %s, which no longer has it", message.pk, message.worker
+                )
+                interrupted += services.generation_interrupt(message=message, reason=self.LOST_REASON)
+        self._resend_missing_tasks(now)
         serving.unserved_check()  # queued replies: is any worker serving their model?
         return interrupted
+
+    def _resend_missing_tasks(self, now: float) -> int:
+        """Send again the tasks a model has been short of for QUEUED_GRACE_S; return how many were sent."""
+        sent = 0
+        short = tasks_missing()
+        self._short_since = {m: t for m, t in self._short_since.items() if m in short}
+        for model_name, message_ids in short.items():
+            since = self._short_since.setdefault(model_name, now)
+            if now - since >= self.QUEUED_GRACE_S:
+                sent += _send_again(model_name, message_ids)
+                del self._short_since[model_name]
+        if sent:
+            logger.warning("%d queued replies had no task: sent to their workers again", sent)
+        return sent
 
     def _redis_lost_its_data(self) -> bool:
         """Return True once after Redis restarted empty (its queued tasks are gone with it)."""
@@ -231,15 +284,34 @@ class Reaper:
 
     @staticmethod
     def requeue() -> int:
-        """Send the task of every queued reply again; a task whose reply was already claimed does nothing."""
-        from chat.models import Message
-        from inference.dispatch import enqueue_reply
-
-        queued = Message.objects.filter(status=Message.Status.QUEUED).order_by("created_at", "id")
-        count = 0
-        for message_id, model_name in queued.values_list("pk", "model_name"):
-            enqueue_reply(message_id=message_id, model_name=model_name)
-            count += 1
+        """Send a task for every queued reply that has none in its model's queue (after Redis lost them)."""
+        count = sum(_send_again(model, message_ids) for model, message_ids in tasks_missing().items())
         if count:
             logger.warning("Redis restarted empty: %d queued replies sent to their workers again", count)
         return count
+
+
+def tasks_missing() -> dict[str, list[int]]:
+    """Return, per model that has fewer tasks waiting in its queue than queued replies, the newest replies
+    beyond that count (the tasks to send again; which reply a task names does not matter, see Reaper)."""
+    from chat.models import Message
+    from inference.dispatch import tasks_waiting
+
+    queued = Message.objects.filter(status=Message.Status.QUEUED, role=Message.Role.ASSISTANT)
+    by_model: dict[str, list[int]] = {}
+    for message_id, model_name in queued.order_by("created_at", "id").values_list("pk", "model_name"):
+        by_model.setdefault(model_name, []).append(message_id)
+    missing = {}
+    for model_name, message_ids in by_model.items():
+        waiting = tasks_waiting(model_name=model_name)
+        if waiting < len(message_ids):
+            missing[model_name] = message_ids[waiting:]
+    return missing
+
+
+def _send_again(model_name: str, message_ids: list[int]) -> int:
+    from inference.dispatch import enqueue_reply
+
+    for message_id in message_ids:
+        enqueue_reply(message_id=message_id, model_name=model_name)
+    return len(message_ids)

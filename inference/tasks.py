@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 import secrets
 import time
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
 from celery.worker import WorkController
 from django.conf import settings
-from django.db import transaction
+from django.db import InterfaceError, OperationalError, connection, transaction
 
 from chat import selectors, services
 from chat.models import Message
@@ -41,11 +43,21 @@ logger = logging.getLogger(__name__)
 FLUSH_EVERY_S = 1.0
 LENGTH_NOTICE = "The answer stopped at its length limit."
 QUOTA_NOTICE = "The answer stopped at what was left of your daily token quota."
+# PostgreSQL gone (stopped, restarting, unreachable): the connection is discarded and the work retried.
+DATABASE_DOWN = (OperationalError, InterfaceError)
+# How long a task waits for PostgreSQL to come back before it gives up on a write: an outage of any
+# realistic length. Meanwhile the worker takes no new task and its heartbeat says it is waiting.
+DATABASE_PATIENCE_S = 24 * 3600.0
+RETRY_MAX_S = 5.0
+LOST_DATABASE = (
+    "The database was unreachable while writing this answer. The text so far is kept; press Retry."
+)
 
 
 @worker_init.connect
 def _load_model_at_start(sender: object = None, **_: object) -> None:
-    """Load the model once, before the worker takes any task; stop the worker with advice if it cannot.
+    """Check PostgreSQL and Redis and load the model, before the worker takes any task; stop the worker with
+    advice if it cannot.
 
     The pool is not built yet: its task threads are set to the engine's slots here, whatever a launcher
     passed as --concurrency, so a reply beyond the slots waits in the queue (showing its place), never
@@ -68,6 +80,31 @@ def _load_model_at_start(sender: object = None, **_: object) -> None:
         if set(queues.consume_from) != {queue}:
             logger.info("consuming %s, its model's queue (instead of %s)", queue, sorted(queues.consume_from))
             queues.select([queue])
+    worker.DependencyWatch().start()
+
+
+def _discard_connection() -> None:
+    """Close this thread's database connection, so the next query opens a new one."""
+    with suppress(Exception):
+        connection.close()
+
+
+def _until_database[T](what: str, message_id: int, work: Callable[[], T]) -> T:
+    """Run *work* (database reads and writes) until PostgreSQL answers, backing off between tries."""
+    delay, deadline = 0.5, time.monotonic() + DATABASE_PATIENCE_S
+    while True:
+        try:
+            return work()
+        except DATABASE_DOWN as error:
+            _discard_connection()
+            if time.monotonic() + delay > deadline:
+                raise
+            logger.warning(
+                "reply %s: %s waits for the database (%s); again in %.1f s",
+                message_id, what, worker.first_line(error), delay,
+            )  # fmt: skip
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
 
 @worker_shutdown.connect
@@ -95,54 +132,93 @@ class ReplyState:
     last_flush: float = field(default_factory=time.monotonic)
     # What the user is told when the answer runs out of tokens.
     cut_notice: str = LENGTH_NOTICE
+    failed_saves: int = 0
 
     def save(self, message: Message, publisher: ReplyPublisher) -> bool:
-        """Store the text so far; return False when the reply stopped streaming (Stop, deleted, reaped)."""
+        """Store the text so far; return False when the reply stopped streaming (Stop, deleted, reaped).
+
+        While PostgreSQL is down the write is skipped and tried again later, backing off: generation goes on,
+        the text is kept here and in the reply's Redis list, and the final write stores all of it.
+        """
         self.last_flush = time.monotonic()
-        return services.generation_save_progress(
-            message=message,
-            content=self.content,
-            reasoning=self.reasoning,
-            tool_calls=self.tool_calls,
-            seq=publisher.stored(),
-        )
+        try:
+            stored = services.generation_save_progress(
+                message=message,
+                content=self.content,
+                reasoning=self.reasoning,
+                tool_calls=self.tool_calls,
+                seq=publisher.stored(),
+            )
+        except DATABASE_DOWN as error:
+            _discard_connection()
+            self.failed_saves += 1
+            self.last_flush += min(2.0**self.failed_saves, 30.0)  # the next try comes later
+            logger.warning(
+                "reply %s: text not stored, the database is down (%s)", message.pk, worker.first_line(error)
+            )
+            return True
+        self.failed_saves = 0
+        return stored
 
 
 @shared_task(name="inference.tasks.generate_reply_task", bind=True, ignore_result=True, acks_late=False)
 def generate_reply_task(self: object, message_id: int) -> None:
-    """Generate the queued reply *message_id*; a reply that is no longer queued is left alone."""
+    """Generate the oldest queued reply of *message_id*'s model (see generation_start); none left: do nothing.
+
+    A database outage delays the task but loses nothing: the claim waits for PostgreSQL, the progress writes
+    are skipped while it is down, and the final write waits for it (the reply stays listed in the worker's
+    heartbeat meanwhile, so the reaper leaves it be).
+    """
     task_id = getattr(getattr(self, "request", None), "id", None) or ""
-    message = services.generation_start(message_id=message_id, task_id=task_id, worker=worker.worker_name())
+    name = worker.worker_name()
+    message = _until_database(
+        "the claim",
+        message_id,
+        lambda: services.generation_start(message_id=message_id, task_id=task_id, worker=name),
+    )
     if message is None:
         return
+    with worker.holding(message.pk):
+        _generate_and_finish(message, task_id)
+
+
+def _generate_and_finish(message: Message, task_id: str) -> None:
     state = ReplyState()
     publisher = ReplyPublisher(message.conversation_id, message.pk)
     try:
         status, error, retryable = _generate(message, state, publisher)
+    except DATABASE_DOWN:
+        logger.exception("reply %s (task %s): the database failed", message.pk, task_id)
+        status, error, retryable = Message.Status.INTERRUPTED, LOST_DATABASE, True
     except Exception:
         error_id = secrets.token_hex(4)
-        logger.exception("reply %s (task %s) failed: error %s", message_id, task_id, error_id)
+        logger.exception("reply %s (task %s) failed: error %s", message.pk, task_id, error_id)
         status, error, retryable = Message.Status.FAILED, failure_text(error_id), True
-    # One transaction: the reply's quota reservation ends as its real count is recorded.
-    with transaction.atomic():
-        services.generation_finish(
-            message=message,
-            status=status,
-            content=state.content,
-            reasoning=state.reasoning,
-            tool_calls=state.tool_calls,
-            seq=publisher.stored(),
-            prompt_tokens=state.prompt_tokens,
-            reasoning_tokens=state.reasoning_tokens,
-            answer_tokens=state.answer_tokens,
-            queue_wait_ms=state.queue_wait_ms,
-            ttft_ms=state.ttft_ms,
-            tokens_per_second=state.tokens_per_second,
-            error=error,
-            retryable=retryable,
-        )
-        usage_record(message_id=message_id)
-    logger.info("reply %s finished: %s", message_id, status)
+    seq = publisher.stored()
+
+    def finish() -> None:
+        # One transaction: the reply's quota reservation ends as its real count is recorded.
+        with transaction.atomic():
+            services.generation_finish(
+                message=message,
+                status=status,
+                content=state.content,
+                reasoning=state.reasoning,
+                tool_calls=state.tool_calls,
+                seq=seq,
+                prompt_tokens=state.prompt_tokens,
+                reasoning_tokens=state.reasoning_tokens,
+                answer_tokens=state.answer_tokens,
+                queue_wait_ms=state.queue_wait_ms,
+                ttft_ms=state.ttft_ms,
+                tokens_per_second=state.tokens_per_second,
+                error=error,
+                retryable=retryable,
+            )
+            usage_record(message_id=message.pk)
+
+    _until_database("the final write", message.pk, finish)
+    logger.info("reply %s finished: %s", message.pk, status)
 
 
 def failure_text(error_id: str) -> str:
@@ -175,7 +251,11 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
             "This answer was not generated: the account that asked for it is deactivated.",
             False,
         )
-    refusal = reply_model_refusal(owner=owner, model_name=message.model_name)
+    refusal = _until_database(
+        "the model check",
+        message.pk,
+        lambda: reply_model_refusal(owner=owner, model_name=message.model_name),
+    )
     if refusal:
         return Message.Status.FAILED, refusal, False
     engine, config = worker.current()
@@ -186,10 +266,12 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         budget = message.reserved_tokens
         state.cut_notice = QUOTA_NOTICE
     # Decided once per turn: a setting changed mid-turn must not change what the model was told.
-    toolset = toolset_for(message.conversation)
+    toolset = _until_database("the tool settings", message.pk, lambda: toolset_for(message.conversation))
     while True:
         try:
-            spec = _prompt_spec(message, state.steps, toolset)
+            spec = _until_database(
+                "the history", message.pk, lambda: _prompt_spec(message, state.steps, toolset)
+            )
             fitted = fit_prompt(spec, n_ctx=config.context, reserve=budget)
         except PromptTooLong as too_long:
             return Message.Status.FAILED, str(too_long), False
@@ -202,7 +284,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         )
         state.prompt_tokens = len(fitted.tokens)
         if not state.steps:  # the first generation of the turn: announced while the engine prefills
-            services.generation_announce(message=message)
+            _until_database("the start", message.pk, lambda: services.generation_announce(message=message))
         if fitted.dropped_turns:
             logger.info(
                 "reply %s: %d oldest turns left out to fit the context", message.pk, fitted.dropped_turns
@@ -262,7 +344,9 @@ def _run_tool(message: Message, call: ToolCall, toolset: Toolset) -> ToolResult:
 
 
 def _notice(message: Message, publisher: ReplyPublisher, notice: str) -> None:
-    services.generation_notice(message=message, notice=notice)
+    _until_database(
+        "a notice", message.pk, lambda: services.generation_notice(message=message, notice=notice)
+    )
     publisher.notice(notice)
 
 

@@ -11,6 +11,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from django.conf import settings
@@ -20,7 +21,14 @@ from inference.catalog import model_path
 from inference.dispatch import queue_for_model
 from inference.engine import Engine, EngineSettings, Generation
 from inference.gpu import gpu_status
-from inference.status import Heartbeat, TokenMeter, WorkerStatus, host_memory, redis_client
+from inference.status import (
+    HEARTBEAT_EVERY_S,
+    Heartbeat,
+    TokenMeter,
+    WorkerStatus,
+    host_memory,
+    redis_client,
+)
 
 if TYPE_CHECKING:
     from inference.models import ServedModel
@@ -41,16 +49,13 @@ def worker_config() -> WorkerConfig:
     """Read this worker's model and engine settings; raise with advice if they cannot work.
 
     The model registry row named GPTOSS_MODEL_NAME (Django admin) wins; without one the GPTOSS_* variables
-    apply, as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file.
+    apply, as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file. An unreadable registry is
+    an error (start_engine checks the database first): a worker must not serve on settings its admin replaced.
     """
     from inference.selectors import served_model_get
 
     name = settings.GPTOSS_MODEL_NAME
-    try:
-        row = served_model_get(name=name)
-    except DatabaseError as error:
-        logger.warning("model registry not readable (%s): using the GPTOSS_* settings", error)
-        row = None
+    row = served_model_get(name=name)
     if row is not None:
         return _config_from_registry(row)
     path = model_path(
@@ -92,6 +97,11 @@ class _State:
     lock = threading.Lock()
     # Replies generating in this process, by message id, so Stop can reach them at once.
     generations: dict[int, Generation] = {}
+    # Replies claimed by this process's tasks and not yet stored as finished (listed in the heartbeat).
+    held: set[int] = set()
+    held_lock = threading.Lock()
+    # What keeps this worker from taking tasks ("" when PostgreSQL and Redis answer).
+    unavailable = ""
 
 
 def start_engine() -> Engine:
@@ -105,6 +115,7 @@ def start_engine() -> Engine:
         status = WorkerStatus(name=worker_name(), model=settings.GPTOSS_MODEL_NAME, state="loading")
         _State.heartbeat = _State.heartbeat or Heartbeat(status, _sample).start()
         try:
+            dependencies_check()
             engine, config = _load()
         except Exception as error:
             _State.heartbeat.status.state, _State.heartbeat.status.error = "failed", str(error)
@@ -138,6 +149,8 @@ def _sample(status: WorkerStatus) -> None:
         status.slots_busy = engine.busy_slots()
         status.slots_total = config.engine.n_slots
         status.queue_depth = engine.queue_depth()
+    with _State.held_lock:
+        status.replies = sorted(_State.held)
     status.tokens_per_s_1m = round(_State.meter.rate(), 1)
     status.ram_used, status.ram_total = host_memory()
     status.gpu = gpu_status()
@@ -156,6 +169,18 @@ def tracking(message_id: int, generation: Generation) -> Iterator[None]:
         yield
     finally:
         _State.generations.pop(message_id, None)
+
+
+@contextmanager
+def holding(message_id: int) -> Iterator[None]:
+    """List the claimed reply *message_id* in this worker's heartbeat until it is stored as finished."""
+    with _State.held_lock:
+        _State.held.add(message_id)
+    try:
+        yield
+    finally:
+        with _State.held_lock:
+            _State.held.discard(message_id)
 
 
 def cancel(message_id: int) -> bool:
@@ -203,6 +228,106 @@ def slots() -> int:
 def queue() -> str:
     """Return the queue of the loaded model, which this worker consumes whatever its launcher passed."""
     return current()[1].queue
+
+
+def _masked(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        parts = parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@"))
+    return urlunsplit(parts)
+
+
+def first_line(error: BaseException) -> str:
+    """Return the first line of *error*'s message (psycopg adds hints on further lines), for log lines."""
+    return (str(error).strip().splitlines() or [type(error).__name__])[0].rstrip(".")
+
+
+def database_problem(*, close: bool = False) -> str:
+    """Return why this worker cannot use PostgreSQL ("" when it answers and holds the app's tables).
+
+    With *close*, the probe's connection is closed after it, so the next probe opens a fresh one.
+    """
+    from django.db import connection
+
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1 FROM chat_message LIMIT 1")
+        return ""
+    except DatabaseError as error:
+        close = True  # a connection PostgreSQL dropped is of no further use
+        return (
+            f"PostgreSQL at DATABASE_URL={_masked(os.environ.get('DATABASE_URL', ''))} cannot be used: "
+            f"{first_line(error)}. Set DATABASE_URL to the database the web app uses "
+            "(postgres://user:password@host:5432/name), reachable from this machine and migrated "
+            "(manage.py migrate)."
+        )
+    finally:
+        if close:
+            with suppress(Exception):
+                connection.close()
+
+
+def redis_problem() -> str:
+    """Return why this worker cannot use Redis ("" when it answers)."""
+    try:
+        redis_client().ping()
+        return ""
+    except redis.RedisError as error:
+        return (
+            f"Redis at REDIS_URL={_masked(settings.REDIS_URL)} cannot be used: {first_line(error)}. "
+            "Set REDIS_URL to the Redis the web app uses (redis://host:6379/0), reachable from this machine."
+        )
+
+
+def dependencies_check() -> None:
+    """Raise ImproperlyConfigured, naming the variable to fix, unless PostgreSQL and Redis both answer."""
+    problem = database_problem() or redis_problem()
+    if problem:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(problem)
+
+
+def taking_tasks() -> bool:
+    """Return whether this worker may take tasks: False while it cannot reach PostgreSQL or Redis."""
+    return not _State.unavailable
+
+
+class DependencyWatch:
+    """Check PostgreSQL and Redis every heartbeat; while either is gone the worker takes no task (the Celery
+    consumer step in gptoss_web/celery.py stops consuming) and its heartbeat says `waiting` and why."""
+
+    def __init__(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="dependency-watch", daemon=True)
+
+    def start(self) -> DependencyWatch:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_EVERY_S)
+            try:
+                self.check()
+            except Exception:
+                logger.exception("dependency check failed")
+
+    @staticmethod
+    def check() -> None:
+        problem = database_problem(close=True) or redis_problem()
+        if problem == _State.unavailable:
+            return
+        heartbeat = _State.heartbeat
+        if problem:
+            logger.warning("not taking tasks until it is back: %s", problem)
+        else:
+            logger.warning("PostgreSQL and Redis answer again: taking tasks")
+        _State.unavailable = problem
+        if heartbeat is not None:
+            heartbeat.status.state, heartbeat.status.error = (
+                ("waiting", problem) if problem else ("ready", "")
+            )
+            heartbeat.beat()
 
 
 def current() -> tuple[Engine, WorkerConfig]:

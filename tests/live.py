@@ -38,6 +38,9 @@ def test_database_url() -> str:
     return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
+test_database_url.__test__ = False  # type: ignore[attr-defined]  # a helper, not a test, wherever imported
+
+
 def collect_static(target: Path) -> Path:
     """Copy the static files into *target*, which Daphne's whitenoise then serves as STATIC_ROOT."""
     from django.conf import settings

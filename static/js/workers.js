@@ -17,7 +17,9 @@
   function render(data) {
     const models = document.getElementById("models-body");
     models.replaceChildren(...data.models.map((m) =>
-      row([m.name, m.queue, `${m.workers_ready} of ${m.workers_up} up`], m.workers_ready > 0)));
+      row([m.name, m.queue, `${m.workers_ready} of ${m.workers_up} up` +
+        (m.workers_waiting.length ? `, ${m.workers_waiting.length} waiting for PostgreSQL or Redis` : "")],
+      m.workers_ready > 0)));
     const workers = document.getElementById("workers-body");
     if (!data.workers.length) {
       const empty = row(["No GPU worker has sent a heartbeat yet."], false);

@@ -4,14 +4,13 @@ serves says so and fails in time, and a model served from a path carries its own
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -20,14 +19,19 @@ import pytest
 import redis
 from asgiref.sync import sync_to_async
 from django.conf import settings
-from django.db import connections
-from django.test import Client
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
 from chat.models import Conversation, Message
 from gptoss_web.stack import Process, Stack, wait_until
 from inference.models import ServedModel
-from tests.factories import make_conversation
+from tests.faults.sockets import (
+    latest_reply,
+    new_conversation,
+    open_socket,
+    receive,
+    session_cookie,
+    until,
+)
 from tests.live import test_database_url as database_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
@@ -57,50 +61,6 @@ def running(
         live.stop()
 
 
-@pytest.fixture(autouse=True)
-async def _close_thread_connections() -> AsyncIterator[None]:
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-def _session_cookie(user: object) -> str:
-    client = Client()
-    client.force_login(user)  # type: ignore[arg-type]
-    return f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-
-
-async def _socket(stack: Stack, cookie: str, conversation_id: int) -> ClientConnection:
-    return await connect(
-        f"ws://127.0.0.1:{stack.web_port}/ws/conversations/{conversation_id}/",
-        origin=stack.base_url,  # type: ignore[arg-type]
-        additional_headers={"Cookie": cookie},
-        open_timeout=10,
-    )
-
-
-async def _receive(socket: ClientConnection, timeout: float = 30) -> dict[str, Any]:
-    return json.loads(await asyncio.wait_for(socket.recv(), timeout))
-
-
-async def _until(
-    socket: ClientConnection, kind: str, timeout: float = 60, **fields: Any
-) -> list[dict[str, Any]]:
-    """Return the frames received up to and including the first of type *kind* that has *fields*."""
-    frames: list[dict[str, Any]] = []
-    deadline = time.monotonic() + timeout
-    while True:
-        frames.append(await _receive(socket, max(0.1, deadline - time.monotonic())))
-        last = frames[-1]
-        if last["type"] == kind and all(last.get(k) == v for k, v in fields.items()):
-            return frames
-
-
-async def _reply(conversation: Conversation) -> Message:
-    return await sync_to_async(
-        lambda: Message.objects.filter(conversation=conversation, role="assistant").latest("created_at")
-    )()
-
-
 # --- Issue 12.5: the worker's task threads follow the engine's slots ---------------------------------------
 
 
@@ -112,42 +72,38 @@ async def test_a_registry_row_of_one_slot_keeps_the_second_reply_in_line_not_ans
     # GPTOSS_SLOTS says 2 (and the stack used to pass --concurrency 2): the registry row's 1 slot must win.
     with running(GPTOSS_SLOTS="2") as stack:
         assert "concurrency: 1 (thread)" in stack.output("worker")
-        first, second = await _conversation(alice), await _conversation(alice)
-        cookie = await sync_to_async(_session_cookie)(alice)
-        socket_a = await _socket(stack, cookie, first.pk)
-        socket_b = await _socket(stack, cookie, second.pk)
+        first, second = await new_conversation(alice), await new_conversation(alice)
+        cookie = await sync_to_async(session_cookie)(alice)
+        socket_a = await open_socket(stack, cookie, first.pk)
+        socket_b = await open_socket(stack, cookie, second.pk)
         try:
-            await _receive(socket_a)
-            await _receive(socket_b)
+            await receive(socket_a)
+            await receive(socket_b)
             await socket_a.send(json.dumps({"action": "send", "text": "Tell me an endless story"}))
-            await _until(socket_a, "delta")
+            await until(socket_a, "delta")
             await socket_b.send(json.dumps({"action": "send", "text": "Hello", "client_id": "b"}))
-            frames_b = await _until(socket_b, "ack")
+            frames_b = await until(socket_b, "ack")
             while not [f for f in frames_b if f["type"] == "message" and f["message"]["role"] == "assistant"]:
-                frames_b.append(await _receive(socket_b))
+                frames_b.append(await receive(socket_b))
             # The first answer keeps streaming for a while; meanwhile the second waits in line.
             deltas = 0
             while deltas < 30:
-                deltas += (await _receive(socket_a))["type"] == "delta"
-            waiting = await _reply(second)
+                deltas += (await receive(socket_a))["type"] == "delta"
+            waiting = await latest_reply(second)
             assert waiting.status == "queued", "the second reply was taken while the only slot was busy"
             shown = [f for f in frames_b if f["type"] == "message" and f["message"]["role"] == "assistant"]
             assert shown and shown[-1]["message"]["queue_position"] == 1
             await socket_a.send(json.dumps({"action": "stop"}))
-            frames_b = await _until(socket_b, "done", timeout=90)
+            frames_b = await until(socket_b, "done", timeout=90)
             assert frames_b[-1]["message"]["status"] == "done"
             assert "started" in [f["type"] for f in frames_b]
         finally:
             await socket_a.close()
             await socket_b.close()
-    stopped, answered = await _reply(first), await _reply(second)
+    stopped, answered = await latest_reply(first), await latest_reply(second)
     assert stopped.status == "cancelled"
     assert stopped.finished_at is not None and answered.started_at is not None
     assert answered.started_at >= stopped.finished_at
-
-
-async def _conversation(user: object, **kwargs: Any) -> Conversation:
-    return await sync_to_async(make_conversation)(user, **kwargs)
 
 
 # --- Issue 12.6: a model served from a path has its own name ------------------------------------------------
@@ -209,7 +165,7 @@ CSRF = "a" * 32
 def _browser(stack: Stack, user: object) -> urllib.request.OpenerDirector:
     """Return an HTTP client signed in as *user* on the stack's web process (sessions are in the database)."""
     opener = urllib.request.build_opener()
-    opener.addheaders = [("Cookie", f"{_session_cookie(user)}; {settings.CSRF_COOKIE_NAME}={CSRF}")]
+    opener.addheaders = [("Cookie", f"{session_cookie(user)}; {settings.CSRF_COOKIE_NAME}={CSRF}")]
     return opener
 
 
@@ -229,7 +185,7 @@ async def _until_waiting(socket: ClientConnection, text: str, timeout: float = 3
     frames: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while True:
-        frame = await _receive(socket, max(0.1, deadline - time.monotonic()))
+        frame = await receive(socket, max(0.1, deadline - time.monotonic()))
         frames.append(frame)
         shown = frame.get("waiting") if frame["type"] == "queued" else None
         if frame["type"] in ("message", "state"):
@@ -243,11 +199,11 @@ async def test_with_no_worker_a_queued_reply_says_so_live_and_on_reload_and_answ
     alice: object,
 ) -> None:
     with running(without=("worker",), GPTOSS_UNSERVED_TIMEOUT_S="600") as stack:
-        conversation = await _conversation(alice)
-        cookie = await sync_to_async(_session_cookie)(alice)
-        socket = await _socket(stack, cookie, conversation.pk)
+        conversation = await new_conversation(alice)
+        cookie = await sync_to_async(session_cookie)(alice)
+        socket = await open_socket(stack, cookie, conversation.pk)
         try:
-            await _receive(socket)
+            await receive(socket)
             await socket.send(json.dumps({"action": "send", "text": "Hello", "client_id": "n"}))
             frames = await _until_waiting(socket, NOBODY)
             assert "keeps its place in line" in json.dumps(frames[-1])
@@ -257,7 +213,7 @@ async def test_with_no_worker_a_queued_reply_says_so_live_and_on_reload_and_answ
             assert NOBODY in html
             # A worker starts: the note goes away and the reply is answered.
             stack.start_process("worker")
-            frames = await _until(socket, "done", timeout=90)
+            frames = await until(socket, "done", timeout=90)
             assert frames[-1]["message"]["status"] == "done"
         finally:
             await socket.close()
@@ -265,18 +221,18 @@ async def test_with_no_worker_a_queued_reply_says_so_live_and_on_reload_and_answ
 
 async def test_with_no_worker_a_queued_reply_fails_after_the_wait_with_retry(alice: object) -> None:
     with running(without=("worker",), GPTOSS_UNSERVED_TIMEOUT_S="5") as stack:
-        conversation = await _conversation(alice)
-        cookie = await sync_to_async(_session_cookie)(alice)
-        socket = await _socket(stack, cookie, conversation.pk)
+        conversation = await new_conversation(alice)
+        cookie = await sync_to_async(session_cookie)(alice)
+        socket = await open_socket(stack, cookie, conversation.pk)
         try:
-            await _receive(socket)
+            await receive(socket)
             await socket.send(json.dumps({"action": "send", "text": "Hello", "client_id": "n"}))
-            final = (await _until(socket, "done", timeout=60))[-1]["message"]
+            final = (await until(socket, "done", timeout=60))[-1]["message"]
         finally:
             await socket.close()
     assert final["status"] == "failed" and final["retryable"] is True
     assert "No GPU worker served tiny for 5 s" in final["error"] and "Press Retry" in final["error"]
-    reply = await _reply(conversation)
+    reply = await latest_reply(conversation)
     assert (reply.status, reply.retryable) == ("failed", True)
 
 
@@ -286,16 +242,16 @@ async def test_a_reply_for_a_model_only_another_models_worker_serves_waits_told_
     await sync_to_async(ServedModel.objects.create)(name="tiny", source="tiny")
     other = await sync_to_async(ServedModel.objects.create)(name="other-oss", source="tiny")
     with running(GPTOSS_UNSERVED_TIMEOUT_S="600") as stack:  # its worker serves tiny only
-        conversation = await _conversation(alice, model_name="other-oss")
-        cookie = await sync_to_async(_session_cookie)(alice)
-        socket = await _socket(stack, cookie, conversation.pk)
+        conversation = await new_conversation(alice, model_name="other-oss")
+        cookie = await sync_to_async(session_cookie)(alice)
+        socket = await open_socket(stack, cookie, conversation.pk)
         try:
-            await _receive(socket)
+            await receive(socket)
             await socket.send(json.dumps({"action": "send", "text": "Hello", "client_id": "o"}))
             await _until_waiting(socket, "No GPU worker is serving other-oss right now")
             other.enabled = False  # taken out of service while the reply waits (the reaper is the backstop)
             await sync_to_async(other.save)()
-            final = (await _until(socket, "done", timeout=30))[-1]["message"]
+            final = (await until(socket, "done", timeout=30))[-1]["message"]
         finally:
             await socket.close()
     assert final["status"] == "failed" and final["retryable"] is False

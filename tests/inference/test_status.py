@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+
 import pytest
+from django.conf import settings as django_settings
 
 from chat.models import Message
 from chat.services import generation_save_progress, generation_start, message_send
 from inference import status
+from inference.dispatch import queue_for_model
 from inference.status import Heartbeat, Reaper, WorkerStatus, worker_alive, workers_list
-from tests.factories import make_conversation
+from tests.factories import UserFactory, make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -104,3 +109,91 @@ def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
     assert (reply.status, reply.content) == ("cancelled", "Half an")
     _, again = message_send(conversation=make_conversation(alice), text="Hello again")
     assert again.status == "queued"
+
+
+def _queued_tasks(model_name: str = "tiny") -> list[int]:
+    """Return the reply ids named by the generation tasks waiting in the model's Redis queue."""
+    prefix = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    raw = status.redis_client().lrange(f"{prefix}{queue_for_model(model_name)}", 0, -1)
+    return [int(json.loads(item)["headers"]["argsrepr"].strip("[]()").rstrip(",")) for item in raw]
+
+
+def _lose_queued_tasks(model_name: str = "tiny") -> None:
+    prefix = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
+    status.redis_client().delete(f"{prefix}{queue_for_model(model_name)}")
+
+
+@pytest.fixture
+def empty_queue() -> None:
+    """Start with no task in the `tiny` queue (earlier tests of this run leave theirs there)."""
+    _lose_queued_tasks()
+
+
+def _later(reaper: Reaper, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Let *seconds* of the reaper's own observation pass."""
+    now = status.time.monotonic() + seconds
+    monkeypatch.setattr(status.time, "monotonic", lambda: now)
+
+
+def test_a_reply_streaming_on_a_live_worker_that_no_longer_holds_it_is_interrupted_with_its_streamed_text(
+    alice: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that ended without storing its reply (e.g. its database died) leaves no `streaming` for ever."""
+    from chat import events
+
+    def holds(ids: list[int]) -> Callable[[WorkerStatus], None]:
+        def sample(s: WorkerStatus) -> None:
+            s.replies = ids
+
+        return sample
+
+    held: list[int] = []
+    beat = Heartbeat(WorkerStatus(name="gpu-c:9", model="tiny", state="ready"), holds(held)).start()
+    try:
+        lost = _streaming_reply(alice, worker="gpu-c:9")  # stored: "Half an", seq 2
+        kept = _streaming_reply(UserFactory(username="bob"), worker="gpu-c:9")
+        held.append(kept.pk)
+        beat.beat()
+        for seq, text in ((3, " answer"), (4, " so far")):
+            delta = {"type": "delta", "message": lost.pk, "seq": seq, "reasoning": "", "content": text}
+            assert events.stream_publish(lost.conversation_id, lost.pk, delta)
+        reaper = Reaper()
+        assert reaper.run_once() == 0  # maybe claimed just before the worker's last beat: wait
+        _later(reaper, monkeypatch, Reaper.MISSING_FOR_S)
+        assert reaper.run_once() == 1
+    finally:
+        beat.stop()
+    lost.refresh_from_db()
+    kept.refresh_from_db()
+    assert (lost.status, lost.content, lost.stream_seq) == ("interrupted", "Half an answer so far", 4)
+    assert "press Retry" in lost.error
+    assert kept.status == "streaming"
+
+
+def test_queued_replies_whose_tasks_were_lost_are_sent_again_once_each(
+    alice: object, monkeypatch: pytest.MonkeyPatch, empty_queue: None
+) -> None:
+    """A reply `queued` with no task (dropped while the database was down, lost with Redis) is sent again."""
+    replies = [message_send(conversation=make_conversation(alice), text="Hi")[1] for _ in range(2)]
+    assert sorted(_queued_tasks()) == sorted(r.pk for r in replies)
+    _lose_queued_tasks()
+    reaper = Reaper()
+    assert reaper.run_once() == 0
+    assert _queued_tasks() == []  # not at once: a task may be on its way
+    _later(reaper, monkeypatch, 30)  # half a minute later, still no task
+    reaper.run_once()
+    assert sorted(_queued_tasks()) == sorted(r.pk for r in replies)
+    reaper.run_once()
+    assert len(_queued_tasks()) == 2  # each once, and no more while they wait
+
+
+def test_after_redis_lost_its_data_only_the_missing_tasks_are_sent_again(
+    alice: object, bob: object, empty_queue: None
+) -> None:
+    """A message sent just after Redis restarted empty is not enqueued a second time."""
+    older = [message_send(conversation=make_conversation(alice), text="Hi")[1] for _ in range(2)]
+    _lose_queued_tasks()  # Redis restarted empty
+    _, fresh = message_send(conversation=make_conversation(bob), text="Hello")
+    assert _queued_tasks() == [fresh.pk]
+    assert Reaper.requeue() == 2
+    assert len(_queued_tasks()) == 3 == len(older) + 1  # a task each (any task answers the oldest first)

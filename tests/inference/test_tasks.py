@@ -28,6 +28,7 @@ from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.tools.models import Function, ToolSettings
 from tests.factories import make_conversation
 from tests.fakes import Hit, Reply, serve
+from tests.live import test_database_url as database_url_of_tests
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ROOT = Path(__file__).resolve().parents[2]
@@ -401,6 +402,8 @@ def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "gptoss_web.settings_test",
+        "DATABASE_URL": database_url_of_tests(),  # a worker checks its database first
+        "GPTOSS_REDIS_PREFIX": django_settings.GPTOSS_REDIS_PREFIX,
         "GPTOSS_MODEL_PATH": str(tmp_path / "nope.gguf"),
     }
     result = subprocess.run(
@@ -461,3 +464,22 @@ def test_a_call_past_the_tool_call_limit_runs_nothing_and_the_model_answers_anyw
         "Error: this answer already used its 0 tool calls. Answer now with what you have."
     )
     assert reply.content == SCRIPTS["function"].after_tool.final  # type: ignore[union-attr]
+
+
+def test_replies_are_answered_oldest_first_whichever_task_comes_first(
+    alice: object, bob: object, settings: object
+) -> None:
+    """After Redis lost the queue, a message sent just then is not answered before the older queued ones."""
+    settings.GPTOSS_MAX_IN_FLIGHT_PER_USER = 5  # type: ignore[attr-defined]
+    older = [_reply_to("Hello", alice), _reply_to("Hi again", alice)]
+    newest = _reply_to("Hello there", bob)
+    generate_reply_task.run(newest.pk)  # the new message's task reaches the worker first
+    statuses = {m.pk: m.status for m in Message.objects.filter(role="assistant")}
+    assert [statuses[r.pk] for r in (*older, newest)] == ["done", "queued", "queued"]
+    generate_reply_task.run(newest.pk)  # the re-sent tasks follow, in any order
+    generate_reply_task.run(older[0].pk)
+    generate_reply_task.run(older[1].pk)  # one task too many: it finds nothing left to answer
+    answered = Message.objects.filter(role="assistant").order_by("started_at")
+    assert [m.pk for m in answered] == [r.pk for r in (*older, newest)]
+    assert {m.status for m in answered} == {"done"}
+    assert all(m.content == SCRIPTS["plain"].first.final for m in answered)

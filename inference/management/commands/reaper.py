@@ -1,4 +1,4 @@
-"""`manage.py reaper`: keep watch on the GPU workers; the replies of a dead one become `interrupted`."""
+"""`manage.py reaper`: keep watch on the GPU workers and the queue, so that no reply is stranded."""
 
 from __future__ import annotations
 
@@ -16,7 +16,10 @@ logger = logging.getLogger(__name__)
 
 
 class Command(BaseCommand):
-    help = "Mark replies whose GPU worker stopped sending heartbeats as interrupted (runs until stopped)."
+    help = (
+        "Mark replies whose GPU worker died or lost them as interrupted, and send queued replies that have "
+        "no task to their workers again (runs until stopped)."
+    )
 
     def add_arguments(self, parser: Any) -> None:
         parser.add_argument("--once", action="store_true", help="check once and exit")
