@@ -418,10 +418,14 @@ def test_a_worker_whose_model_file_is_missing_stops_and_says_what_to_change(tmp_
 
 
 @pytest.mark.slow
-def test_a_worker_told_to_offload_more_layers_than_the_model_has_names_the_variable_to_change() -> None:
+def test_a_worker_told_to_offload_more_layers_than_the_model_has_names_the_variable_to_change(
+    django_db_setup: None,
+) -> None:
     env = {
         **os.environ,
         "DJANGO_SETTINGS_MODULE": "gptoss_web.settings_test",
+        # A database it can use: the worker checks PostgreSQL before it loads the model.
+        "DATABASE_URL": database_url_of_tests(),
         "GPTOSS_MODEL": "tiny",
         "GPTOSS_N_CPU_MOE": "99",
     }
