@@ -221,6 +221,14 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
     logger.info("reply %s finished: %s", message.pk, status)
 
 
+def garbled_text(error_id: str) -> str:
+    """Return what a user reads about a reply the model wrote in a form that cannot be read."""
+    return (
+        f"The model's answer came out garbled, so it was stopped (error {error_id}). "
+        "Retry, or rephrase your message; an admin can look up the error id."
+    )
+
+
 def failure_text(error_id: str) -> str:
     """Return what a user reads about a failure whose details only the log holds, under *error_id*."""
     return (
@@ -386,7 +394,12 @@ def _stream(
     state.tokens_per_second = generation.stats.decode_tps
     reason = generation.stats.stop_reason
     if parse_error:
-        return None, Message.Status.FAILED, f"The model's output could not be read: {parse_error}"
+        # openai-harmony's words are for the admin: the user reads a sentence and the id that finds them.
+        error_id = secrets.token_hex(4)
+        logger.warning(
+            "reply %s: the model's output could not be read (%s): error %s", message.pk, parse_error, error_id
+        )
+        return None, Message.Status.FAILED, garbled_text(error_id)
     if reason == "error":
         error_id = secrets.token_hex(4)
         logger.error("reply %s: the engine failed (%s): error %s", message.pk, generation.error, error_id)
