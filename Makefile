@@ -3,6 +3,8 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+# ESLint for static/js, pinned in package.json / package-lock.json: `npm ci` runs again only when they change.
+NPM_STAMP := node_modules/.installed-stamp
 
 # Django 6 needs Python 3.12 or newer: take the first one found (PATH, then pyenv's versions).
 PYTHON ?= $(shell for p in python3.13 python3.12 python3 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
@@ -30,9 +32,15 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(PY) -m gptoss_web.run
 
-lint: $(STAMP)
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make lint needs Node.js and npm for ESLint: apt-get install nodejs npm"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NPM_STAMP)
+
+lint: $(STAMP) $(NPM_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy gptoss_web chat inference
+	npx --no-install eslint .
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -145,7 +145,7 @@ class PrivateFieldsAdmin(admin.ModelAdmin):
         return PrivateFieldsChangeList
 
 
-def _superuser_only(request: HttpRequest) -> bool:
+def superuser_only(request: HttpRequest) -> bool:
     """Whether staff privacy leaves this act to superusers, and the user is not one."""
     return staff_privacy() and not request.user.is_superuser
 
@@ -163,7 +163,7 @@ class ReadOnlyAdmin(PrivateFieldsAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return not _superuser_only(request) and super().has_delete_permission(request, obj)
+        return not superuser_only(request) and super().has_delete_permission(request, obj)
 
 
 admin.site.unregister(User)
@@ -197,19 +197,19 @@ class UserAdmin(PrivateFieldsAdmin, BaseUserAdmin):
     # and whoever may make a superuser is one. docs/admin-roles.md lists each role's rights.
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return not _superuser_only(request) and super().has_delete_permission(request, obj)
+        return not superuser_only(request) and super().has_delete_permission(request, obj)
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        if obj is not None and getattr(obj, "is_superuser", False) and _superuser_only(request):
+        if obj is not None and getattr(obj, "is_superuser", False) and superuser_only(request):
             return False
         return super().has_change_permission(request, obj)
 
     def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
         readonly = tuple(super().get_readonly_fields(request, obj))
-        return (*readonly, "is_superuser") if _superuser_only(request) else readonly
+        return (*readonly, "is_superuser") if superuser_only(request) else readonly
 
     def user_change_password(self, request: HttpRequest, id: str, form_url: str = "") -> HttpResponse:
-        if _superuser_only(request):
+        if superuser_only(request):
             logger.warning("admin: refused user %s to set the password of user %s", request.user.pk, id)
             raise PermissionDenied("Only a superuser sets another user's password while staff privacy is on.")
         return super().user_change_password(request, id, form_url)

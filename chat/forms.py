@@ -128,8 +128,12 @@ class InvitationSignupForm(forms.Form):
     password2 = forms.CharField(label="Password again", widget=forms.PasswordInput, strip=False)
 
     def clean_username(self) -> str:
-        username: str = self.cleaned_data["username"]
-        if get_user_model().objects.filter(username__iexact=username).exists():
+        # As the account stores it (NFKC: a full-width "root" is "root"), with the characters it may use.
+        user_model = get_user_model()
+        username: str = user_model.normalize_username(self.cleaned_data["username"])
+        for validator in user_model._meta.get_field("username").validators:
+            validator(username)
+        if user_model.objects.filter(username__iexact=username).exists():
             raise forms.ValidationError("That username is taken.")
         return username
 

@@ -51,12 +51,6 @@ def reply_waiting_get(*, message: Message) -> str:
     return waiting_note(model_name=message.model_name)
 
 
-def conversation_waiting_get(*, conversation: Conversation) -> str:
-    """Return the waiting note of *conversation*'s queued reply (at most one is in flight), else ""."""
-    reply = message_in_flight_get(conversation=conversation)
-    return reply_waiting_get(message=reply) if reply is not None else ""
-
-
 def conversation_state(*, conversation: Conversation) -> dict[str, Any]:
     """Return what a (re)connecting socket is sent first: the visible thread, caught up with live streams.
 

@@ -34,9 +34,10 @@ def _render_app(
     context = {
         "conversations": selectors.conversation_list(user=_user(request)),
         "conversation": conversation,
-        "chat_messages": selectors.message_list(conversation=conversation) if conversation else [],
-        # Why its queued reply waits, e.g. that no GPU worker serves its model.
-        "waiting": selectors.conversation_waiting_get(conversation=conversation) if conversation else "",
+        # The payloads the socket's `state` frame sends: the page and the live view render the same facts.
+        "chat_messages": selectors.conversation_state(conversation=conversation)["messages"]
+        if conversation
+        else [],
         "message_form": message_form or MessageForm(),
         "settings_form": settings_form
         or (SettingsForm.for_conversation(conversation) if conversation else None),

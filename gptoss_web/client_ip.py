@@ -29,6 +29,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The IPv6 prefix one client holds (RFC 6177: a site gets at least a /64, usually a /56 or /48).
+THROTTLE_IPV6_PREFIX = 64
 
 
 def parse_address(text: str) -> Address | None:
@@ -45,9 +47,15 @@ def parse_address(text: str) -> Address | None:
 def remote_addr(request: HttpRequest) -> str | None:
     """Return the address django-axes throttles on: REMOTE_ADDR, which ClientAddressMiddleware has set.
 
-    Never a header: axes would otherwise read X-Forwarded-For itself when django-ipware is installed.
+    Never a header: axes would otherwise read X-Forwarded-For itself when django-ipware is installed. An IPv6
+    client counts as its /64 network (given as that network's first address): a single host or household
+    is handed a whole /64, and a new address per try would otherwise escape the lock-out.
     """
-    return request.META.get("REMOTE_ADDR")
+    text = request.META.get("REMOTE_ADDR")
+    address = parse_address(text) if text else None
+    if isinstance(address, ipaddress.IPv6Address):
+        return str(ipaddress.IPv6Network((address, THROTTLE_IPV6_PREFIX), strict=False).network_address)
+    return text
 
 
 class ClientAddressMiddleware:

@@ -14,7 +14,7 @@ from django.contrib.auth.decorators import login_not_required
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_GET, require_safe
 
 from inference import health, selectors
 from inference.status import HEARTBEAT_TTL_S
@@ -66,7 +66,7 @@ def _may_see_health_details(request: HttpRequest) -> bool:
     return any(address in network for network in settings.GPTOSS_HEALTHZ_NETWORKS)
 
 
-@require_GET
+@require_safe  # monitors often probe with HEAD
 @never_cache
 @login_not_required
 def healthz(request: HttpRequest) -> JsonResponse:

@@ -157,3 +157,39 @@ def test_spoofed_x_forwarded_for_does_not_escape_the_lock_out_of_make_runs_daphn
     assert list(AccessAttempt.objects.values_list("ip_address", flat=True)) == ["127.0.0.1"]
     assert '127.0.0.1 "POST /accounts/login/" 429' in log
     assert "10.9.0." not in log
+
+
+@pytest.mark.django_db
+def test_addresses_of_one_ipv6_64_network_share_one_lock_out() -> None:
+    """An IPv6 client holds a whole /64: a new address per try must not escape the lock-out."""
+    from django.test import Client
+    from django.urls import reverse
+
+    UserFactory(username="alice")
+    client = Client()
+    answers = [
+        client.post(
+            reverse("login"), {"username": "alice", "password": "wrong"}, REMOTE_ADDR=f"2001:db8:1:2::{n:x}"
+        ).status_code
+        for n in range(1, 7)
+    ]
+    assert answers == [200] * 4 + [429] * 2
+    right = client.post(
+        reverse("login"), {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="2001:db8:1:2:ffff::1"
+    )
+    assert right.status_code == 429
+    # Another /64 (another household or customer) is not locked out by it.
+    other = client.post(
+        reverse("login"), {"username": "alice", "password": PASSWORD}, REMOTE_ADDR="2001:db8:1:3::1"
+    )
+    assert other.status_code == 302
+    # IPv4 addresses stay themselves.
+    assert remote_addr_of("192.0.2.7") == "192.0.2.7"
+
+
+def remote_addr_of(address: str) -> str | None:
+    from django.test import RequestFactory
+
+    from gptoss_web.client_ip import remote_addr
+
+    return remote_addr(RequestFactory().get("/", REMOTE_ADDR=address))

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
-from chat.admin import PrivateFieldsAdmin
+from chat.admin import PrivateFieldsAdmin, superuser_only
 from inference.tools.functions import check_parameters_schema
 from inference.tools.models import Function, ToolSettings
 
@@ -26,8 +27,19 @@ class ToolSettingsAdmin(PrivateFieldsAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return not ToolSettings.objects.exists()
 
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
+        """With staff privacy on, where the browser sends users' queries is for superusers to set: staff who
+        cannot read chats must not be able to point the search at a server of their own."""
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return (*readonly, *TOOL_DESTINATIONS) if superuser_only(request) else readonly
+
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+# Where tools send what users wrote: with staff privacy on, only superusers set these.
+TOOL_DESTINATIONS = ("search_url", "fetch_allowlist")
+FUNCTION_DESTINATIONS = ("url", "secret_header")
 
 
 class FunctionForm(forms.ModelForm):
@@ -74,10 +86,23 @@ class FunctionForm(forms.ModelForm):
 
     def clean(self) -> dict[str, Any] | None:
         cleaned = super().clean()
+        typed = self.data.get(self.add_prefix("secret_value"))
         if self.cleaned_data.get("clear_secret"):
-            if self.data.get(self.add_prefix("secret_value")):
+            if typed:
                 raise forms.ValidationError("Either type a new secret value or clear it, not both.")
             self.cleaned_data["secret_value"] = ""
+        elif (
+            not typed
+            and self.instance.secret_value
+            and _moves_host(self.instance.url, self.cleaned_data.get("url"))
+        ):
+            # Whoever edits a function cannot read its secret; pointing the function at their own server
+            # must not hand it to them.
+            self.add_error(
+                "secret_value",
+                "The secret is sent to the function's URL: type the secret value again (or clear it) "
+                "when the function moves to another host.",
+            )
         return cleaned
 
     def clean_parameters(self) -> object:
@@ -94,6 +119,17 @@ class FunctionForm(forms.ModelForm):
         return parameters
 
 
+def _moves_host(old: str, new: str | None) -> bool:
+    """Whether *new* reaches another server than *old* (scheme, host or port differ)."""
+    if not old or not new:
+        return False
+    before, after = urlsplit(old), urlsplit(new)
+    try:
+        return (before.scheme, before.hostname, before.port) != (after.scheme, after.hostname, after.port)
+    except ValueError:  # a port that is not a number: the URL field refuses it anyway
+        return True
+
+
 @admin.register(Function)
 class FunctionAdmin(PrivateFieldsAdmin):
     form = FunctionForm
@@ -103,15 +139,26 @@ class FunctionAdmin(PrivateFieldsAdmin):
     filter_horizontal = ("groups",)
     readonly_fields = ("secret_status",)
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        """With staff privacy on, only superusers add functions: a new one sends users' words somewhere."""
+        return not superuser_only(request) and super().has_add_permission(request)
+
+    def get_readonly_fields(self, request: HttpRequest, obj: object = None) -> tuple[str, ...]:
+        """With staff privacy on, a function's endpoint and secret are for superusers to set: staff who
+        cannot read chats must not send a function's arguments, taken from chats, to a server of theirs."""
+        readonly = tuple(super().get_readonly_fields(request, obj))
+        return (*readonly, *FUNCTION_DESTINATIONS) if superuser_only(request) else readonly
+
     def get_fields(self, request: HttpRequest, obj: Function | None = None) -> tuple[str, ...]:
-        """Show the secret's status; only those who may change the function get the fields to replace it.
+        """Show the secret's status; only those who may change the function and its endpoint get the fields
+        to replace it.
 
         A viewer's page renders every field read-only from the model: the secret must not be among them.
         """
         fields: tuple[str, ...] = (
             "name", "description", "parameters", "url", "timeout_s", "secret_header", "secret_status",
         )  # fmt: skip
-        if obj is None or self.has_change_permission(request, obj):
+        if (obj is None or self.has_change_permission(request, obj)) and not superuser_only(request):
             fields += ("secret_value", "clear_secret")
         return (*fields, "groups", "enabled")
 

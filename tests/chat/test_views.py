@@ -52,7 +52,7 @@ def test_new_conversation_with_text_sends_it_and_opens_the_conversation(alice_cl
     )
     page = alice_client.get(response["Location"])
     assert b"What is MXFP4?" in page.content
-    assert b"Queued" in page.content
+    assert b"1st in queue" in page.content  # as the live view says it
     assert conversation.title == "What is MXFP4?"
 
 
@@ -182,6 +182,22 @@ def test_an_invitation_link_creates_one_account_once() -> None:
     assert Client().post(url, {**form, "username": "mallory"}).status_code == 410
     invitation.refresh_from_db()
     assert invitation.used_by is not None and invitation.used_by.username == "carol"
+
+
+@override_settings(GPTOSS_INVITATIONS=True)
+def test_an_invitation_cannot_take_a_name_that_reads_as_an_existing_users() -> None:
+    """Full-width letters become ASCII when the account is stored: "ｒｏｏｔ" is taken if "root" is."""
+    from django.contrib.auth import get_user_model
+
+    UserFactory(username="root")
+    url = reverse("chat:invitation_accept", args=[Invitation.objects.create().token])
+    form = {"password1": "purple monkey dishwasher", "password2": "purple monkey dishwasher"}
+    for lookalike in ("\uff52\uff4f\uff4f\uff54", "\uff32\uff2f\uff2f\uff34"):  # ｒｏｏｔ, ＲＯＯＴ
+        response = Client().post(url, {**form, "username": lookalike})
+        assert response.status_code == 400 and "That username is taken." in response.content.decode()
+    spaced = Client().post(url, {**form, "username": "ro ot<b>"})
+    assert spaced.status_code == 400 and "Enter a valid username." in spaced.content.decode()
+    assert list(get_user_model().objects.values_list("username", flat=True)) == ["root"]
 
 
 def test_invitation_links_are_off_by_default() -> None:

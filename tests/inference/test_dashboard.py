@@ -51,6 +51,8 @@ def test_healthz_tells_anonymous_callers_the_status_alone(client: Client, failin
     assert "big" not in response.content.decode() and "gpu.h200" not in response.content.decode()
     web = client.get("/healthz?scope=web")
     assert (web.status_code, web.json()) == (200, {"status": "ok"})
+    # Monitors that probe with HEAD get the same status code, and no body.
+    assert (client.head("/healthz").status_code, client.head("/healthz").content) == (503, b"")
     # A signed-in user who is not staff is no monitor either.
     alice = Client()
     alice.force_login(UserFactory(username="alice"))

@@ -145,3 +145,79 @@ def test_a_functions_secret_is_kept_replaced_or_cleared(admin_client: Client) ->
     assert (function.secret_header, function.secret_value) == ("", "")  # cleared
     page = admin_client.get(f"/admin/tools/function/{function.pk}/change/").content.decode()
     assert "not set" in page
+
+
+def test_a_function_moved_to_another_host_does_not_take_its_secret_along(admin_client: Client) -> None:
+    """An editor who cannot read the secret must not redirect it to a server of theirs: they retype it."""
+    function = _function_with_secret(Group.objects.create(name="sales"))
+    moved = _edit(admin_client, function, url="https://collector.example.net/api")
+    assert moved.status_code == 200
+    assert "type the secret value again" in moved.content.decode()
+    function.refresh_from_db()
+    assert (function.url, function.secret_value) == ("http://crm.internal/api", SECRET)
+    # Another path on the same host keeps the secret; a retyped secret (or none) goes with a new host.
+    assert _edit(admin_client, function, url="http://crm.internal/v2/api").status_code == 302
+    function.refresh_from_db()
+    assert (function.url, function.secret_value) == ("http://crm.internal/v2/api", SECRET)
+    retyped = _edit(admin_client, function, url="https://crm.example.net/api", secret_value="typed-again-1")
+    assert retyped.status_code == 302
+    function.refresh_from_db()
+    assert (function.url, function.secret_value) == ("https://crm.example.net/api", "typed-again-1")
+    cleared = _edit(
+        admin_client, function, url="https://other.example.net/", clear_secret="on", secret_header=""
+    )
+    assert cleared.status_code == 302
+
+
+def _staff_with(*codenames: str) -> Client:
+    staff = UserFactory(username="editor", is_staff=True)
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+    client = Client()
+    client.force_login(staff)
+    return client
+
+
+def test_with_staff_privacy_only_superusers_set_where_tools_send_what_users_wrote() -> None:
+    """Staff who may change functions and tool settings, but not read chats, cannot point a function or the
+    search at a server of their own: its arguments and queries come from users' conversations."""
+    function = _function_with_secret(Group.objects.create(name="sales"))
+    editor = _staff_with("view_function", "change_function", "add_function", "view_toolsettings",
+                         "change_toolsettings", "add_toolsettings")  # fmt: skip
+    page = editor.get(f"/admin/tools/function/{function.pk}/change/").content.decode()
+    assert (
+        'name="url"' not in page and 'name="secret_header"' not in page and 'name="secret_value"' not in page
+    )
+    moved = _edit(editor, function, url="https://collector.example.net/api", secret_value="mine-123456")
+    assert moved.status_code == 302  # the rest of the form is saved; the endpoint is not editable
+    function.refresh_from_db()
+    assert (function.url, function.secret_value) == ("http://crm.internal/api", SECRET)
+    assert editor.get("/admin/tools/function/add/").status_code == 403
+
+    editor.post("/admin/tools/toolsettings/add/", {"search_url": "http://searx.internal/search",
+                                                    "search_timeout_s": "10"})  # fmt: skip
+    from inference.tools.models import ToolSettings
+
+    settings_row = ToolSettings.objects.first()
+    assert settings_row is None or settings_row.search_url == ""
+    ToolSettings.objects.all().delete()
+    row = ToolSettings.objects.create(search_url="http://searx.internal/search")
+    editor.post(
+        f"/admin/tools/toolsettings/{row.pk}/change/",
+        {
+            "search_url": "http://collector.example.net/search",
+            "search_timeout_s": "10",
+            "python_enabled": "on",
+        },
+    )
+    row.refresh_from_db()
+    assert row.search_url == "http://searx.internal/search"
+
+
+def test_without_staff_privacy_editors_set_tool_destinations(settings: Any) -> None:
+    settings.GPTOSS_STAFF_CAN_READ_MESSAGES = True
+    function = _function_with_secret(Group.objects.create(name="sales"))
+    editor = _staff_with("view_function", "change_function")
+    moved = _edit(editor, function, url="http://crm.internal/v3/api")
+    assert moved.status_code == 302
+    function.refresh_from_db()
+    assert function.url == "http://crm.internal/v3/api"

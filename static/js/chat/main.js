@@ -1,0 +1,121 @@
+// The live conversation: one WebSocket per conversation page (docs/protocol.md).
+//
+// Postgres is the truth: every (re)connect starts from the server's `state` frame, and the stream events
+// after it are applied in `seq` order (older ones dropped, a gap answered with `sync`). Model and user text
+// is only ever set with textContent; the one innerHTML is the server's sanitized `html` of a message.
+import { Composer } from "./composer.js";
+import { TERMINAL } from "./fold.js";
+import { Socket } from "./socket.js";
+import { setTitle, Thread } from "./thread.js";
+
+/** Start the live conversation of this page, if it is a conversation page. */
+export function startChat() {
+  const main = document.querySelector("main[data-ws-url]");
+  if (!main || !window.WebSocket) { return; }
+  const threadEl = document.getElementById("thread");
+  const composerEl = document.querySelector("[data-role=composer]");
+
+  let composer = null;
+  const thread = new Thread(main, threadEl, composerEl, (shown) => composer.decorate(shown));
+  const socket = new Socket(main.getAttribute("data-ws-url"), {
+    frame: handle,
+    connected: () => composer.update(),
+    closed,
+  });
+  composer = new Composer(main, composerEl, socket, thread);
+
+  function closed(code) {
+    composer.disconnected();
+    if (code === 4401) {
+      // The session ended (signed out, password changed, account deactivated). Loading the page again
+      // leads to the sign-in page, and back here after it; the draft waits in sessionStorage meanwhile.
+      // (A browser whose own session was rotated by a password change just gets the page again.)
+      composer.saveDraft();
+      composer.update("Your session has ended. Taking you to the sign-in page…");
+      window.location.assign(window.location.pathname);
+      return;
+    }
+    if (code === 4404) {
+      // The conversation is gone (deleted in another tab): nothing to reconnect to.
+      composer.update("This conversation no longer exists.");
+      thread.refresh();
+      return;
+    }
+    composer.update("Reconnecting…");
+    thread.refresh();
+  }
+
+  function handle(frame) {
+    switch (frame.type) {
+      case "state":
+        thread.renderState(frame);
+        break;
+      case "message":
+        if (frame.message) { thread.upsert(frame.message, true); thread.refresh(); }
+        break;
+      case "done":
+        if (frame.message) { thread.upsert(frame.message); thread.refresh(); }
+        break;
+      case "removed":
+        (frame.messages || []).forEach((id) => {
+          const view = thread.remove(id);
+          if (view) { composer.forget(view); }
+        });
+        thread.refresh();
+        break;
+      case "queued":
+      case "started":
+        statusChange(frame);
+        break;
+      case "delta":
+      case "tool":
+      case "notice":
+        stream(frame);
+        break;
+      case "title":
+        setTitle(frame.title || "", true);
+        break;
+      case "ack":
+        composer.ack(frame);
+        break;
+      case "error":
+        composer.failed(frame);
+        break;
+      default:
+        break;
+    }
+  }
+
+  function statusChange(frame) {
+    const view = thread.get(frame.message);
+    if (!view) { socket.sync(); return; }
+    if (TERMINAL.has(view.m.status)) { return; }
+    if (frame.type === "queued") {
+      if (view.m.status !== "queued") { return; }
+      view.m.queue_position = frame.position;
+      if (typeof frame.waiting === "string") { view.m.waiting = frame.waiting; }
+    } else if (view.m.status === "queued") {
+      view.m.status = "streaming";
+      view.m.queue_position = null;
+      view.m.waiting = "";
+    }
+    view.setStatusOnly();
+    thread.refresh();
+  }
+
+  function stream(frame) {
+    const view = thread.get(frame.message);
+    if (!view || !view.applyStream(frame)) { socket.sync(); return; }
+    if (frame.type === "tool" || frame.type === "notice") { thread.refresh(); } else { thread.contentGrew(); }
+  }
+
+  composer.update();
+  socket.connect();
+
+  // The one global, for tests and debugging only (no module reads it): the client's view of the thread.
+  // eslint-disable-next-line no-restricted-syntax
+  window.gptossChat = {
+    connected: () => socket.connected,
+    messages: () => thread.viewsInOrder().map((v) => ({ ...v.m })),
+  };
+}
