@@ -146,6 +146,29 @@ def manage(*args: str, env: dict[str, str]) -> None:
     subprocess.run([sys.executable, "manage.py", *args], cwd=BASE_DIR, env=env, check=True)
 
 
+def configuration_ok(env: dict[str, str]) -> bool:
+    """Return whether the settings accept *env*, checked before anything starts.
+
+    Each process checks every GPTOSS_* variable when it starts, but here the first to do so would be
+    `manage.py migrate`, after PostgreSQL and Redis started: the one line naming the variable would sit among
+    their output, under "set-up step failed: manage.py migrate". Not-yet-started databases get stand-in URLs,
+    which the settings only parse.
+    """
+    probe = {
+        "DJANGO_SETTINGS_MODULE": "gptoss_web.settings",
+        **env,
+        "DATABASE_URL": env.get("DATABASE_URL") or "postgres://127.0.0.1:5432/gptoss",
+        "REDIS_URL": env.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+    }
+    script = (
+        "import django\n"
+        "from gptoss_web.env import configuration_errors_exit\n"
+        "with configuration_errors_exit():\n"
+        "    django.setup()\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], cwd=BASE_DIR, env=probe).returncode == 0
+
+
 def main() -> int:
     var = Path(os.environ.get("GPTOSS_VAR_DIR", BASE_DIR / "var"))
     var.mkdir(parents=True, exist_ok=True)
@@ -153,6 +176,8 @@ def main() -> int:
     env.setdefault("DJANGO_SECRET_KEY", ensure_secret_key(var))
     env.setdefault("GPTOSS_VAR_DIR", str(var))
     env.setdefault("PYTHONUNBUFFERED", "1")
+    if not configuration_ok(env):
+        return 2
     host = env.get("GPTOSS_HOST", "127.0.0.1")
     port = env.get("GPTOSS_PORT", "8000")
     supervisor = Supervisor()

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 TINY = "tiny"
 DEFAULT_MODEL = "gpt-oss-20b"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+MAX_NAME_CHARS = 100  # what a conversation's model_name and a registry row's name hold
 
 
 class ModelUnavailable(Exception):
@@ -111,17 +112,24 @@ def served_model_name(env: Mapping[str, str]) -> str:
     """
     name = env.get("GPTOSS_MODEL_NAME", "").strip()
     if name:
-        if not re.match(NAME_PATTERN, name):
-            raise ValueError(
-                f"GPTOSS_MODEL_NAME={name} may hold only letters, digits, '.', '_' and '-', for example "
-                "GPTOSS_MODEL_NAME=my-gpt-oss"
-            )
-        return name
+        return _checked_name("GPTOSS_MODEL_NAME", name, example="my-gpt-oss")
     path = env.get("GPTOSS_MODEL_PATH", "").strip()
     if not path:
-        return env.get("GPTOSS_MODEL", "").strip() or DEFAULT_MODEL
-    stem = re.sub(r"-\d{5}-of-\d{5}$", "", Path(path).name.removesuffix(".gguf"))
-    return re.sub(r"[^A-Za-z0-9_.-]", "-", stem).lstrip("-_.") or "local-gguf"
+        return _checked_name(
+            "GPTOSS_MODEL", env.get("GPTOSS_MODEL", "").strip() or DEFAULT_MODEL, example="tiny"
+        )
+    stem = re.sub(r"-\d{5}-of-\d{5}$", "", re.sub(r"\.gguf$", "", Path(path).name, flags=re.IGNORECASE))
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", stem).lstrip("-_.")[:MAX_NAME_CHARS] or "local-gguf"
+
+
+def _checked_name(variable: str, name: str, *, example: str) -> str:
+    """Return *name*, refused unless conversations, registry rows and queues can carry it."""
+    if not re.match(NAME_PATTERN, name) or len(name) > MAX_NAME_CHARS:
+        raise ValueError(
+            f"{variable}={name} may hold only letters, digits, '.', '_' and '-', at most {MAX_NAME_CHARS} "
+            f"characters, for example {variable}={example}"
+        )
+    return name
 
 
 def resolve_model_for_run(env: Mapping[str, str]) -> str:

@@ -155,14 +155,20 @@ def enabled_model_names() -> list[str]:
     return names or ([] if ServedModel.objects.exists() else [settings.GPTOSS_MODEL_NAME])
 
 
+# The best a model's live workers can say, in order: one can answer, one is loading the model, one waits for
+# PostgreSQL or Redis (it takes no task until they are back).
+_SERVING_ORDER = ("ready", "loading", "waiting")
+
+
 def serving_states() -> dict[str, str]:
-    """Return, per model that a live GPU worker serves, "ready" (one can answer) or "loading"."""
+    """Return, per model that a live GPU worker serves, "ready" (one can answer), "loading" or "waiting"."""
     states: dict[str, str] = {}
     for worker in workers_list():
-        if worker.state == "ready":
-            states[worker.model] = "ready"
-        elif worker.state == "loading":
-            states.setdefault(worker.model, "loading")
+        if worker.state not in _SERVING_ORDER:
+            continue
+        known = states.get(worker.model)
+        if known is None or _SERVING_ORDER.index(worker.state) < _SERVING_ORDER.index(known):
+            states[worker.model] = worker.state
     return states
 
 
@@ -175,7 +181,8 @@ def _duration(seconds: int) -> str:
 
 def waiting_note(*, model_name: str, states: dict[str, str] | None = None) -> str:
     """Return what a reply queued for *model_name* shows beside its place: "" while a worker is ready for it,
-    else that none is (and when the reply gives up), or that one is still loading the model."""
+    else that none is (and when the reply gives up), that one is still loading the model, or that it waits for
+    its database."""
     if states is None:
         try:
             states = serving_states()
@@ -190,6 +197,11 @@ def waiting_note(*, model_name: str, states: dict[str, str] | None = None) -> st
             f"The GPU worker for {model_name} is still loading the model; this reply keeps its place in line."
         )
     wait = _duration(settings.GPTOSS_UNSERVED_TIMEOUT_S)
+    if state == "waiting":
+        return (
+            f"The GPU worker for {model_name} cannot reach its database right now. This reply keeps its "
+            f"place in line and fails if no worker can answer within {wait}."
+        )
     return (
         f"No GPU worker is serving {model_name} right now. This reply keeps its place in line and fails "
         f"if none starts within {wait}."

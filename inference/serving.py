@@ -81,7 +81,7 @@ def unserved_check() -> int:
     still_queued: set[int] = set()
     updates: list[tuple[int, int, int, str]] = []
     for model_name, replies in _queued().items():
-        if states.get(model_name) is None:
+        if states.get(model_name) not in ("ready", "loading"):  # none, or only workers waiting for a database
             client.hsetnx(_since_key(), model_name, now)
             since = float(client.hget(_since_key(), model_name) or now)
             expired = [

@@ -75,6 +75,13 @@ def _load_model_at_start(sender: object = None, **_: object) -> None:
         if sender.concurrency != slots:
             logger.info("%d task threads, one per engine slot (instead of %s)", slots, sender.concurrency)
         sender.concurrency = slots
+        # Likewise its queue: a launcher's --queues derived from other variables (e.g. GPTOSS_MODEL where
+        # GPTOSS_MODEL_PATH names the file) would leave its model's replies waiting in a queue nobody reads
+        # while the heartbeat says the model is served, or answer another model's replies with this one.
+        queue, queues = worker.queue(), sender.app.amqp.queues
+        if set(queues.consume_from) != {queue}:
+            logger.info("consuming %s, its model's queue (instead of %s)", queue, sorted(queues.consume_from))
+            queues.select([queue])
     worker.DependencyWatch().start()
 
 
@@ -226,6 +233,14 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
 
     _until_database("the final write", message.pk, finish)
     logger.info("reply %s finished: %s", message.pk, status)
+
+
+def garbled_text(error_id: str) -> str:
+    """Return what a user reads about a reply the model wrote in a form that cannot be read."""
+    return (
+        f"The model's answer came out garbled, so it was stopped (error {error_id}). "
+        "Retry, or rephrase your message; an admin can look up the error id."
+    )
 
 
 def failure_text(error_id: str) -> str:
@@ -392,7 +407,12 @@ def _stream(
     state.tokens_per_second = generation.stats.decode_tps
     reason = generation.stats.stop_reason
     if parse_error:
-        return None, Message.Status.FAILED, f"The model's output could not be read: {parse_error}"
+        # openai-harmony's words are for the admin: the user reads a sentence and the id that finds them.
+        error_id = secrets.token_hex(4)
+        logger.warning(
+            "reply %s: the model's output could not be read (%s): error %s", message.pk, parse_error, error_id
+        )
+        return None, Message.Status.FAILED, garbled_text(error_id)
     if reason == "error":
         error_id = secrets.token_hex(4)
         logger.error("reply %s: the engine failed (%s): error %s", message.pk, generation.error, error_id)

@@ -18,6 +18,7 @@ from django.conf import settings
 from django.db import DatabaseError
 
 from inference.catalog import model_path
+from inference.dispatch import queue_for_model
 from inference.engine import Engine, EngineSettings, Generation
 from inference.gpu import gpu_status
 from inference.status import (
@@ -42,6 +43,7 @@ class WorkerConfig:
     engine: EngineSettings
     context: int  # tokens one conversation may use (prompt + answer)
     max_answer_tokens: int
+    queue: str  # where the web app sends this model's replies: its registry row's queue, else gpu.<name>
 
 
 def worker_config() -> WorkerConfig:
@@ -67,6 +69,7 @@ def worker_config() -> WorkerConfig:
         engine=engine,
         context=settings.GPTOSS_CONTEXT,
         max_answer_tokens=settings.GPTOSS_MAX_ANSWER_TOKENS,
+        queue=queue_for_model(name),
     )
 
 
@@ -78,7 +81,11 @@ def _config_from_registry(row: ServedModel) -> WorkerConfig:
     engine = row.engine_settings(path)
     logger.info("model %s: settings from the model registry (%d slots)", row.name, row.slots)
     return WorkerConfig(
-        model_name=row.name, engine=engine, context=row.context, max_answer_tokens=row.answer_tokens()
+        model_name=row.name,
+        engine=engine,
+        context=row.context,
+        max_answer_tokens=row.answer_tokens(),
+        queue=row.queue_name(),
     )
 
 
@@ -215,6 +222,11 @@ class CancelListener:
 def slots() -> int:
     """Return the loaded engine's slots: the Celery worker runs one task thread per slot."""
     return current()[1].engine.n_slots
+
+
+def queue() -> str:
+    """Return the queue of the loaded model, which this worker consumes whatever its launcher passed."""
+    return current()[1].queue
 
 
 def _masked(url: str) -> str:

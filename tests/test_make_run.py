@@ -160,3 +160,19 @@ def test_make_run_with_the_tiny_model_answers_a_message_sent_over_http(run_dir: 
             time.sleep(0.5)
         assert "Hello tiny model" in html and expected in html
         assert 'title="Model">tiny-gpt-oss-v1<' in html
+
+
+def test_make_run_with_a_bad_gptoss_variable_stops_before_starting_anything_with_one_line(
+    run_dir: Path,
+) -> None:
+    process, lines = _start(run_dir, free_port(), GPTOSS_SLOTS="abc")
+    assert process.wait(timeout=60) == 2
+    time.sleep(0.5)  # the output pump's last lines
+    output = "".join(lines)
+    assert (
+        output.strip()
+        == "Configuration error: GPTOSS_SLOTS='abc' is not an integer, for example GPTOSS_SLOTS=4"
+    )
+    assert not (run_dir / "var" / "pgdata").exists(), (
+        "PostgreSQL was started for a configuration that cannot run"
+    )

@@ -221,3 +221,24 @@ def test_staff_admin_lists_users_with_conversation_counts_but_not_message_conten
             "private diary"
             in client.get(reverse("admin:chat_message_change", args=[reply.reply_to_id])).content.decode()
         )
+
+
+def test_a_page_that_fails_on_the_server_says_so_in_a_plain_sentence_without_details(
+    alice: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """E.g. while PostgreSQL is down: not a bare "Server Error (500)", and nothing from the exception."""
+    from django.db import OperationalError
+
+    from chat import selectors
+
+    def down(**_: object) -> None:
+        raise OperationalError('connection to server at "127.0.0.1", port 5432 failed: Connection refused')
+
+    client = Client(raise_request_exception=False)
+    client.force_login(alice)  # type: ignore[arg-type]
+    monkeypatch.setattr(selectors, "conversation_list", down)
+    response = client.get("/")
+    page = response.content.decode()
+    assert response.status_code == 500
+    assert "Something went wrong" in page and "Nothing you wrote is lost: try again in a moment." in page
+    assert "5432" not in page and "OperationalError" not in page

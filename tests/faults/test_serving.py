@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 import urllib.parse
 import urllib.request
@@ -21,7 +22,7 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection
 
 from chat.models import Conversation, Message
-from gptoss_web.stack import Stack, wait_until
+from gptoss_web.stack import Process, Stack, wait_until
 from inference.models import ServedModel
 from tests.faults.sockets import (
     latest_reply,
@@ -131,6 +132,31 @@ def test_a_model_served_from_a_path_goes_by_the_files_name_in_the_chip_the_queue
         models = {json.loads(beats.get(key))["model"] for key in beats.scan_iter("*:worker:*")}
         assert models == {"house-oss-v2"}
         assert "gpu.house-oss-v2" in stack.output("worker")
+
+
+def test_a_worker_launched_on_another_models_queue_still_answers_the_replies_of_the_model_it_serves(
+    alice: object, tmp_path: Path
+) -> None:
+    from inference.catalog import model_path
+
+    served = tmp_path / "house-oss-v2.gguf"
+    shutil.copy(model_path("tiny", settings.GPTOSS_VAR_DIR), served)
+    with running(without=("worker",), GPTOSS_MODEL="", GPTOSS_MODEL_PATH=str(served)) as stack:
+        # As the systemd unit and the GPU image launch it without GPTOSS_MODEL_NAME: gpu.$GPTOSS_MODEL, while
+        # the worker serves (and its heartbeat names) house-oss-v2.
+        argv = [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
+                "--queues", "gpu.gpt-oss-20b", "--hostname", f"gpu-{stack.web_port}@%h", "--without-gossip",
+                "--without-mingle", "--loglevel", "INFO"]  # fmt: skip
+        stack.processes["worker"] = Process("worker", argv, stack.worker_env)
+        stack.processes["worker"].wait_for("ready.", timeout=180)
+        opener = _browser(stack, alice)
+        page = opener.open(_post(stack, "/c/new/", text="Hello"), timeout=10)
+        conversation = Conversation.objects.get(pk=int(page.geturl().rstrip("/").rsplit("/", 1)[1]))
+        assert conversation.model_name == "house-oss-v2"
+        replies = Message.objects.filter(conversation=conversation, role="assistant")
+        wait_until(
+            lambda: replies.filter(status="done").exists(), 90, "the worker answers its model's replies"
+        )
 
 
 CSRF = "a" * 32

@@ -27,3 +27,16 @@ def test_an_explicit_name_wins_and_without_a_path_the_model_is_its_own_name() ->
 def test_a_name_a_queue_cannot_carry_is_refused_with_an_example() -> None:
     with pytest.raises(ValueError, match="GPTOSS_MODEL_NAME=my-gpt-oss"):
         served_model_name({"GPTOSS_MODEL_NAME": "my model"})
+
+
+def test_a_name_longer_than_a_conversation_can_store_is_refused_or_shortened() -> None:
+    """A 150-character name passed every check, then every new conversation failed to save."""
+    with pytest.raises(ValueError, match="at most 100 characters"):
+        served_model_name({"GPTOSS_MODEL_NAME": "a" * 150})
+    with pytest.raises(ValueError, match="GPTOSS_MODEL=tiny"):
+        served_model_name({"GPTOSS_MODEL": "my model"})
+    assert served_model_name({"GPTOSS_MODEL_PATH": "/m/" + "b" * 300 + ".gguf"}) == "b" * 100
+
+
+def test_a_files_suffix_is_dropped_whatever_its_case() -> None:
+    assert served_model_name({"GPTOSS_MODEL_PATH": "/m/House-OSS.GGUF"}) == "House-OSS"

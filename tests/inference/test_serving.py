@@ -3,6 +3,8 @@ for a model an admin takes out of service fail at once, without a Retry that cou
 
 from __future__ import annotations
 
+import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,7 @@ from django.test import Client
 from chat.models import Message
 from chat.services import message_send
 from inference.models import ServedModel
+from inference.status import redis_client
 from tests.factories import UserFactory, make_conversation
 
 pytestmark = pytest.mark.django_db
@@ -81,3 +84,34 @@ def test_replies_queued_for_a_model_an_admin_deletes_fail_at_once_without_retry(
 
     shown = conversation_state(conversation=conversation)["messages"][-1]
     assert (shown["status"], shown["retryable"]) == ("failed", False)
+
+
+def test_a_reply_whose_only_worker_waits_for_its_database_says_so_and_still_gives_up_in_time(
+    alice: Any, settings: Any, django_capture_on_commit_callbacks: Any
+) -> None:
+    """A worker that lost PostgreSQL or Redis beats `waiting` and takes no task: the reply is not told that no
+    worker exists, and it does not wait forever either."""
+    from chat.selectors import conversation_state
+    from inference.serving import unserved_check
+    from inference.status import Heartbeat, WorkerStatus
+
+    settings.GPTOSS_UNSERVED_TIMEOUT_S = 5
+    conversation = make_conversation(alice)
+    with django_capture_on_commit_callbacks(execute=True):
+        _, reply = message_send(conversation=conversation, text="Hello")
+    status = WorkerStatus(
+        name="gpu-w:1", model="tiny", state="waiting", error="PostgreSQL ... cannot be used"
+    )
+    beat = Heartbeat(status, lambda s: None).start()
+    try:
+        shown = conversation_state(conversation=conversation)["messages"][-1]
+        assert shown["waiting"].startswith("The GPU worker for tiny cannot reach its database right now.")
+        assert "keeps its place in line" in shown["waiting"]
+        unserved_check()  # starts the model's clock
+        Message.objects.filter(pk=reply.pk).update(created_at=reply.created_at - timedelta(seconds=10))
+        redis_client().hset(f"{settings.GPTOSS_REDIS_PREFIX}:unserved-since", "tiny", time.time() - 10)
+        assert unserved_check() == 1
+    finally:
+        beat.stop()
+    reply.refresh_from_db()
+    assert (reply.status, reply.retryable) == ("failed", True)

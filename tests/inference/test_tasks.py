@@ -80,20 +80,25 @@ def test_a_second_turn_answers_with_the_first_in_its_history(alice: object) -> N
 
 
 def test_a_reply_the_model_derails_on_fails_at_once_instead_of_spending_its_budget_unseen(
-    alice: object,
+    alice: object, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Pasted HTML sends the scripted model off its script: it writes tokens that never begin a message.
-    The user is told within MAX_HEADER_TOKENS tokens, and the slot is free again."""
+    The user is told within MAX_HEADER_TOKENS tokens, in a plain sentence with an error id (harmony's own
+    words are in the log under that id), and the slot is free again."""
     pasted = "\n".join(f'<img src=x onerror="alert({i})"> line {i}' for i in range(30))
     reply = _reply_to(pasted, alice)
-    generate_reply_task.run(reply.pk)
+    with caplog.at_level(logging.WARNING, logger="inference.tasks"):
+        generate_reply_task.run(reply.pk)
     reply.refresh_from_db()
-    assert (reply.status, reply.error, reply.notice) == (
-        "failed",
-        "The model's output could not be read: "
-        "The model's reply broke the harmony format: no message began within 128 tokens",
-        "",
+    assert (reply.status, reply.notice, reply.retryable) == ("failed", "", True)
+    shown = re.fullmatch(
+        r"The model's answer came out garbled, so it was stopped \(error ([0-9a-f]{8})\)\. "
+        r"Retry, or rephrase your message; an admin can look up the error id\.",
+        reply.error,
     )
+    assert shown, reply.error
+    [logged] = [r.getMessage() for r in caplog.records if shown.group(1) in r.getMessage()]
+    assert f"reply {reply.pk}" in logged and "no message began within 128 tokens" in logged
 
 
 def test_an_unexpected_failure_shows_a_plain_sentence_and_an_id_whose_traceback_is_in_the_log(
