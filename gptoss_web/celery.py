@@ -56,7 +56,7 @@ class QueueGate(bootsteps.StartStopStep):
     shutdown = stop
 
     def apply(self, c: Any) -> None:
-        from inference.worker import taking_tasks
+        from inference.worker import gate_changed, taking_tasks
 
         if c.task_consumer is None:
             return
@@ -65,11 +65,13 @@ class QueueGate(bootsteps.StartStopStep):
             for name in self.paused:
                 c.cancel_task_queue(name)
             logger.warning("stopped taking tasks from %s", ", ".join(self.paused))
+            gate_changed(closed=True)
         elif taking_tasks() and self.paused:
             for name in self.paused:
                 c.add_task_queue(name)
             logger.warning("taking tasks again from %s", ", ".join(self.paused))
             QueueGate.paused = []
+            gate_changed(closed=False)
 
 
 app.steps["consumer"].add(QueueGate)

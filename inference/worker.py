@@ -103,6 +103,8 @@ class _State:
     held_lock = threading.Lock()
     # What keeps this worker from taking tasks ("" when PostgreSQL and Redis answer).
     unavailable = ""
+    # Set while the Celery consumer takes no task (the QueueGate step in gptoss_web/celery.py).
+    gate_closed = threading.Event()
 
 
 def start_engine() -> Engine:
@@ -287,6 +289,17 @@ def dependencies_check() -> None:
         raise ImproperlyConfigured(problem)
 
 
+GATE_WAIT_S = 5.0
+
+
+def gate_changed(*, closed: bool) -> None:
+    """Record that the Celery consumer stopped (or started again) taking tasks."""
+    if closed:
+        _State.gate_closed.set()
+    else:
+        _State.gate_closed.clear()
+
+
 def taking_tasks() -> bool:
     """Return whether this worker may take tasks: False while it cannot reach PostgreSQL or Redis."""
     return not _State.unavailable
@@ -322,6 +335,10 @@ class DependencyWatch:
         else:
             logger.warning("PostgreSQL and Redis answer again: taking tasks")
         _State.unavailable = problem
+        if problem:
+            # Say "waiting" once the consumer has stopped taking tasks, not before: whoever reads the
+            # heartbeat may rely on it (a task sent in between would be taken, and wait for the database).
+            _State.gate_closed.wait(GATE_WAIT_S)
         if heartbeat is not None:
             heartbeat.status.state, heartbeat.status.error = (
                 ("waiting", problem) if problem else ("ready", "")
