@@ -8,6 +8,8 @@ import { TERMINAL } from "./fold.js";
 import { Socket } from "./socket.js";
 import { setTitle, Thread } from "./thread.js";
 
+const STALE_SYNC_MS = 2000;
+
 /** Start the live conversation of this page, if it is a conversation page. */
 export function startChat() {
   const main = document.querySelector("main[data-ws-url]");
@@ -51,7 +53,11 @@ export function startChat() {
         thread.renderState(frame);
         break;
       case "message":
-        if (frame.message) { thread.upsert(frame.message, true); thread.refresh(); }
+        if (frame.message) {
+          thread.upsert(frame.message, true);
+          thread.refresh();
+          resyncIfStale(frame.message.id);
+        }
         break;
       case "done":
         if (frame.message) { thread.upsert(frame.message); thread.refresh(); }
@@ -84,6 +90,17 @@ export function startChat() {
       default:
         break;
     }
+  }
+
+  // A `message` frame that ends a reply may carry older text than the page shows (Stop is stored before the
+  // worker's last write); the worker's `done` then brings the final text. Its `done` may also have come first
+  // (two processes send them), and then none follows: if the reply still shows text newer than its stored
+  // rendering after STALE_SYNC_MS, the state is reloaded from the server, which holds the final text.
+  function resyncIfStale(id) {
+    window.setTimeout(() => {
+      const view = thread.get(id);
+      if (view && view.staleHtml && TERMINAL.has(view.m.status)) { socket.sync(); }
+    }, STALE_SYNC_MS);
   }
 
   function statusChange(frame) {
