@@ -40,14 +40,15 @@ $(NPM_STAMP): package.json package-lock.json
 lint: $(STAMP) $(NPM_STAMP)
 	$(PY) -m ruff check .
 	$(PY) -m mypy gptoss_web chat inference
+	$(VENV)/bin/lint-imports
 	npx --no-install eslint .
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) -m inference.bench engine
-	$(PY) -m inference.bench pipeline
+	$(PY) -m gptoss_web.devtools.bench engine
+	$(PY) -m gptoss_web.devtools.bench pipeline
 
 clean:
 	rm -rf var/static var/bench

@@ -20,9 +20,9 @@ from django.http import Http404
 
 from chat import selectors, services
 from chat.access import access_conversation, sessions_signed_in
+from chat.errors import ChatError
 from chat.events import conversation_group, user_group
 from chat.models import Message
-from chat.services import ChatError
 
 logger = logging.getLogger(__name__)
 

@@ -9,8 +9,10 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
 
+from chat.errors import ChatError
 from chat.models import Conversation, ReasoningEffort, Tool
-from chat.services import ChatError, validate_message_text
+from chat.services import validate_message_text
+from inference.selectors import served_model_list
 from inference.tools.selectors import AvailableTools, tools_available
 
 
@@ -57,8 +59,6 @@ class SettingsForm(forms.Form):
 
     @classmethod
     def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:
-        from inference.selectors import served_model_list
-
         initial = {
             "model_name": conversation.model_name,
             "reasoning_effort": conversation.reasoning_effort,

@@ -6,44 +6,26 @@ import logging
 from collections.abc import Sequence
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, User
+from django.contrib.sessions.models import Session
 from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
 from chat import events, selectors
+from chat.errors import ChatError, GenerationInFlight, StaleEdit, TooManyInFlight
 from chat.models import Conversation, Invitation, Message, ReasoningEffort
+from inference.dispatch import enqueue_reply
+from inference.quotas import generation_allowed_check, model_access_check, prompt_fit_check
+from inference.selectors import default_model_name, limits_get, served_model_get
 
 logger = logging.getLogger(__name__)
 
 TITLE_CHARS = 60
 # First key of the transaction-level advisory lock that serializes one user's sends (the second is their id).
 SEND_LOCK = 0x67707473  # "gpts"
-
-
-class ChatError(Exception):
-    """A request the user must change; the message says how."""
-
-
-class GenerationInFlight(ChatError):
-    def __init__(self) -> None:
-        super().__init__("This conversation is still answering. Wait for it or press Stop, then send again.")
-
-
-class StaleEdit(ChatError):
-    def __init__(self) -> None:
-        super().__init__(
-            "Only the latest message can be edited or answered again, and this one no longer is. "
-            "The conversation has been reloaded."
-        )
-
-
-class TooManyInFlight(ChatError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(
-            f"You already have {limit} answers being generated. Wait for one to finish, then send again."
-        )
 
 
 def conversation_create(
@@ -56,8 +38,6 @@ def conversation_create(
     instructions: str = "",
 ) -> Conversation:
     """Create an empty conversation for *owner*, with their default model and its default effort."""
-    from inference.selectors import default_model_name, served_model_get
-
     model_name = model_name or default_model_name(user=owner)
     if reasoning_effort is None:
         row = served_model_get(name=model_name)
@@ -93,8 +73,6 @@ def conversation_update_settings(
     """
     fields = ["reasoning_effort", "enabled_tools", "instructions"]
     if model_name and model_name != conversation.model_name:
-        from inference.access import model_access_check
-
         model_access_check(user=conversation.owner, model_name=model_name)
         conversation.model_name = model_name
         fields.append("model_name")
@@ -293,9 +271,6 @@ def _check_can_generate(conversation: Conversation) -> int:
 
     Call it in the send's transaction, with the conversation row locked, before any write.
     """
-    from inference.access import generation_allowed_check
-    from inference.selectors import limits_get
-
     _owner_lock(conversation)
     if selectors.message_in_flight_get(conversation=conversation) is not None:
         raise GenerationInFlight()
@@ -307,8 +282,6 @@ def _check_can_generate(conversation: Conversation) -> int:
 
 def _check_fits(conversation: Conversation, text: str) -> None:
     """Refuse now a question that cannot fit the model's context even alone, rather than after the queue."""
-    from inference.access import prompt_fit_check
-
     prompt_fit_check(conversation=conversation, text=text)
 
 
@@ -358,15 +331,11 @@ def _broadcast_queue(model_name: str) -> None:
 
 
 def _enqueue(reply: Message) -> None:
-    from inference.dispatch import enqueue_reply
-
     enqueue_reply(message_id=reply.pk, model_name=reply.model_name)
 
 
 def invitation_accept(*, invitation: Invitation, username: str, password: str) -> User:
     """Create the invited user, add them to the invitation's groups and use the invitation up."""
-    from django.contrib.auth import get_user_model
-
     with transaction.atomic():
         locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
         if not locked.usable:
@@ -386,8 +355,6 @@ def user_sessions_end(*, user_ids: Sequence[int]) -> int:
     Sessions live in the database (Django's default engine) and name their user only inside the signed
     payload, so each live one is decoded; an intranet install has a few thousand at most.
     """
-    from django.contrib.sessions.models import Session
-
     wanted = {str(user_id) for user_id in user_ids}
     ended = [
         session.pk
@@ -476,7 +443,7 @@ def generation_finish(
     A reply stopped by the user meanwhile keeps `cancelled` but gets the text; one that the reaper marked
     `interrupted` (the worker looked dead) keeps that state and what it had. The reply's quota reservation
     ends here: call this in the transaction that records its usage, so that its tokens always count against
-    the quota, as held or as used (inference.tasks does).
+    the quota, as held or as used (inference.worker.tasks does).
     """
     now = timezone.now()
     fields = {

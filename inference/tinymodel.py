@@ -45,8 +45,8 @@ from pathlib import Path
 
 import numpy as np
 
-from inference.gguf import byte_to_unicode
-from inference.tokens import (
+from inference.runtime.gguf import byte_to_unicode
+from inference.runtime.tokens import (
     CALL,
     CHANNEL,
     CONSTRAIN,
@@ -59,7 +59,7 @@ from inference.tokens import (
     VOCAB_SIZE,
     special_token_name,
 )
-from inference.tokens import ORDINARY_TOKEN_COUNT as N_BPE
+from inference.runtime.tokens import ORDINARY_TOKEN_COUNT as N_BPE
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,14 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
+from inference.tinymodel import tiny_model_path
 from tests.factories import UserFactory
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _tiny_model() -> None:
+    """Build the scripted tiny model once (kept in var/models across runs): workers and engines serve it."""
+    tiny_model_path(settings.GPTOSS_VAR_DIR)
 
 
 @pytest.fixture(scope="session", autouse=True)

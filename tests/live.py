@@ -1,4 +1,4 @@
-"""The live stack of the browser tests: gptoss_web.stack.Stack on the pytest-django test database.
+"""The live stack of the browser tests: gptoss_web.devtools.stack.Stack on the pytest-django test database.
 
 `live_stack()` starts Daphne, a Celery GPU worker on the tiny model and the reaper against the test database
 and the test run's Redis prefix (on the machine's Redis), with the static files collected into a folder
@@ -26,7 +26,7 @@ from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from gptoss_web.stack import ROOT, Stack
+from gptoss_web.devtools.stack import ROOT, Stack
 
 
 def test_database_url() -> str:
@@ -60,13 +60,10 @@ def live_stack(
     """Run the stack until the block ends; *static_root* is a folder `collect_static` filled."""
     from django.conf import settings
 
-    from inference.catalog import model_path
-
     tmp = None
     if static_root is None:
         tmp = Path(tempfile.mkdtemp(prefix="gptoss-static-"))
         static_root = collect_static(tmp)
-    model_path("tiny", settings.GPTOSS_VAR_DIR)  # build the tiny model before the timed start
     stack = Stack(
         database_url=test_database_url(),
         redis_prefix=settings.GPTOSS_REDIS_PREFIX,

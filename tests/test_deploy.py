@@ -15,8 +15,8 @@ import pytest
 import yaml
 from axes.models import AccessAttempt
 
+from gptoss_web.devtools.stack import wait_until
 from gptoss_web.run import daphne_argv, free_port
-from gptoss_web.stack import wait_until
 from tests.factories import PASSWORD, UserFactory
 from tests.live import live_web, sign_in
 

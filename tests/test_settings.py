@@ -172,8 +172,8 @@ def test_the_environment_and_a_registry_row_with_the_same_values_configure_the_s
     context: int, slots: int, n_ubatch: int, kv_type: str
 ) -> None:
     """One builder turns GPTOSS_* variables and a registry row into engine settings, defaults included."""
-    from inference.engine.settings import engine_settings
     from inference.models import ServedModel
+    from inference.runtime.engine.settings import engine_settings
 
     variables = {"GPTOSS_CONTEXT": str(context), "GPTOSS_SLOTS": str(slots), "GPTOSS_N_UBATCH": str(n_ubatch)}
     probe = (

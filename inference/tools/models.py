@@ -8,6 +8,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
+from inference.tools.functions import check_parameters_schema
+from inference.tools.net import parse_allowlist
+
 FUNCTION_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 
 
@@ -45,8 +48,6 @@ class ToolSettings(models.Model):
         return "Tool settings"
 
     def clean(self) -> None:
-        from inference.tools.net import parse_allowlist
-
         try:
             parse_allowlist(self.fetch_allowlist)
         except ValueError as error:
@@ -88,8 +89,6 @@ class Function(models.Model):
         return self.name
 
     def clean(self) -> None:
-        from inference.tools.functions import check_parameters_schema
-
         try:
             check_parameters_schema(self.parameters)
         except ValueError as error:

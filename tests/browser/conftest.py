@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from gptoss_web.stack import Stack
+from gptoss_web.devtools.stack import Stack
 from tests.factories import PASSWORD, UserFactory
 from tests.live import collect_static, live_stack
 

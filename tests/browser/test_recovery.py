@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Message
-from gptoss_web.stack import Stack
+from gptoss_web.devtools.stack import Stack
 from tests.browser.chat_page import ChatPage, wait_stored
 from tests.browser.test_streaming import ENDLESS, _is_endless_text
 from tests.factories import make_conversation

@@ -2,7 +2,7 @@
 events is the thread the server renders on a reload (the same elements, classes, attributes and words).
 
 A reply of a model nobody serves stays put in its queue; the test then plays the GPU worker through the
-services and the stream, as inference.tasks does, so each state holds still while the two are compared.
+services and the stream, as inference.worker.tasks does, so each state holds still while the two are compared.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ from playwright.sync_api import expect
 from chat import services
 from chat.events import stream_publish
 from chat.models import Conversation, Message
-from gptoss_web.stack import Stack, wait_until
+from gptoss_web.devtools.stack import Stack, wait_until
 from inference.models import ServedModel
-from inference.status import Heartbeat, WorkerStatus
+from inference.status import WorkerStatus
+from inference.worker.heartbeat import Heartbeat
 from tests.browser.chat_page import ChatPage
 from tests.factories import make_conversation
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from gptoss_web.stack import Stack
+from gptoss_web.devtools.stack import Stack
 from inference.models import ServedModel
 from tests.browser.chat_page import ChatPage
 from tests.factories import make_conversation

@@ -11,12 +11,9 @@ from django.db import IntegrityError, transaction
 from django.test import override_settings
 
 from chat import selectors
+from chat.errors import ChatError, GenerationInFlight, StaleEdit, TooManyInFlight
 from chat.models import Conversation, Message
 from chat.services import (
-    ChatError,
-    GenerationInFlight,
-    StaleEdit,
-    TooManyInFlight,
     conversation_delete,
     conversation_rename,
     conversation_update_settings,
@@ -28,7 +25,7 @@ from chat.services import (
     message_send,
     title_from_text,
 )
-from inference.dispatch import queue_for_model
+from inference.runtime.catalog import queue_for_model
 from tests.factories import make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -6,8 +6,8 @@ import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
 
-from inference.tools import toolset_for
 from inference.tools.models import Function, ToolSettings
+from inference.tools.toolset import toolset_for
 from tests.factories import make_conversation
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 
 from chat.models import Conversation, Message
-from gptoss_web.stack import Stack
+from gptoss_web.devtools.stack import Stack
 from tests.factories import make_conversation
 
 

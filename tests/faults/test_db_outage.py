@@ -1,8 +1,8 @@
 """PostgreSQL faults with real processes: a restart mid-answer, a worker with a wrong DATABASE_URL, a worker
 that loses its database later.
 
-Each test runs on a private PostgreSQL server (gptoss_web.stack.Postgres) that it stops and starts; the
-machine's server is never touched.
+Each test runs on a private PostgreSQL server (gptoss_web.devtools.stack.Postgres) that it stops and
+starts; the machine's server is never touched.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from django.test import Client
 from websockets.asyncio.client import ClientConnection
 
 from gptoss_web.celery import app
+from gptoss_web.devtools.stack import ROOT, Postgres, Stack, wait_until
 from gptoss_web.run import free_port
-from gptoss_web.stack import ROOT, Postgres, Stack, wait_until
-from inference.catalog import model_path
-from inference.dispatch import GENERATE_TASK, queue_for_model
+from inference.dispatch import GENERATE_TASK
 from inference.models import ServedModel
+from inference.runtime.catalog import model_path, queue_for_model
 from inference.status import redis_client
 from tests.factories import UserFactory
 from tests.faults.sockets import open_socket, receive, until

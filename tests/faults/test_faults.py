@@ -20,7 +20,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed
 
 from chat.models import Message
-from gptoss_web.stack import Stack
+from gptoss_web.devtools.stack import Stack
 from tests.faults.sockets import (
     latest_reply,
     new_conversation,

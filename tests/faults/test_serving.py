@@ -22,7 +22,7 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection
 
 from chat.models import Conversation, Message
-from gptoss_web.stack import Process, Stack, wait_until
+from gptoss_web.devtools.stack import Process, Stack, wait_until
 from inference.models import ServedModel
 from tests.faults.sockets import (
     latest_reply,
@@ -112,7 +112,7 @@ async def test_a_registry_row_of_one_slot_keeps_the_second_reply_in_line_not_ans
 def test_a_model_served_from_a_path_goes_by_the_files_name_in_the_chip_the_queue_and_the_heartbeat(
     alice: object, tmp_path: Path
 ) -> None:
-    from inference.catalog import model_path
+    from inference.runtime.catalog import model_path
 
     served = tmp_path / "house-oss-v2.gguf"
     shutil.copy(model_path("tiny", settings.GPTOSS_VAR_DIR), served)
@@ -137,7 +137,7 @@ def test_a_model_served_from_a_path_goes_by_the_files_name_in_the_chip_the_queue
 def test_a_worker_launched_on_another_models_queue_still_answers_the_replies_of_the_model_it_serves(
     alice: object, tmp_path: Path
 ) -> None:
-    from inference.catalog import model_path
+    from inference.runtime.catalog import model_path
 
     served = tmp_path / "house-oss-v2.gguf"
     shutil.copy(model_path("tiny", settings.GPTOSS_VAR_DIR), served)

@@ -14,10 +14,10 @@ import pytest
 from django.conf import settings as django_settings
 from django.test import Client, override_settings
 
+from gptoss_web.devtools.stack import wait_until
 from gptoss_web.env import parse_networks
-from gptoss_web.stack import wait_until
-from inference.dispatch import queue_for_model
 from inference.models import ServedModel
+from inference.runtime.catalog import queue_for_model
 from tests.factories import UserFactory
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from inference import download
-from inference.catalog import HUB_MODELS
+from inference.runtime import download
+from inference.runtime.catalog import HUB_MODELS
 from tests.inference.fakehub import COMMIT, HubState, fake_hub
 
 ROOT = Path(__file__).resolve().parents[2]

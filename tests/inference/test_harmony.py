@@ -21,8 +21,8 @@ from openai_harmony import (
     ToolNamespaceConfig,
 )
 
-from inference import harmony, tokens
-from inference.harmony import (
+from inference.runtime import harmony, tokens
+from inference.runtime.harmony import (
     PYTHON_TOOL_DESCRIPTION,
     STOP_TOKENS,
     CommentaryDelta,
@@ -42,8 +42,8 @@ from inference.harmony import (
     get_encoding,
     render_prompt,
 )
-from inference.tokens import FIRST_SPECIAL
-from inference.vocab import ENV_VAR
+from inference.runtime.tokens import FIRST_SPECIAL
+from inference.runtime.vocab import ENV_VAR
 
 DATE = "2025-08-05"
 WEATHER_SCHEMA: dict[str, Any] = {

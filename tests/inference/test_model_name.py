@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from inference.catalog import served_model_name
+from inference.runtime.catalog import served_model_name
 
 
 def test_a_file_served_by_path_goes_by_its_own_name_not_the_default_model() -> None:

@@ -10,14 +10,15 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.utils import timezone
 
+from chat.errors import ChatError
 from chat.models import Message
-from chat.services import ChatError, message_send
+from chat.services import message_send
 from inference import selectors
-from inference.dispatch import queue_for_reply
 from inference.models import Quota, ServedModel, UsageDay
+from inference.selectors import model_queue
 from inference.services import usage_record
-from inference.tasks import generate_reply_task
-from inference.worker import worker_config
+from inference.worker.process import worker_config
+from inference.worker.tasks import generate_reply_task
 from tests.factories import UserFactory, make_conversation
 
 pytestmark = pytest.mark.django_db
@@ -105,7 +106,7 @@ def test_admin_saves_a_model_with_experts_in_ram(staff_client: Client, research:
     assert response.status_code == 302
     model = ServedModel.objects.get(name="gpt-oss-20b")
     assert (model.n_cpu_moe, model.n_ubatch, list(model.groups.all())) == (12, 2048, [research])
-    assert queue_for_reply("gpt-oss-20b") == "gpu.big-box"
+    assert model_queue("gpt-oss-20b") == "gpu.big-box"
     assert staff_client.get("/admin/inference/servedmodel/").status_code == 200
 
 

@@ -25,11 +25,17 @@ def loaded_after_import(modules: str) -> list[str]:
 
 
 def test_tokens_and_gguf_import_neither_django_nor_llama_cpp() -> None:
-    assert loaded_after_import("inference.gguf, inference.tokens") == []
+    assert loaded_after_import("inference.runtime.gguf, inference.runtime.tokens") == []
 
 
 @pytest.mark.parametrize(
-    "module", ["inference.harmony", "inference.vocab", "inference.tinymodel", "inference.engine"]
+    "module",
+    [
+        "inference.runtime.harmony",
+        "inference.runtime.vocab",
+        "inference.tinymodel",
+        "inference.runtime.engine.settings",
+    ],
 )
 def test_runtime_modules_import_no_django(module: str) -> None:
     assert "django" not in loaded_after_import(module)

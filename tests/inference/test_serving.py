@@ -93,7 +93,8 @@ def test_a_reply_whose_only_worker_waits_for_its_database_says_so_and_still_give
     worker exists, and it does not wait forever either."""
     from chat.selectors import conversation_state
     from inference.serving import unserved_check
-    from inference.status import Heartbeat, WorkerStatus
+    from inference.status import WorkerStatus
+    from inference.worker.heartbeat import Heartbeat
 
     settings.GPTOSS_UNSERVED_TIMEOUT_S = 5
     conversation = make_conversation(alice)

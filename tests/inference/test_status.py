@@ -11,8 +11,11 @@ from django.conf import settings as django_settings
 from chat.models import Message
 from chat.services import generation_save_progress, generation_start, message_send
 from inference import status
-from inference.dispatch import queue_for_model
-from inference.status import Heartbeat, Reaper, WorkerStatus, worker_alive, workers_list
+from inference.runtime.catalog import queue_for_model
+from inference.status import WorkerStatus, worker_alive, workers_list
+from inference.worker import reaper as reaper_module
+from inference.worker.heartbeat import Heartbeat
+from inference.worker.reaper import Reaper
 from tests.factories import UserFactory, make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -49,7 +52,7 @@ def test_the_replies_of_a_worker_without_heartbeat_become_interrupted_and_keep_t
     assert reaper.run_once() == 0  # missing only just now: maybe a Redis restart, wait
     reply.refresh_from_db()
     assert reply.status == "streaming"
-    monkeypatch.setattr(status.time, "monotonic", lambda: 10_000.0 + Reaper.MISSING_FOR_S)
+    monkeypatch.setattr(reaper_module.time, "monotonic", lambda: 10_000.0 + Reaper.MISSING_FOR_S)
     reaper._missing_since = dict.fromkeys(reaper._missing_since, 10_000.0)
     assert reaper.run_once() == 1
     reply.refresh_from_db()
@@ -63,7 +66,7 @@ def test_the_replies_of_a_live_worker_are_left_alone(alice: object, monkeypatch:
         reply = _streaming_reply(alice, worker="gpu-b:7")
         reaper = Reaper()
         reaper.run_once()
-        monkeypatch.setattr(status.time, "monotonic", lambda: 10_000.0)
+        monkeypatch.setattr(reaper_module.time, "monotonic", lambda: 10_000.0)
         assert reaper.run_once() == 0
         reply.refresh_from_db()
         assert reply.status == "streaming"
@@ -82,7 +85,7 @@ def test_an_interrupted_reply_keeps_what_was_streamed_after_its_last_write(
         assert events.stream_publish(reply.conversation_id, reply.pk, delta)
     reaper = Reaper()
     reaper.run_once()
-    monkeypatch.setattr(status.time, "monotonic", lambda: 10_000.0 + Reaper.MISSING_FOR_S)
+    monkeypatch.setattr(reaper_module.time, "monotonic", lambda: 10_000.0 + Reaper.MISSING_FOR_S)
     reaper._missing_since = dict.fromkeys(reaper._missing_since, 10_000.0)
     assert reaper.run_once() == 1
     reply.refresh_from_db()
@@ -92,7 +95,8 @@ def test_an_interrupted_reply_keeps_what_was_streamed_after_its_last_write(
 def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
     alice: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from chat.services import ChatError, generation_cancel
+    from chat.errors import ChatError
+    from chat.services import generation_cancel
     from inference.models import Quota
 
     Quota.objects.create(user=alice, daily_tokens=1000)
@@ -102,7 +106,7 @@ def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
         message_send(conversation=make_conversation(alice), text="Hello again")
     reaper = Reaper()
     reaper.run_once()
-    monkeypatch.setattr(status.time, "monotonic", lambda: 10_000.0 + Reaper.MISSING_FOR_S)
+    monkeypatch.setattr(reaper_module.time, "monotonic", lambda: 10_000.0 + Reaper.MISSING_FOR_S)
     reaper._missing_since = dict.fromkeys(reaper._missing_since, 10_000.0)
     assert reaper.run_once() == 0  # nothing to interrupt: it was stopped
     reply.refresh_from_db()
@@ -131,8 +135,8 @@ def empty_queue() -> None:
 
 def _later(reaper: Reaper, monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
     """Let *seconds* of the reaper's own observation pass."""
-    now = status.time.monotonic() + seconds
-    monkeypatch.setattr(status.time, "monotonic", lambda: now)
+    now = reaper_module.time.monotonic() + seconds
+    monkeypatch.setattr(reaper_module.time, "monotonic", lambda: now)
 
 
 def test_a_reply_streaming_on_a_live_worker_that_no_longer_holds_it_is_interrupted_with_its_streamed_text(

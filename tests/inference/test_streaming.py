@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from chat.events import apply_stream_event
-from inference import streaming
-from inference.streaming import ReplyPublisher
+from inference.worker import streaming
+from inference.worker.streaming import ReplyPublisher
 
 
 class Sent(list[dict[str, Any]]):

@@ -22,10 +22,10 @@ from django.test import Client
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
 from chat.services import message_send
-from inference.dispatch import queue_for_model
-from inference.tasks import generate_reply_task
+from inference.runtime.catalog import queue_for_model
 from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.tools.models import Function, ToolSettings
+from inference.worker.tasks import generate_reply_task
 from tests.factories import make_conversation
 from tests.fakes import Hit, Reply, serve
 from tests.live import test_database_url as database_url_of_tests
@@ -87,7 +87,7 @@ def test_a_reply_the_model_derails_on_fails_at_once_instead_of_spending_its_budg
     words are in the log under that id), and the slot is free again."""
     pasted = "\n".join(f'<img src=x onerror="alert({i})"> line {i}' for i in range(30))
     reply = _reply_to(pasted, alice)
-    with caplog.at_level(logging.WARNING, logger="inference.tasks"):
+    with caplog.at_level(logging.WARNING, logger="inference.worker.tasks"):
         generate_reply_task.run(reply.pk)
     reply.refresh_from_db()
     assert (reply.status, reply.notice, reply.retryable) == ("failed", "", True)
@@ -109,9 +109,9 @@ def test_an_unexpected_failure_shows_a_plain_sentence_and_an_id_whose_traceback_
     def broken(conversation: object) -> None:
         raise RuntimeError("password authentication failed for user 'gptoss' on 10.0.0.5")
 
-    monkeypatch.setattr("inference.tasks.toolset_for", broken)  # a bug anywhere in the task
+    monkeypatch.setattr("inference.worker.tasks.toolset_for", broken)  # a bug anywhere in the task
     reply = _reply_to("Hello", alice)
-    with caplog.at_level(logging.INFO, logger="inference.tasks"):
+    with caplog.at_level(logging.INFO, logger="inference.worker.tasks"):
         generate_reply_task.run(reply.pk)
     reply.refresh_from_db()
     assert reply.status == "failed"

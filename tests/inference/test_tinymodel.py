@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from inference import tinymodel
-from inference.tokens import O200K_SHA256
+from inference.runtime.tokens import O200K_SHA256
 
 REPO = Path(__file__).resolve().parents[2]
 VAR = REPO / "var"

@@ -11,9 +11,9 @@ from urllib.parse import quote, unquote
 
 import pytest
 
-from inference.harmony import ToolCall
-from inference.tools import Toolset, tool_run
+from inference.runtime.harmony import ToolCall
 from inference.tools.net import FetchError, FetchLimits, fetch, parse_allowlist
+from inference.tools.toolset import Toolset, tool_run
 from tests.fakes import FakeServer, Hit, Reply, serve
 
 LIMITS = FetchLimits(max_bytes=100_000, timeout_s=5, max_redirects=5)

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from django.core.exceptions import ValidationError
 
-from inference.harmony import FunctionSpec, ToolCall
-from inference.tools import Toolset, tool_run
+from inference.runtime.harmony import FunctionSpec, ToolCall
 from inference.tools.models import Function, ToolSettings
+from inference.tools.toolset import Toolset, tool_run
 from tests.fakes import FakeServer, Hit, Reply, serve
 
 pytestmark = pytest.mark.django_db

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from openai_harmony import HarmonyEncodingName, load_harmony_encoding
 
-from inference.tokens import VOCAB_SIZE
-from inference.vocab import (
+from inference.runtime.tokens import VOCAB_SIZE
+from inference.runtime.vocab import (
     ENV_VAR,
     OFFICIAL_SHA256,
     VOCAB_FILENAME,
@@ -26,7 +26,7 @@ NOT_GPT_OSS = r"is not a gpt-oss model \(architecture 'llama'\); use a gpt-oss G
 
 
 def _gpt2_byte_alphabet() -> dict[int, str]:
-    """Return GPT-2's bytes_to_unicode table, written out independently of inference.vocab."""
+    """Return GPT-2's bytes_to_unicode table, written out independently of inference.runtime.vocab."""
     visible = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
     chars = list(visible)
     extra = 0

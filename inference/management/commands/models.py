@@ -7,9 +7,10 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm import tqdm
 
-from inference import download
-from inference.catalog import HUB_MODELS, models_dir
+from inference.runtime import download
+from inference.runtime.catalog import HUB_MODELS, models_dir
 
 STATE_LABELS = {
     "verified": "verified",
@@ -20,8 +21,6 @@ STATE_LABELS = {
 
 
 def _progress_class() -> Any:
-    from tqdm import tqdm
-
     return tqdm
 
 

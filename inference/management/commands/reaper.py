@@ -10,7 +10,8 @@ import redis
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections
 
-from inference.status import HEARTBEAT_EVERY_S, Reaper
+from inference.status import HEARTBEAT_EVERY_S
+from inference.worker.reaper import Reaper
 
 logger = logging.getLogger(__name__)
 

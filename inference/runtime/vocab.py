@@ -16,8 +16,8 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from inference import gguf
-from inference.tokens import O200K_SHA256, ORDINARY_TOKEN_COUNT
+from inference.runtime import gguf
+from inference.runtime.tokens import O200K_SHA256, ORDINARY_TOKEN_COUNT
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from openai_harmony import (
     load_harmony_encoding,
 )
 
-from inference.tokens import CALL, END, MESSAGE, RETURN
+from inference.runtime.tokens import CALL, END, MESSAGE, RETURN
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ def _load_encoding() -> HarmonyEncoding:
     except HarmonyError as exc:
         raise HarmonyUnavailable(
             "openai-harmony could not load the o200k_base vocabulary "
-            f"({exc}). Call inference.vocab.configure_vocab(model_path, cache_dir) before using "
+            f"({exc}). Call inference.runtime.vocab.configure_vocab(model_path, cache_dir) before using "
             "the harmony layer: it derives the vocabulary from the gpt-oss model file and sets "
             "TIKTOKEN_ENCODINGS_BASE."
         ) from exc

@@ -18,7 +18,7 @@ from pathlib import Path
 import llama_cpp
 from llama_cpp import _ggml
 
-from inference import gguf
+from inference.runtime import gguf
 
 from .errors import ModelLoadError
 from .settings import KV_TYPES, EngineSettings, SamplingParams

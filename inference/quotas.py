@@ -13,10 +13,10 @@ from django.conf import settings
 from django.contrib.auth.models import User
 from django.utils import timezone
 
+from chat.errors import ChatError
 from chat.models import Conversation
-from chat.services import ChatError
 from inference import selectors
-from inference.harmony import (
+from inference.runtime.harmony import (
     HarmonyUnavailable,
     PromptSpec,
     PromptTooLong,
@@ -25,8 +25,8 @@ from inference.harmony import (
     fit_prompt,
     get_encoding,
 )
-from inference.tools import Toolset, toolset_for
-from inference.vocab import ENV_VAR, VOCAB_FILENAME, vocab_verified
+from inference.runtime.vocab import ENV_VAR, VOCAB_FILENAME, vocab_verified
+from inference.tools.toolset import Toolset, toolset_for
 
 logger = logging.getLogger(__name__)
 

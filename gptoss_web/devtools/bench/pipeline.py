@@ -1,8 +1,8 @@
 """The pipeline part of `make bench`: what a browser sees, compared with what the engine produces.
 
-``python -m inference.bench pipeline [--quick]`` starts a real stack (Daphne, a Celery GPU worker on the tiny
-model, the reaper and a private Redis) on a throw-away PostgreSQL database, and measures with WebSocket
-clients, side by side with the engine's own figures for the very same generations:
+``python -m gptoss_web.devtools.bench pipeline [--quick]`` starts a real stack (Daphne, a Celery GPU worker
+on the tiny model, the reaper and a private Redis) on a throw-away PostgreSQL database, and measures with
+WebSocket clients, side by side with the engine's own figures for the very same generations:
 
 - ``pipeline.ws_tps / pipeline.raw_tps``: tokens per second a client sees for one conversation, over the
   engine's decode speed for that answer (target at least 0.9);
@@ -27,6 +27,18 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import django
+import psycopg
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connections
+from django.test import Client
+from websockets.asyncio.client import connect
+
+from gptoss_web.devtools.stack import Stack
+
 ADMIN_URL = os.environ.get("GPTOSS_BENCH_DATABASE_ADMIN_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 TARGETS = {"pipeline.ratio": (0.9, ">="), "pipeline.ttft_overhead_ms_p50": (50.0, "<=")}
 
@@ -48,8 +60,6 @@ class Answer:
 @contextmanager
 def bench_database() -> Iterator[str]:
     """Create a throw-away database, yield its URL, drop it afterwards."""
-    import psycopg
-
     name = f"gptoss_bench_{secrets.token_hex(4)}"
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
@@ -65,32 +75,22 @@ def _setup_django(database_url: str, redis_url: str, prefix: str) -> tuple[str, 
     """Point Django at the bench database, migrate, and return a session cookie and 60 conversations."""
     os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, GPTOSS_REDIS_PREFIX=prefix)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptoss_web.settings_test")
-    import django
-
     django.setup()
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.test import Client
-
-    from chat.services import conversation_create
-
+    conversation = apps.get_model("chat", "Conversation")  # the apps are ready only now
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(16))
     client = Client()
     client.force_login(user)
     cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-    conversations = [conversation_create(owner=user).pk for _ in range(70)]
-    from django.db import connections
-
+    conversations = [
+        conversation.objects.create(owner=user, model_name=settings.GPTOSS_MODEL_NAME).pk for _ in range(70)
+    ]
     connections.close_all()
     return cookie, conversations
 
 
 async def _answer(port: int, cookie: str, conversation_id: int, text: str) -> Answer:
     """Send *text* in a conversation and follow its reply to `done`, as a browser would."""
-    from websockets.asyncio.client import connect
-
     answer = Answer()
     async with connect(
         f"ws://127.0.0.1:{port}/ws/conversations/{conversation_id}/",
@@ -195,8 +195,6 @@ async def _measure(port: int, cookie: str, conversations: list[int], quick: bool
 
 def run_pipeline(quick: bool) -> dict[str, Any]:
     """Start the stack, measure, stop; return the results keyed as in latest.json."""
-    from gptoss_web.stack import Stack
-
     prefix = f"gptoss-bench-{secrets.token_hex(4)}"
     with bench_database() as database_url:
         stack = Stack(
@@ -221,8 +219,6 @@ def run_pipeline(quick: bool) -> dict[str, Any]:
                 if "WARNING" in line or "ERROR" in line
             ]
             problems = [p for p in problems if "llama.cpp" not in p and "overcommit" not in p]
-            from django.db import connections
-
             connections.close_all()
     results["pipeline"]["quick"] = quick
     results["ws50"]["server_warnings"] = problems[:20]

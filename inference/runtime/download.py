@@ -14,13 +14,36 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterable
+import urllib.request
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from inference.catalog import HUB_MODELS, TINY, HubModel, models_dir
+import httpx2
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.file_download import http_get
+from huggingface_hub.utils import build_hf_headers
+from tqdm import tqdm
+
+from inference.runtime.catalog import (
+    DEFAULT_MODEL,
+    HUB_MODELS,
+    TINY,
+    HubModel,
+    ModelUnavailable,
+    missing_advice,
+    model_path,
+    models_dir,
+    served_model_name,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -91,8 +114,6 @@ def remote_files(
     hub: HubModel, *, endpoint: str, token: str | None, revision: str = "main"
 ) -> tuple[str, list[RemoteFile]]:
     """Return the commit and the size and sha256 of each of *hub*'s files, as the hub's metadata states."""
-    from huggingface_hub import HfApi
-
     api = HfApi(endpoint=endpoint, token=token or False)
     try:
         info = api.model_info(hub.repo_id, revision=revision, files_metadata=True)
@@ -118,14 +139,6 @@ def remote_files(
 
 def _explain(error: Exception, *, endpoint: str, what: str) -> DownloadError:
     """Turn a huggingface_hub or network error into one sentence of what happened and what to do."""
-    import httpx2
-    from huggingface_hub.errors import (
-        EntryNotFoundError,
-        HfHubHTTPError,
-        RepositoryNotFoundError,
-        RevisionNotFoundError,
-    )
-
     if isinstance(error, DownloadError):
         return error
     status = None
@@ -314,10 +327,6 @@ def _download_file(
     token: str | None,
     progress: ProgressFactory | None,
 ) -> None:
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.file_download import http_get
-    from huggingface_hub.utils import build_hf_headers
-
     target = directory / remote.filename
     part = part_path(target)
     resume = _part_size(target, remote)
@@ -510,3 +519,44 @@ def _expected_for_import(
         )
     endpoint = (endpoint or endpoint_from_env()).rstrip("/")
     return remote_files(hub, endpoint=endpoint, token=token if token is not None else token_from_env())
+
+
+def hub_reachable(timeout: float = 5.0) -> bool:
+    """Return whether the model hub (or the HF_ENDPOINT mirror) answers at all."""
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    try:
+        urllib.request.urlopen(f"{endpoint}/api/models?limit=1", timeout=timeout)  # noqa: S310
+    except OSError:
+        return False
+    return True
+
+
+def download_for_run(name: str, var_dir: Path) -> Path:
+    """Download *name*'s GGUF files into var/models: progress bars, resume, sha256 check."""
+    try:
+        return download_model(name, var_dir, progress=tqdm)[0]
+    except DownloadError as error:
+        raise ModelUnavailable(
+            f"{error}\n" + missing_advice(name, var_dir, list(HUB_MODELS[name].files))
+        ) from None
+
+
+def resolve_model_for_run(env: Mapping[str, str]) -> str:
+    """Make sure the model that `make run` serves is present (building or downloading it); return the name
+    it is served under (`served_model_name`)."""
+    var_dir = Path(env.get("GPTOSS_VAR_DIR", "var"))
+    name = env.get("GPTOSS_MODEL", "").strip() or DEFAULT_MODEL
+    explicit = env.get("GPTOSS_MODEL_PATH", "")
+    try:
+        model_path(name, var_dir, explicit_path=explicit)
+    except ModelUnavailable:
+        if explicit or name not in HUB_MODELS:
+            raise
+        if not hub_reachable():
+            raise ModelUnavailable(
+                missing_advice(name, var_dir, list(HUB_MODELS[name].files))
+                + "\n  (huggingface.co is not reachable.)"
+            ) from None
+        logger.info("downloading %s", name)
+        download_for_run(name, var_dir)
+    return served_model_name(env)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -12,6 +11,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 TINY = "tiny"
+# The scripted test model gptoss_web/devtools/tinymodel writes: its version goes up whenever its bytes change.
+TINY_FILE = "tiny-gpt-oss-v1.gguf"
 DEFAULT_MODEL = "gpt-oss-20b"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 MAX_NAME_CHARS = 100  # what a conversation's model_name and a registry row's name hold
@@ -41,6 +42,11 @@ def answer_tokens_default(context: int) -> int:
     return min(4096, context // 2)
 
 
+def queue_for_model(model_name: str) -> str:
+    """Return the Celery queue whose workers serve *model_name* (unless its registry row names another)."""
+    return "gpu." + re.sub(r"[^A-Za-z0-9_.-]", "-", model_name)
+
+
 def models_dir(var_dir: Path) -> Path:
     return var_dir / "models"
 
@@ -53,20 +59,24 @@ def model_path(name: str, var_dir: Path, *, explicit_path: str = "") -> Path:
             raise ModelUnavailable(f"GPTOSS_MODEL_PATH={explicit_path} does not name a readable file.")
         return path
     if name == TINY:
-        from inference.tinymodel import tiny_model_path
-
-        return tiny_model_path(var_dir)
+        path = models_dir(var_dir) / TINY_FILE
+        if not path.is_file():
+            raise ModelUnavailable(
+                f"The tiny test model is not built yet ({path} is missing): `make run` builds it, or "
+                f"`python -m gptoss_web.devtools.tinymodel tiny {path}`."
+            )
+        return path
     hub = HUB_MODELS.get(name)
     if hub is None:
         known = ", ".join([TINY, *HUB_MODELS])
         raise ModelUnavailable(f"Unknown model {name!r}: use one of {known}, or set GPTOSS_MODEL_PATH.")
     missing = [f for f in hub.files if not (models_dir(var_dir) / f).is_file()]
     if missing:
-        raise ModelUnavailable(_missing_advice(name, var_dir, missing))
+        raise ModelUnavailable(missing_advice(name, var_dir, missing))
     return models_dir(var_dir) / hub.files[0]
 
 
-def _missing_advice(name: str, var_dir: Path, missing: list[str]) -> str:
+def missing_advice(name: str, var_dir: Path, missing: list[str]) -> str:
     where = models_dir(var_dir)
     return (
         f"{name} is not downloaded ({', '.join(missing)} missing in {where}).\n"
@@ -74,32 +84,6 @@ def _missing_advice(name: str, var_dir: Path, missing: list[str]) -> str:
         f"  `GPTOSS_MODEL_PATH=/path/to/{HUB_MODELS[name].files[0]} make run` serves a local gpt-oss GGUF,\n"
         f"  or download it where huggingface.co (or an HF_ENDPOINT mirror) is reachable."
     )
-
-
-def hub_reachable(timeout: float = 5.0) -> bool:
-    """Return whether the model hub (or the HF_ENDPOINT mirror) answers at all."""
-    import urllib.request
-
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    try:
-        urllib.request.urlopen(f"{endpoint}/api/models?limit=1", timeout=timeout)  # noqa: S310
-    except OSError:
-        return False
-    return True
-
-
-def download(name: str, var_dir: Path) -> Path:
-    """Download *name*'s GGUF files into var/models: progress bars, resume, sha256 check."""
-    from tqdm import tqdm
-
-    from inference.download import DownloadError, download_model
-
-    try:
-        return download_model(name, var_dir, progress=tqdm)[0]
-    except DownloadError as error:
-        raise ModelUnavailable(
-            f"{error}\n" + _missing_advice(name, var_dir, list(HUB_MODELS[name].files))
-        ) from None
 
 
 def served_model_name(env: Mapping[str, str]) -> str:
@@ -130,24 +114,3 @@ def _checked_name(variable: str, name: str, *, example: str) -> str:
             f"characters, for example {variable}={example}"
         )
     return name
-
-
-def resolve_model_for_run(env: Mapping[str, str]) -> str:
-    """Make sure the model that `make run` serves is present (building or downloading it); return the name
-    it is served under (`served_model_name`)."""
-    var_dir = Path(env.get("GPTOSS_VAR_DIR", "var"))
-    name = env.get("GPTOSS_MODEL", "").strip() or DEFAULT_MODEL
-    explicit = env.get("GPTOSS_MODEL_PATH", "")
-    try:
-        model_path(name, var_dir, explicit_path=explicit)
-    except ModelUnavailable:
-        if explicit or name not in HUB_MODELS:
-            raise
-        if not hub_reachable():
-            raise ModelUnavailable(
-                _missing_advice(name, var_dir, list(HUB_MODELS[name].files))
-                + "\n  (huggingface.co is not reachable.)"
-            ) from None
-        logger.info("downloading %s", name)
-        download(name, var_dir)
-    return served_model_name(env)

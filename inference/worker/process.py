@@ -10,29 +10,23 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
 
 import redis
 from django.conf import settings
-from django.db import DatabaseError
+from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError, connection
 
-from inference.catalog import model_path
-from inference.dispatch import queue_for_model
-from inference.engine import Engine, EngineSettings, Generation
-from inference.gpu import gpu_status
-from inference.status import (
-    HEARTBEAT_EVERY_S,
-    Heartbeat,
-    TokenMeter,
-    WorkerStatus,
-    host_memory,
-    redis_client,
-)
-from inference.vocab import configure_vocab
-
-if TYPE_CHECKING:
-    from inference.models import ServedModel
+from chat.events import cancel_channel
+from inference.models import ModelSource, ServedModel
+from inference.runtime.catalog import model_path, queue_for_model
+from inference.runtime.engine.engine import Engine, Generation
+from inference.runtime.engine.settings import EngineSettings
+from inference.runtime.vocab import configure_vocab
+from inference.selectors import served_model_get
+from inference.status import HEARTBEAT_EVERY_S, WorkerStatus, redis_client
+from inference.worker.gpu import gpu_status
+from inference.worker.heartbeat import Heartbeat, TokenMeter, host_memory
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +47,6 @@ def worker_config() -> WorkerConfig:
     apply, as under `make run`. GPTOSS_MODEL_PATH, when set, always names the file. An unreadable registry is
     an error (start_engine checks the database first): a worker must not serve on settings its admin replaced.
     """
-    from inference.selectors import served_model_get
-
     name = settings.GPTOSS_MODEL_NAME
     row = served_model_get(name=name)
     if row is not None:
@@ -74,8 +66,6 @@ def worker_config() -> WorkerConfig:
 
 
 def _config_from_registry(row: ServedModel) -> WorkerConfig:
-    from inference.models import ModelSource
-
     explicit = settings.GPTOSS_MODEL_PATH or (row.model_path if row.source == ModelSource.PATH else "")
     path = model_path(row.source, settings.GPTOSS_VAR_DIR, explicit_path=explicit)
     engine = row.engine_settings(path)
@@ -103,7 +93,7 @@ class _State:
     held_lock = threading.Lock()
     # What keeps this worker from taking tasks ("" when PostgreSQL and Redis answer).
     unavailable = ""
-    # Set while the Celery consumer takes no task (the QueueGate step in gptoss_web/celery.py).
+    # Set while the Celery consumer takes no task (the QueueGate step in inference/worker/gate.py).
     gate_closed = threading.Event()
 
 
@@ -205,8 +195,6 @@ class CancelListener:
         return self
 
     def _run(self) -> None:
-        from chat.events import cancel_channel
-
         while True:
             try:
                 pubsub = redis_client().pubsub(ignore_subscribe_messages=True)
@@ -248,8 +236,6 @@ def database_problem(*, close: bool = False) -> str:
 
     With *close*, the probe's connection is closed after it, so the next probe opens a fresh one.
     """
-    from django.db import connection
-
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1 FROM chat_message LIMIT 1")
@@ -284,8 +270,6 @@ def dependencies_check() -> None:
     """Raise ImproperlyConfigured, naming the variable to fix, unless PostgreSQL and Redis both answer."""
     problem = database_problem() or redis_problem()
     if problem:
-        from django.core.exceptions import ImproperlyConfigured
-
         raise ImproperlyConfigured(problem)
 
 
@@ -307,7 +291,7 @@ def taking_tasks() -> bool:
 
 class DependencyWatch:
     """Check PostgreSQL and Redis every heartbeat; while either is gone the worker takes no task (the Celery
-    consumer step in gptoss_web/celery.py stops consuming) and its heartbeat says `waiting` and why."""
+    consumer step in inference/worker/gate.py stops consuming) and its heartbeat says `waiting` and why."""
 
     def __init__(self) -> None:
         self._thread = threading.Thread(target=self._run, name="dependency-watch", daemon=True)

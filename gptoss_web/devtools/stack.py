@@ -21,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 from gptoss_web.run import daphne_argv, free_port
+from inference.runtime.catalog import TINY, queue_for_model, served_model_name
+from inference.tinymodel import tiny_model_path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Process:
@@ -110,6 +112,8 @@ class Stack:
 
     def start(self) -> Stack:
         """Start every process and wait until each is ready; on any failure stop them all and raise."""
+        if self.worker_env["GPTOSS_MODEL"] == TINY and not self.worker_env.get("GPTOSS_MODEL_PATH"):
+            tiny_model_path(ROOT / self.worker_env.get("GPTOSS_VAR_DIR", "var"))  # built once, kept
         try:
             for name in (["redis"] if self.own_redis else []) + ["web", "worker", "reaper"]:
                 self.start_process(name)
@@ -120,9 +124,6 @@ class Stack:
 
     def start_process(self, name: str) -> None:
         """Start (or start again) one process and wait until it is ready."""
-        from inference.catalog import served_model_name
-        from inference.dispatch import queue_for_model
-
         argv, env, ready = {
             "redis": (
                 ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",

@@ -1,4 +1,4 @@
-"""What idle sockets cost: ``python -m inference.bench sockets [--sockets 1000] [--seconds 60]``.
+"""What idle sockets cost: ``python -m gptoss_web.devtools.bench sockets [--sockets 1000] [--seconds 60]``.
 
 Starts Daphne and a private Redis (no GPU worker, no reaper: nothing else touches the database) on a
 throw-away PostgreSQL database, opens the sockets (one conversation each, ten per signed-in user) and leaves
@@ -23,7 +23,20 @@ import secrets
 import time
 from typing import Any
 
-from inference.bench_pipeline import ADMIN_URL, bench_database
+import django
+import psutil
+import psycopg
+from django.apps import apps
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connections
+from django.test import Client
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
+
+from gptoss_web.devtools.bench.pipeline import ADMIN_URL, bench_database
+from gptoss_web.devtools.stack import Stack
 
 TARGET_CPU_PCT = 5.0
 PER_USER = 10
@@ -47,17 +60,8 @@ def _setup(database_url: str, redis_url: str, prefix: str, sockets: int) -> list
     """Migrate the bench database and return (session cookie, conversation id) for each socket."""
     os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, GPTOSS_REDIS_PREFIX=prefix)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptoss_web.settings_test")
-    import django
-
     django.setup()
-    from django.conf import settings
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.db import connections
-    from django.test import Client
-
-    from chat.models import Conversation, Message
-
+    conversation, message = apps.get_model("chat", "Conversation"), apps.get_model("chat", "Message")
     call_command("migrate", verbosity=0)
     targets = []
     for n in range((sockets + PER_USER - 1) // PER_USER):
@@ -65,14 +69,14 @@ def _setup(database_url: str, redis_url: str, prefix: str, sockets: int) -> list
         client = Client()
         client.force_login(user)
         cookie = f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}"
-        conversations = Conversation.objects.bulk_create(
-            Conversation(owner=user, model_name="tiny", title=f"idle {i}") for i in range(PER_USER)
+        conversations = conversation.objects.bulk_create(
+            conversation(owner=user, model_name="tiny", title=f"idle {i}") for i in range(PER_USER)
         )
-        questions = Message.objects.bulk_create(
-            Message(conversation=c, role="user", status="done", content="Hello") for c in conversations
+        questions = message.objects.bulk_create(
+            message(conversation=c, role="user", status="done", content="Hello") for c in conversations
         )
-        Message.objects.bulk_create(
-            Message(conversation=q.conversation, role="assistant", status="done", reply_to=q, content="Hi!")
+        message.objects.bulk_create(
+            message(conversation=q.conversation, role="assistant", status="done", reply_to=q, content="Hi!")
             for q in questions
         )
         targets += [(cookie, c.pk) for c in conversations]
@@ -81,8 +85,6 @@ def _setup(database_url: str, redis_url: str, prefix: str, sockets: int) -> list
 
 
 def _xact_commit(database: str) -> int:
-    import psycopg
-
     with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
         row = admin.execute(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [database]
@@ -92,9 +94,6 @@ def _xact_commit(database: str) -> int:
 
 
 async def _hold(port: int, targets: list[tuple[str, int]], seconds: float, measure: Any) -> dict[str, Any]:
-    from websockets.asyncio.client import ClientConnection, connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake
-
     received = 0
     opened: list[ClientConnection] = []
 
@@ -148,10 +147,6 @@ async def _hold(port: int, targets: list[tuple[str, int]], seconds: float, measu
 
 def run_sockets(sockets: int, seconds: float) -> dict[str, Any]:
     """Start Daphne, hold *sockets* idle sockets, measure for *seconds*; return the results."""
-    import psutil
-
-    from gptoss_web.stack import Stack
-
     _raise_open_files(sockets + 1024)
     prefix = f"gptoss-bench-{secrets.token_hex(4)}"
     with bench_database() as database_url:
@@ -176,8 +171,6 @@ def run_sockets(sockets: int, seconds: float) -> dict[str, Any]:
             warnings = [
                 line for line in stack.output("web").splitlines() if "WARNING" in line or "ERROR" in line
             ]
-            from django.db import connections
-
             connections.close_all()
     (t0, cpu0, x0, load0), (t1, cpu1, x1, load1) = held["before"], held["after"]
     return {

@@ -1,6 +1,6 @@
-"""Benchmarks behind `make bench`; this module measures the engine (inference/bench_pipeline.py the pipeline).
+"""The engine part of `make bench` (pipeline.py beside it measures the pipeline).
 
-``python -m inference.bench engine [--quick]`` measures, side by side in one process and on the same
+``python -m gptoss_web.devtools.bench engine [--quick]`` measures, side by side in one process and on the same
 generated models:
 
 - decode throughput of the Engine at 1, 2, 4 and 8 concurrent streams (random "tiny" model);
@@ -16,7 +16,6 @@ as a table and as JSON, and merged into ``var/bench/latest.json`` under ``engine
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import logging
@@ -24,7 +23,6 @@ import os
 import platform
 import random
 import statistics
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +30,10 @@ from typing import Any
 
 import llama_cpp
 
-from inference.engine import Engine, EngineSettings, SamplingParams
-from inference.engine import llama as ll
-from inference.tokens import ORDINARY_TOKEN_COUNT
+from inference.runtime.engine import llama as ll
+from inference.runtime.engine.engine import Engine
+from inference.runtime.engine.settings import EngineSettings, SamplingParams
+from inference.runtime.tokens import ORDINARY_TOKEN_COUNT
 
 logger = logging.getLogger(__name__)
 
@@ -236,7 +235,7 @@ def bench_prefix(plan: Plan) -> dict[str, Any]:
             if cold.stats.reused_tokens != 0:
                 raise RuntimeError("prefix bench: the cold run reused a cache")
             # The warm run may find nothing reusable: llama.cpp prunes the sliding-window cells of a long
-            # sequence, and the engine then prefills anew (inference/engine/engine.py, _admit).
+            # sequence, and the engine then prefills anew (inference/runtime/engine/engine.py, _admit).
             assert cold.stats.ttft_s is not None and warm.stats.ttft_s is not None
             cold_ms.append(cold.stats.ttft_s * 1000)
             warm_ms.append(warm.stats.ttft_s * 1000)
@@ -320,42 +319,3 @@ def run_engine(quick: bool) -> dict[str, Any]:
     results["engine"]["quick"] = quick
     results["engine_targets"] = _targets(results)
     return results
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse the command line and run the requested benchmark part."""
-    parser = argparse.ArgumentParser(prog="python -m inference.bench")
-    sub = parser.add_subparsers(dest="part", required=True)
-    engine_parser = sub.add_parser("engine", help="engine throughput and prefix reuse")
-    engine_parser.add_argument("--quick", action="store_true", help="fewer tokens, for CI")
-    engine_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
-    pipeline_parser = sub.add_parser("pipeline", help="what WebSocket clients see, against the engine")
-    pipeline_parser.add_argument("--quick", action="store_true", help="fewer and shorter answers")
-    pipeline_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
-    sockets_parser = sub.add_parser("sockets", help="what idle sockets cost Daphne and PostgreSQL")
-    sockets_parser.add_argument("--sockets", type=int, default=1000, help="idle sockets to hold open")
-    sockets_parser.add_argument("--seconds", type=float, default=60, help="how long to measure")
-    sockets_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.WARNING)
-    logging.getLogger("inference.engine.llama").setLevel(logging.ERROR)  # llama.cpp's load chatter
-    if args.part == "sockets":
-        from inference.bench_sockets import print_sockets, run_sockets
-
-        results = run_sockets(args.sockets, args.seconds)
-        print_sockets(results)
-    elif args.part == "pipeline":
-        from inference.bench_pipeline import print_pipeline, run_pipeline
-
-        results = run_pipeline(args.quick)
-        print_pipeline(results)
-    else:
-        results = run_engine(args.quick)
-        print_table(results)
-    print(json.dumps(results, indent=2))
-    merge_latest(args.out, results)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

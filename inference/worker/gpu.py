@@ -7,6 +7,8 @@ import os
 import threading
 from typing import Any
 
+import pynvml  # nvidia-ml-py, a dependency; without a driver nvmlInit fails and the worker has no GPU
+
 logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
@@ -20,8 +22,6 @@ def _handle() -> Any:
             return _state["handle"]
         _state["tried"] = True
         try:
-            import pynvml
-
             pynvml.nvmlInit()
             visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
             if visible.isdigit():
@@ -40,8 +40,6 @@ def gpu_status() -> dict[str, Any] | None:
     if handle is None:
         return None
     try:
-        import pynvml
-
         memory = pynvml.nvmlDeviceGetMemoryInfo(handle)
         name = pynvml.nvmlDeviceGetName(handle)
         utilization = pynvml.nvmlDeviceGetUtilizationRates(handle).gpu

@@ -19,10 +19,10 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 from chat import events, selectors, services
 from chat.events import StreamedText
 from chat.models import Message
-from inference import worker
-from inference.access import prompt_spec, reply_model_refusal
-from inference.engine import Generation, SamplingParams
-from inference.harmony import (
+from inference.quotas import prompt_spec, reply_model_refusal
+from inference.runtime.engine.engine import Generation
+from inference.runtime.engine.settings import SamplingParams
+from inference.runtime.harmony import (
     STOP_TOKENS,
     CommentaryDelta,
     FinalDelta,
@@ -37,8 +37,9 @@ from inference.harmony import (
     fit_prompt,
 )
 from inference.services import usage_record
-from inference.streaming import ReplyPublisher
-from inference.tools import ToolResult, Toolset, tool_run, toolset_for
+from inference.tools.toolset import ToolResult, Toolset, tool_run, toolset_for
+from inference.worker import process
+from inference.worker.streaming import ReplyPublisher
 
 logger = logging.getLogger(__name__)
 
@@ -66,23 +67,23 @@ def _load_model_at_start(sender: object = None, **_: object) -> None:
     inside the engine (showing "Answering…" without text).
     """
     try:
-        worker.start_engine()
+        process.start_engine()
     except Exception as error:
         logger.critical("the GPU worker cannot start: %s", error)
         raise SystemExit(f"The GPU worker cannot start: {error}") from error
     if isinstance(sender, WorkController):
-        slots = worker.slots()
+        slots = process.slots()
         if sender.concurrency != slots:
             logger.info("%d task threads, one per engine slot (instead of %s)", slots, sender.concurrency)
         sender.concurrency = slots
         # Likewise its queue: a launcher's --queues derived from other variables (e.g. GPTOSS_MODEL where
         # GPTOSS_MODEL_PATH names the file) would leave its model's replies waiting in a queue nobody reads
         # while the heartbeat says the model is served, or answer another model's replies with this one.
-        queue, queues = worker.queue(), sender.app.amqp.queues
+        queue, queues = process.queue(), sender.app.amqp.queues
         if set(queues.consume_from) != {queue}:
             logger.info("consuming %s, its model's queue (instead of %s)", queue, sorted(queues.consume_from))
             queues.select([queue])
-    worker.DependencyWatch().start()
+    process.DependencyWatch().start()
 
 
 def _discard_connection() -> None:
@@ -103,7 +104,7 @@ def _until_database[T](what: str, message_id: int, work: Callable[[], T]) -> T:
                 raise
             logger.warning(
                 "reply %s: %s waits for the database (%s); again in %.1f s",
-                message_id, what, worker.first_line(error), delay,
+                message_id, what, process.first_line(error), delay,
             )  # fmt: skip
             time.sleep(delay)
             delay = min(delay * 2, RETRY_MAX_S)
@@ -111,7 +112,7 @@ def _until_database[T](what: str, message_id: int, work: Callable[[], T]) -> T:
 
 @worker_shutdown.connect
 def _free_model(**_: object) -> None:
-    worker.stop_engine()
+    process.stop_engine()
 
 
 @dataclass
@@ -168,13 +169,14 @@ class ReplyState:
             self.failed_saves += 1
             self.last_flush += min(2.0**self.failed_saves, 30.0)  # the next try comes later
             logger.warning(
-                "reply %s: text not stored, the database is down (%s)", message.pk, worker.first_line(error)
+                "reply %s: text not stored, the database is down (%s)", message.pk, process.first_line(error)
             )
             return True
         self.failed_saves = 0
         return stored
 
 
+# The name from before the task moved into inference/worker/: tasks queued by an older release still run.
 @shared_task(name="inference.tasks.generate_reply_task", bind=True, ignore_result=True, acks_late=False)
 def generate_reply_task(self: object, message_id: int) -> None:
     """Generate the oldest queued reply of *message_id*'s model (see generation_start); none left: do nothing.
@@ -184,7 +186,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
     heartbeat meanwhile, so the reaper leaves it be).
     """
     task_id = getattr(getattr(self, "request", None), "id", None) or ""
-    name = worker.worker_name()
+    name = process.worker_name()
     message = _until_database(
         "the claim",
         message_id,
@@ -192,7 +194,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
     )
     if message is None:
         return
-    with worker.holding(message.pk):
+    with process.holding(message.pk):
         _generate_and_finish(message, task_id)
 
 
@@ -280,7 +282,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
     )
     if refusal:
         return Message.Status.FAILED, refusal, False
-    engine, config = worker.current()
+    engine, config = process.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
     # The tokens the reply holds against its owner's quota (replies queued before reservations hold none).
     budget = config.max_answer_tokens
@@ -317,7 +319,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
                 f"The {fitted.dropped_turns} oldest turns of this conversation were left out: "
                 f"they no longer fit the model's context of {config.context:,} tokens.",
             )
-        with worker.tracking(message.pk, generation):
+        with process.tracking(message.pk, generation):
             call, status, problem = _stream(message, generation, state, publisher)
         if call is None:
             return status, problem, True
@@ -386,7 +388,7 @@ def _stream(
             assert message.started_at is not None
             claimed_after = (message.started_at - message.created_at).total_seconds()
             state.queue_wait_ms = int((claimed_after + (generation.stats.queue_wait_s or 0)) * 1000)
-        worker.meter().add(1)
+        process.meter().add(1)
         for event in parser.feed(token):
             if isinstance(event, ReasoningDelta):
                 publisher.text(reasoning=event.text)

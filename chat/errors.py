@@ -1,0 +1,27 @@
+"""What a user must change before the app can do what they asked: each message says how."""
+
+from __future__ import annotations
+
+
+class ChatError(Exception):
+    """A request the user must change; the message says how."""
+
+
+class GenerationInFlight(ChatError):
+    def __init__(self) -> None:
+        super().__init__("This conversation is still answering. Wait for it or press Stop, then send again.")
+
+
+class StaleEdit(ChatError):
+    def __init__(self) -> None:
+        super().__init__(
+            "Only the latest message can be edited or answered again, and this one no longer is. "
+            "The conversation has been reloaded."
+        )
+
+
+class TooManyInFlight(ChatError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            f"You already have {limit} answers being generated. Wait for one to finish, then send again."
+        )
