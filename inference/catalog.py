@@ -53,7 +53,7 @@ def model_path(name: str, var_dir: Path, *, explicit_path: str = "") -> Path:
             raise ModelUnavailable(f"GPTOSS_MODEL_PATH={explicit_path} does not name a readable file.")
         return path
     if name == TINY:
-        from inference.tinymodel import tiny_model_path
+        from gptoss_web.devtools.tinymodel import tiny_model_path
 
         return tiny_model_path(var_dir)
     hub = HUB_MODELS.get(name)

@@ -22,8 +22,8 @@ from chat.consumers import WATCH_EVERY_S
 from chat.models import Message
 from chat.services import message_send
 from gptoss_web.asgi import application
+from gptoss_web.devtools.tinymodel import SCRIPTS
 from inference.tasks import generate_reply_task
-from inference.tinymodel import SCRIPTS
 from tests.factories import PASSWORD, make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)

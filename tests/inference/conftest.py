@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inference.tinymodel import o200k_ranks, write_tiktoken_dir
+from gptoss_web.devtools.tinymodel import o200k_ranks, write_tiktoken_dir
 from inference.vocab import ENV_VAR, ORDINARY_TOKEN_COUNT
 
 

@@ -17,6 +17,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
+from gptoss_web.devtools.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
 from inference.engine import (
     Engine,
     EngineSettings,
@@ -28,7 +29,6 @@ from inference.engine import (
 )
 from inference.engine import llama as engine_llama
 from inference.harmony import STOP_TOKENS, PromptSpec, Turn, render_prompt
-from inference.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
 from inference.tokens import CALL, RETURN
 
 STOPS = frozenset({RETURN, CALL})

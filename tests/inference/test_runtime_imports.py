@@ -29,7 +29,7 @@ def test_tokens_and_gguf_import_neither_django_nor_llama_cpp() -> None:
 
 
 @pytest.mark.parametrize(
-    "module", ["inference.harmony", "inference.vocab", "inference.tinymodel", "inference.engine"]
+    "module", ["inference.harmony", "inference.vocab", "gptoss_web.devtools.tinymodel", "inference.engine"]
 )
 def test_runtime_modules_import_no_django(module: str) -> None:
     assert "django" not in loaded_after_import(module)

@@ -22,9 +22,9 @@ from django.test import Client
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
 from chat.services import message_send
+from gptoss_web.devtools.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.dispatch import queue_for_model
 from inference.tasks import generate_reply_task
-from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.tools.models import Function, ToolSettings
 from tests.factories import make_conversation
 from tests.fakes import Hit, Reply, serve
