@@ -34,6 +34,8 @@ def _close_oversized_frames_with_1009() -> None:
     (`failByDrop`): the browser saw neither a code nor a reason. Daphne has no setting for either, and it
     reads this module before it builds its WebSocket factory, so the factory it builds is this one.
     """
+    # Here, not at the top: daphne.server installs Twisted's asyncio reactor when imported, which only a
+    # Daphne process (which calls this) may do; tests and other servers import this module too.
     import daphne.server
 
     class WebSocketFactory(daphne.server.WebSocketFactory):

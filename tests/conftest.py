@@ -8,7 +8,7 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from inference.tinymodel import tiny_model_path
+from gptoss_web.devtools.tinymodel import tiny_model_path
 from tests.factories import UserFactory
 
 

@@ -137,7 +137,7 @@ def test_make_run_serves_a_login_and_stops_everything_on_ctrl_c(run_dir: Path) -
 
 
 def test_make_run_with_the_tiny_model_answers_a_message_sent_over_http(run_dir: Path) -> None:
-    from inference.tinymodel import SCRIPTS, tiny_model_path
+    from gptoss_web.devtools.tinymodel import SCRIPTS, tiny_model_path
 
     tiny_model_path(ROOT / "var")  # build it once, outside the timed start-up
     model = str(tiny_model_path(ROOT / "var"))

@@ -20,9 +20,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from gptoss_web.devtools.tinymodel import tiny_model_path
 from gptoss_web.run import daphne_argv, free_port
 from inference.runtime.catalog import TINY, queue_for_model, served_model_name
-from inference.tinymodel import tiny_model_path
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 TINY = "tiny"
-# The scripted test model gptoss_web/devtools/tinymodel writes: its version goes up whenever its bytes change.
+# The scripted test model that gptoss_web/devtools/tinymodel writes: the version in its name goes up whenever
+# the generator's output changes, so that a stale file is never served.
 TINY_FILE = "tiny-gpt-oss-v1.gguf"
 DEFAULT_MODEL = "gpt-oss-20b"
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"

@@ -8,7 +8,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Message
-from inference.tinymodel import XSS_ANSWER
+from gptoss_web.devtools.tinymodel import XSS_ANSWER
 from tests.browser.chat_page import ChatPage, wait_stored
 from tests.factories import PASSWORD, make_conversation
 

@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from chat.models import Message
 from chat.services import generation_cancel, message_send
-from inference.tinymodel import (
+from gptoss_web.devtools.tinymodel import (
     ENDLESS_CYCLE,
     ENDLESS_HEAD,
     PLAIN_ANSWER,

@@ -11,7 +11,7 @@ from django.contrib.auth.models import Group
 from playwright.sync_api import expect
 
 from chat.models import Message
-from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
+from gptoss_web.devtools.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.tools.models import Function, ToolSettings
 from tests.browser.chat_page import ChatPage
 from tests.factories import make_conversation

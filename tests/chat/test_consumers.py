@@ -22,7 +22,7 @@ from chat.consumers import WATCH_EVERY_S
 from chat.models import Message
 from chat.services import message_send
 from gptoss_web.asgi import application
-from inference.tinymodel import SCRIPTS
+from gptoss_web.devtools.tinymodel import SCRIPTS
 from inference.worker.tasks import generate_reply_task
 from tests.factories import PASSWORD, make_conversation
 

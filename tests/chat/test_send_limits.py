@@ -21,10 +21,10 @@ from django.urls import reverse
 from chat.models import Conversation, Message
 from chat.services import generation_cancel, generation_start, message_send
 from gptoss_web.asgi import application
+from gptoss_web.devtools.tinymodel import SCRIPTS
 from inference.models import Quota, UsageDay
 from inference.runtime.catalog import queue_for_model
 from inference.selectors import tokens_used_today
-from inference.tinymodel import SCRIPTS
 from inference.worker.tasks import generate_reply_task
 from tests.factories import make_conversation
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from gptoss_web.devtools.tinymodel import o200k_ranks, write_tiktoken_dir
 from inference.runtime.vocab import ENV_VAR, ORDINARY_TOKEN_COUNT
-from inference.tinymodel import o200k_ranks, write_tiktoken_dir
 
 
 @pytest.fixture(scope="session")

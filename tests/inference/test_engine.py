@@ -17,13 +17,13 @@ import llama_cpp
 import numpy as np
 import pytest
 
+from gptoss_web.devtools.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
 from inference.runtime.engine import llama as engine_llama
 from inference.runtime.engine.engine import Engine, Generation
 from inference.runtime.engine.errors import EngineStoppedError, ModelLoadError, SettingsError
 from inference.runtime.engine.settings import EngineSettings, SamplingParams
 from inference.runtime.harmony import STOP_TOKENS, PromptSpec, Turn, render_prompt
 from inference.runtime.tokens import CALL, RETURN
-from inference.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
 
 STOPS = frozenset({RETURN, CALL})
 GREEDY = SamplingParams(temperature=0.0)

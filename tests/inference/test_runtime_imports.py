@@ -33,7 +33,7 @@ def test_tokens_and_gguf_import_neither_django_nor_llama_cpp() -> None:
     [
         "inference.runtime.harmony",
         "inference.runtime.vocab",
-        "inference.tinymodel",
+        "gptoss_web.devtools.tinymodel",
         "inference.runtime.engine.settings",
     ],
 )

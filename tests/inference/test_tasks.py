@@ -22,8 +22,8 @@ from django.test import Client
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
 from chat.services import message_send
+from gptoss_web.devtools.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.runtime.catalog import queue_for_model
-from inference.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.tools.models import Function, ToolSettings
 from inference.worker.tasks import generate_reply_task
 from tests.factories import make_conversation

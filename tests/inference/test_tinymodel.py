@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from inference import tinymodel
+from gptoss_web.devtools import tinymodel
 from inference.runtime.tokens import O200K_SHA256
 
 REPO = Path(__file__).resolve().parents[2]

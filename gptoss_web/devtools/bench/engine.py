@@ -30,6 +30,7 @@ from typing import Any
 
 import llama_cpp
 
+from gptoss_web.devtools.tinymodel import SHAPES, write_random_model
 from inference.runtime.engine import llama as ll
 from inference.runtime.engine.engine import Engine
 from inference.runtime.engine.settings import EngineSettings, SamplingParams
@@ -70,7 +71,7 @@ def _random_prompt(rng: random.Random, n: int) -> list[int]:
 
 def _model(name: str) -> Path:
     """Return a generated random-weight model of the named shape, written once under var/bench."""
-    from inference.tinymodel import SHAPES, write_random_model
+
 
     # The name carries the shape, so a changed shape never reuses a stale file.
     digest = hashlib.sha256(repr(SHAPES[name]).encode()).hexdigest()[:10]
