@@ -10,7 +10,8 @@ NPM_STAMP := node_modules/.installed-stamp
 PYTHON ?= $(shell for p in python3.13 python3.12 python3 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
 	$$p -c 'import sys; sys.exit(sys.version_info < (3, 12))' 2>/dev/null && { echo $$p; break; }; done)
 
-# llama-cpp-python compiles llama.cpp: with CUDA where an NVIDIA GPU and nvcc are present, else for the CPU.
+# llama-cpp-python (the `worker` extra: make run starts a GPU worker too) compiles llama.cpp: with CUDA where an
+# NVIDIA GPU and nvcc are present, else for the CPU.
 # Force one with `make run LLAMA_BUILD=cuda` or `LLAMA_BUILD=cpu`.
 LLAMA_BUILD ?= $(shell command -v nvcc >/dev/null && nvidia-smi -L >/dev/null 2>&1 && echo cuda || echo cpu)
 ifeq ($(LLAMA_BUILD),cuda)
@@ -26,7 +27,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "Installing gptoss-web (llama-cpp-python builds llama.cpp for $(LLAMA_BUILD): a few minutes the first time)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[embedded,dev]"
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[embedded,dev,worker]"
 	@touch $(STAMP)
 
 run: $(STAMP)

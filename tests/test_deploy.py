@@ -7,6 +7,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -267,3 +268,23 @@ def test_every_variable_the_code_reads_is_in_the_env_example() -> None:
     undocumented = {name for name in read if not re.search(rf"^#? ?{name}=", example, flags=re.M)}
     # make run's own knobs are documented in the README.
     assert undocumented <= {"GPTOSS_MAX_ANSWER_TOKENS", "GPTOSS_MAX_TOOL_CALLS"}, undocumented
+
+
+def test_only_the_gpu_image_installs_the_worker_extra_and_build_tools() -> None:
+    """The web image (Daphne, reaper) loads no llama.cpp: without the `worker` extra it compiles nothing."""
+    web = (DEPLOY / "docker" / "Dockerfile").read_text()
+    gpu = (DEPLOY / "docker" / "Dockerfile.gpu").read_text()
+    code = [line for line in web.splitlines() if not line.lstrip().startswith("#")]
+    installs = [line for line in code if "pip install" in line]
+    assert installs and all(re.search(r"pip install (-e )?\.$", line.strip()) for line in installs), installs
+    for tool in ("build-essential", "cmake", "ninja-build", "gcc", "CMAKE_ARGS", "apt-get install", "worker"):
+        assert not [line for line in code if tool in line], f"deploy/docker/Dockerfile mentions {tool}"
+    assert re.search(r'pip install -e "\.\[worker\]"', gpu) and "GGML_CUDA=on" in gpu
+    makefile = (ROOT / "Makefile").read_text()
+    assert 'pip install --quiet -e ".[embedded,dev,worker]"' in makefile
+    # The web side's packages do not need what the extra holds: pyproject.toml keeps it out of the base.
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    base = " ".join(project["dependencies"])
+    for package in ("llama-cpp-python", "nvidia-ml-py", "gguf", "quicktok-v1", "numpy"):
+        assert package not in base, f"{package} is a base dependency again: the web image would install it"
+        assert any(d.startswith(package) for d in project["optional-dependencies"]["worker"]), package
