@@ -87,7 +87,7 @@ def message_in_flight_get(*, conversation: Conversation) -> Message | None:
     return Message.objects.filter(conversation_id=conversation.pk, status__in=Message.IN_FLIGHT).first()
 
 
-def generations_in_flight_count(*, user: User) -> int:
+def replies_in_flight_count(*, user: User) -> int:
     """Return how many replies of *user* are queued or streaming, over all conversations."""
     return Message.objects.filter(conversation__owner_id=user.pk, status__in=Message.IN_FLIGHT).count()
 

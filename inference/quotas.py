@@ -76,7 +76,7 @@ def model_access_check(*, user: User, model_name: str) -> None:
         raise ModelNotAllowed(model_name)
 
 
-def generation_allowed_check(*, user: User, model_name: str) -> int:
+def reply_allowed_check(*, user: User, model_name: str) -> int:
     """Return the tokens the next reply of *user* with *model_name* may generate, which it holds against the
     daily quota until its real count is recorded; raise ChatError with what to do when it may not be queued.
 

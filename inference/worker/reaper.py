@@ -8,8 +8,8 @@ import time
 from django.conf import settings
 from django.db.models import Q
 
-from chat import services
 from chat.models import Message
+from chat.services import replies
 from inference import serving
 from inference.dispatch import enqueue_reply, tasks_waiting
 from inference.status import HEARTBEAT_EVERY_S, redis_client, worker_get
@@ -76,16 +76,16 @@ class Reaper:
             gone = since is not None and now - since >= self.MISSING_FOR_S
             if message.status != Message.Status.STREAMING:
                 if gone:
-                    services.generation_release(message=message)
+                    replies.reply_release(message=message)
                 continue
             lost_since = self._unlisted_since.get(message.pk)
             if gone:
-                interrupted += services.generation_interrupt(message=message, reason=self.REASON)
+                interrupted += replies.reply_interrupt(message=message, reason=self.REASON)
             elif lost_since is not None and now - lost_since >= self.MISSING_FOR_S:
                 logger.warning(
                     "reply %s is streaming on %s, which no longer has it", message.pk, message.worker
                 )
-                interrupted += services.generation_interrupt(message=message, reason=self.LOST_REASON)
+                interrupted += replies.reply_interrupt(message=message, reason=self.LOST_REASON)
         self._resend_missing_tasks(now)
         serving.unserved_check()  # queued replies: is any worker serving their model?
         return interrupted

@@ -19,7 +19,8 @@ from django.test import Client
 from django.urls import reverse
 
 from chat.models import Conversation, Message
-from chat.services import generation_cancel, generation_start, message_send
+from chat.services.messages import message_send
+from chat.services.replies import reply_cancel, reply_start
 from gptoss_web.asgi import application
 from gptoss_web.devtools.tinymodel import SCRIPTS
 from inference.models import Quota, UsageDay
@@ -276,8 +277,8 @@ def test_a_stopped_answer_holds_its_budget_until_its_worker_has_counted_what_it_
     Quota.objects.create(user=alice, daily_tokens=1000)
     first, second = make_conversation(alice), make_conversation(alice)
     _, reply = message_send(conversation=first, text="Tell me an endless story")
-    assert generation_start(message_id=reply.pk, task_id="t", worker="w") is not None
-    generation_cancel(conversation=first)  # Stop: the worker has not yet stored what it generated
+    assert reply_start(message_id=reply.pk, task_id="t", worker="w") is not None
+    reply_cancel(conversation=first)  # Stop: the worker has not yet stored what it generated
     with pytest.raises(Exception, match="held by answers still being generated"):
         message_send(conversation=second, text="Hello again")
 
@@ -286,7 +287,7 @@ def test_a_stopped_queued_answer_gives_its_budget_back_at_once(alice: Any) -> No
     Quota.objects.create(user=alice, daily_tokens=1000)
     first, second = make_conversation(alice), make_conversation(alice)
     message_send(conversation=first, text="Hello there")
-    generation_cancel(conversation=first)
+    reply_cancel(conversation=first)
     _, reply = message_send(conversation=second, text="Hello again")
     assert reply.status == "queued"
     assert not UsageDay.objects.exists()

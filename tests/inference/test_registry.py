@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from chat.errors import ChatError
 from chat.models import Message
-from chat.services import message_send
+from chat.services.messages import message_send
 from inference import selectors
 from inference.models import Quota, ServedModel, UsageDay
 from inference.selectors import model_queue

@@ -9,7 +9,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from chat.models import Message
-from chat.services import generation_save_progress, generation_start, message_send
+from chat.services.messages import message_send
+from chat.services.replies import reply_save_progress, reply_start
 from inference import status
 from inference.runtime.catalog import queue_for_model
 from inference.status import WorkerStatus, worker_alive, workers_list
@@ -23,9 +24,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _streaming_reply(owner: object, worker: str) -> Message:
     _, reply = message_send(conversation=make_conversation(owner), text="Hello")
-    started = generation_start(message_id=reply.pk, task_id="t1", worker=worker)
+    started = reply_start(message_id=reply.pk, task_id="t1", worker=worker)
     assert started is not None
-    generation_save_progress(message=started, content="Half an", reasoning="", tool_calls=[], seq=2)
+    reply_save_progress(message=started, content="Half an", reasoning="", tool_calls=[], seq=2)
     return started
 
 
@@ -96,12 +97,12 @@ def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
     alice: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chat.errors import ChatError
-    from chat.services import generation_cancel
+    from chat.services.replies import reply_cancel
     from inference.models import Quota
 
     Quota.objects.create(user=alice, daily_tokens=1000)
     reply = _streaming_reply(alice, worker="gpu-gone:44")
-    generation_cancel(conversation=reply.conversation)  # Stop, and the worker dies before counting its tokens
+    reply_cancel(conversation=reply.conversation)  # Stop, and the worker dies before counting its tokens
     with pytest.raises(ChatError, match="held by answers still being generated"):
         message_send(conversation=make_conversation(alice), text="Hello again")
     reaper = Reaper()

@@ -21,7 +21,7 @@ from django.test import Client
 
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
-from chat.services import message_send
+from chat.services.messages import message_send
 from gptoss_web.devtools.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.runtime.catalog import queue_for_model
 from inference.tools.models import Function, ToolSettings
