@@ -98,7 +98,7 @@ def finished_turns(*, reply: Message) -> list[tuple[str, str]]:
     Replies that were stopped or interrupted count with the text they have; failed or empty ones leave their
     question out, so the model never sees a question without its answer.
     """
-    answers = (
+    replies = (
         Message.objects.filter(
             conversation_id=reply.conversation_id,
             role=Message.Role.ASSISTANT,
@@ -113,9 +113,9 @@ def finished_turns(*, reply: Message) -> list[tuple[str, str]]:
         .order_by("reply_to__created_at", "reply_to_id", "created_at")
     )
     latest: dict[int, tuple[str, str]] = {}
-    for answer in answers:  # a regenerated question keeps only its latest answer
-        assert answer.reply_to is not None
-        latest[answer.reply_to.pk] = (answer.reply_to.content, answer.content)
+    for earlier in replies:  # a regenerated question keeps only its latest reply
+        assert earlier.reply_to is not None
+        latest[earlier.reply_to.pk] = (earlier.reply_to.content, earlier.content)
     return list(latest.values())
 
 

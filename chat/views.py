@@ -110,7 +110,7 @@ def conversation_settings(request: HttpRequest, conversation_id: int) -> HttpRes
     if not form.is_valid():
         return _render_app(request, conversation, settings_form=form, status=400)
     conversations.conversation_update_settings(conversation=conversation, **form.cleaned_data)
-    flash.success(request, "Settings saved. They apply from the next answer.")
+    flash.success(request, "Settings saved. They apply from the next reply.")
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 

@@ -94,7 +94,7 @@ def reply_allowed_check(*, user: User, model_name: str) -> int:
         return min(budget, left)
     details = [f"{tokens.used:,} generated"]
     if tokens.reserved:
-        details.append(f"{tokens.reserved:,} held by answers still being generated until they finish")
+        details.append(f"{tokens.reserved:,} held by replies still being written until they finish")
     if left > 0:
         details.append(f"{left:,} left, too few for an answer")
     resets = quota_resets_at()

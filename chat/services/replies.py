@@ -141,7 +141,7 @@ def reply_announce(*, message: Message) -> None:
 
 
 def reply_notice(*, message: Message, notice: str) -> None:
-    """Store something the user should know about this answer (the task also streams it)."""
+    """Store something the user should know about this reply (the task also streams it)."""
     Message.objects.filter(pk=message.pk).update(notice=notice[:300])
 
 

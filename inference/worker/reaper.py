@@ -34,8 +34,8 @@ class Reaper:
 
     MISSING_FOR_S = 3 * HEARTBEAT_EVERY_S
     QUEUED_GRACE_S = 5 * HEARTBEAT_EVERY_S
-    REASON = "The GPU worker stopped while writing this answer. The text so far is kept; press Retry."
-    LOST_REASON = "The GPU worker lost this answer. The text so far is kept; press Retry."
+    REASON = "The GPU worker stopped while writing this reply. The text so far is kept; press Retry."
+    LOST_REASON = "The GPU worker lost this reply. The text so far is kept; press Retry."
 
     def __init__(self) -> None:
         self._missing_since: dict[str, float] = {}

@@ -54,7 +54,7 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 DATABASE_PATIENCE_S = 24 * 3600.0
 RETRY_MAX_S = 5.0
 LOST_DATABASE = (
-    "The database was unreachable while writing this answer. The text so far is kept; press Retry."
+    "The database was unreachable while writing this reply. The text so far is kept; press Retry."
 )
 
 
@@ -152,8 +152,8 @@ class ReplyState:
     def save(self, message: Message, publisher: ReplyPublisher) -> bool:
         """Store the text so far; return False when the reply stopped streaming (Stop, deleted, reaped).
 
-        While PostgreSQL is down the write is skipped and tried again later, backing off: generation goes on,
-        the text is kept here and in the reply's Redis list, and the final write stores all of it.
+        While PostgreSQL is down the write is skipped and tried again later, backing off: the reply goes on
+        streaming, the text is kept here and in the reply's Redis list, and the final write stores all of it.
         """
         self.last_flush = time.monotonic()
         seq = publisher.stored()  # first: it folds the pending text in
@@ -241,7 +241,7 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
 def garbled_text(error_id: str) -> str:
     """Return what a user reads about a reply the model wrote in a form that cannot be read."""
     return (
-        f"The model's answer came out garbled, so it was stopped (error {error_id}). "
+        f"The model's reply came out garbled, so it was stopped (error {error_id}). "
         "Retry, or rephrase your message; an admin can look up the error id."
     )
 
@@ -249,7 +249,7 @@ def garbled_text(error_id: str) -> str:
 def failure_text(error_id: str) -> str:
     """Return what a user reads about a failure whose details only the log holds, under *error_id*."""
     return (
-        f"Something went wrong while generating this answer (error {error_id}). "
+        f"Something went wrong while writing this reply (error {error_id}). "
         "Retry, or give an admin the error id."
     )
 
@@ -273,7 +273,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         logger.info("reply %s not generated: its owner %s is deactivated", message.pk, owner.pk)
         return (
             Message.Status.FAILED,
-            "This answer was not generated: the account that asked for it is deactivated.",
+            "This reply was not written: the account that asked for it is deactivated.",
             False,
         )
     refusal = _until_database(

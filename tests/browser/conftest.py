@@ -106,7 +106,7 @@ def sign_in(page: Any, username: str, password: str = PASSWORD) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _settle_generations(request: pytest.FixtureRequest) -> Iterator[None]:
+def _settle_replies(request: pytest.FixtureRequest) -> Iterator[None]:
     """Stop what a test left generating, so the next test starts with free GPU slots."""
     yield
     if "live" not in request.fixturenames:

@@ -175,7 +175,7 @@ def test_every_status_renders_the_same_live_and_after_a_reload(
     # Interrupted: the worker died; the reaper keeps what was streamed.
     reply = start(conversation, "Tell me a story")
     stream(reply, 1, type="delta", reasoning="A short one.", content="Once upon")
-    assert replies.reply_interrupt(message=reply, reason="The GPU worker stopped while writing this answer.")
+    assert replies.reply_interrupt(message=reply, reason="The GPU worker stopped while writing this reply.")
     assert_same_as_server(chat, reply.pk, "interrupted")
 
 

@@ -32,7 +32,7 @@ from tests.factories import make_conversation
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SENDERS = 20
-IN_FLIGHT_REFUSAL = "You already have 2 answers being generated"
+IN_FLIGHT_REFUSAL = "You already have 2 replies being written"
 
 
 @pytest.fixture(autouse=True)
@@ -50,7 +50,7 @@ async def _close_thread_connections() -> AsyncIterator[None]:
 
 
 def _queued_task_message_ids() -> list[int]:
-    """Return the message ids of the generation tasks waiting in the tiny model's real Redis queue."""
+    """Return the message ids of the tasks waiting in the tiny model's real Redis queue."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = f"{settings.GPTOSS_REDIS_PREFIX}:celery:{queue_for_model('tiny')}"
     return [
@@ -262,7 +262,7 @@ def test_answers_in_flight_hold_their_budget_and_give_back_what_they_did_not_use
     Quota.objects.create(user=alice, daily_tokens=1000)
     first, second = make_conversation(alice), make_conversation(alice)
     _, reply = message_send(conversation=first, text="Hello there")  # holds all 1,000 tokens while queued
-    with pytest.raises(Exception, match="held by answers still being generated"):
+    with pytest.raises(Exception, match="held by replies still being written"):
         message_send(conversation=second, text="Hello again")
     generate_reply_task.run(reply.pk)  # a short answer: it uses a few tokens and gives the rest back
     reply.refresh_from_db()
@@ -279,7 +279,7 @@ def test_a_stopped_answer_holds_its_budget_until_its_worker_has_counted_what_it_
     _, reply = message_send(conversation=first, text="Tell me an endless story")
     assert reply_start(message_id=reply.pk, task_id="t", worker="w") is not None
     reply_cancel(conversation=first)  # Stop: the worker has not yet stored what it generated
-    with pytest.raises(Exception, match="held by answers still being generated"):
+    with pytest.raises(Exception, match="held by replies still being written"):
         message_send(conversation=second, text="Hello again")
 
 

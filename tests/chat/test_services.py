@@ -35,7 +35,7 @@ def _empty_queue() -> None:
 
 
 def _queued_task_message_ids(model_name: str) -> list[int]:
-    """Return the message ids of generation tasks waiting in the model's real Redis queue."""
+    """Return the message ids of the tasks waiting in the model's real Redis queue."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = f"{settings.GPTOSS_REDIS_PREFIX}:celery:{queue_for_model(model_name)}"
     ids = []

@@ -103,7 +103,7 @@ def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
     Quota.objects.create(user=alice, daily_tokens=1000)
     reply = _streaming_reply(alice, worker="gpu-gone:44")
     reply_cancel(conversation=reply.conversation)  # Stop, and the worker dies before counting its tokens
-    with pytest.raises(ChatError, match="held by answers still being generated"):
+    with pytest.raises(ChatError, match="held by replies still being written"):
         message_send(conversation=make_conversation(alice), text="Hello again")
     reaper = Reaper()
     reaper.run_once()
@@ -117,7 +117,7 @@ def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
 
 
 def _queued_tasks(model_name: str = "tiny") -> list[int]:
-    """Return the reply ids named by the generation tasks waiting in the model's Redis queue."""
+    """Return the reply ids named by the tasks waiting in the model's Redis queue."""
     prefix = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
     raw = status.redis_client().lrange(f"{prefix}{queue_for_model(model_name)}", 0, -1)
     return [int(json.loads(item)["headers"]["argsrepr"].strip("[]()").rstrip(",")) for item in raw]
