@@ -258,7 +258,7 @@ def test_a_quota_below_a_full_answer_budget_still_answers_then_refuses_with_noth
     assert conversation.messages.count() == 2
 
 
-def test_answers_in_flight_hold_their_budget_and_give_back_what_they_did_not_use(alice: Any) -> None:
+def test_replies_in_flight_hold_their_budget_and_give_back_what_they_did_not_use(alice: Any) -> None:
     Quota.objects.create(user=alice, daily_tokens=1000)
     first, second = make_conversation(alice), make_conversation(alice)
     _, reply = message_send(conversation=first, text="Hello there")  # holds all 1,000 tokens while queued

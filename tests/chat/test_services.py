@@ -92,11 +92,11 @@ def test_the_database_refuses_a_user_message_that_is_not_done(alice: object) -> 
 
 
 @override_settings(GPTOSS_MAX_IN_FLIGHT_PER_USER=2)
-def test_a_user_with_too_many_answers_in_flight_is_told_to_wait(alice: object) -> None:
+def test_a_user_with_too_many_replies_in_flight_is_told_to_wait(alice: object) -> None:
     for _ in range(2):
         message_send(conversation=make_conversation(alice), text="busy")
     third = make_conversation(alice)
-    with pytest.raises(TooManyInFlight, match="already have 2 answers"):
+    with pytest.raises(TooManyInFlight, match="already have 2 replies"):
         message_send(conversation=third, text="one more")
     assert not third.messages.exists()
 
