@@ -26,8 +26,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from chat import services
 from chat.models import Conversation, Invitation, Message
+from chat.services import accounts
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -221,7 +221,7 @@ class UserAdmin(PrivateFieldsAdmin, BaseUserAdmin):
     def sign_out_everywhere(self, request: HttpRequest, queryset: QuerySet) -> None:
         """End every session of the selected users, e.g. when an account may be compromised."""
         users = list(queryset.values_list("pk", flat=True))
-        ended = services.user_sessions_end(user_ids=users)
+        ended = accounts.user_sessions_end(user_ids=users)
         logger.info("admin: user %s signed users %s out everywhere", request.user.pk, users)
         self.message_user(
             request, f"{len(users)} users signed out everywhere ({ended} sessions ended).", messages.SUCCESS

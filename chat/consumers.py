@@ -18,11 +18,12 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db import transaction
 from django.http import Http404
 
-from chat import selectors, services
+from chat import selectors
 from chat.access import access_conversation, sessions_signed_in
 from chat.errors import ChatError
 from chat.events import conversation_group, user_group
 from chat.models import Message
+from chat.services import messages, replies
 
 logger = logging.getLogger(__name__)
 
@@ -75,17 +76,17 @@ def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, frame: di
     action = frame["action"]
     if action == "send":
         client_id = frame.get("client_id")
-        services.message_send(
+        messages.message_send(
             conversation=conversation,
             text=_text(frame),
             client_id=client_id if isinstance(client_id, str) else "",
         )
     elif action == "stop":
-        services.generation_cancel(conversation=conversation)
+        replies.reply_cancel(conversation=conversation)
     elif action == "regenerate":
-        services.message_regenerate(conversation=conversation, message_id=_message_id(frame))
+        messages.message_regenerate(conversation=conversation, message_id=_message_id(frame))
     elif action == "edit":
-        services.message_edit(conversation=conversation, message_id=_message_id(frame), text=_text(frame))
+        messages.message_edit(conversation=conversation, message_id=_message_id(frame), text=_text(frame))
 
 
 def _text(frame: dict[str, Any]) -> str:
@@ -262,7 +263,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self.send_state()
                 return
             await database_sync_to_async(_act)(self.scope.get("user"), self.conversation_id, frame)
-        except services.AlreadySent:
+        except messages.AlreadySent:
             pass  # acknowledged again below; nothing is stored twice
         except (ChatError, FrameError) as error:
             await self._reply("error", frame, message=str(error))

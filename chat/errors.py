@@ -7,7 +7,7 @@ class ChatError(Exception):
     """A request the user must change; the message says how."""
 
 
-class GenerationInFlight(ChatError):
+class ReplyInFlight(ChatError):
     def __init__(self) -> None:
         super().__init__("This conversation is still answering. Wait for it or press Stop, then send again.")
 
@@ -23,5 +23,5 @@ class StaleEdit(ChatError):
 class TooManyInFlight(ChatError):
     def __init__(self, limit: int) -> None:
         super().__init__(
-            f"You already have {limit} answers being generated. Wait for one to finish, then send again."
+            f"You already have {limit} replies being written. Wait for one to finish, then send again."
         )

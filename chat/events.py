@@ -4,13 +4,13 @@ Two kinds of events:
 - state changes (`message`, `removed`, `queued`, `done`, `title`), sent after the transaction that made them
   commits;
 - stream events of a reply (`delta`, `tool`, `notice`), numbered by `seq`, sent by the GPU worker's task and
-  also appended to a Redis list per reply so a socket that (re)connects mid-answer can catch up without a gap.
+  also appended to a Redis list per reply so a socket that (re)connects mid-reply can catch up without a gap.
 
 Besides, a user's sockets are told to check their session when one of the user's sessions is deleted or the
 user is saved (`sessions_changed`, sent from the signal receivers connected in chat/apps.py).
 
 Redis carries what may be lost: every function here reports a Redis failure by returning False, never by
-raising, so a Redis restart cannot fail a generation or a request.
+raising, so a Redis restart cannot fail a reply or a request.
 """
 
 from __future__ import annotations

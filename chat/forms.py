@@ -11,7 +11,7 @@ from django.contrib.auth.password_validation import validate_password
 
 from chat.errors import ChatError
 from chat.models import Conversation, ReasoningEffort, Tool
-from chat.services import validate_message_text
+from chat.services.messages import validate_message_text
 from inference.selectors import served_model_list
 from inference.tools.selectors import AvailableTools, tools_available
 

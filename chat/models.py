@@ -98,7 +98,7 @@ class Message(models.Model):
     # False when a failed reply's Retry could only fail again (the message cannot fit the model's context,
     # the model is not served): the page offers no Retry.
     retryable = models.BooleanField(default=True)
-    # Something the user should know about this answer, e.g. that older turns were left out of the prompt.
+    # Something the user should know about this reply, e.g. that older turns were left out of the prompt.
     notice = models.CharField(max_length=300, blank=True)
     # The Celery task and worker that own a streaming message, for the reaper and the logs.
     task_id = models.CharField(max_length=64, blank=True)
@@ -124,7 +124,7 @@ class Message(models.Model):
             ),
         ]
         constraints = [
-            # At most one generation in flight per conversation, whatever the number of web processes.
+            # At most one reply in flight per conversation, whatever the number of web processes.
             models.UniqueConstraint(
                 fields=["conversation"],
                 condition=Q(status__in=["queued", "streaming"]),

@@ -87,7 +87,7 @@ def message_in_flight_get(*, conversation: Conversation) -> Message | None:
     return Message.objects.filter(conversation_id=conversation.pk, status__in=Message.IN_FLIGHT).first()
 
 
-def generations_in_flight_count(*, user: User) -> int:
+def replies_in_flight_count(*, user: User) -> int:
     """Return how many replies of *user* are queued or streaming, over all conversations."""
     return Message.objects.filter(conversation__owner_id=user.pk, status__in=Message.IN_FLIGHT).count()
 
@@ -98,7 +98,7 @@ def finished_turns(*, reply: Message) -> list[tuple[str, str]]:
     Replies that were stopped or interrupted count with the text they have; failed or empty ones leave their
     question out, so the model never sees a question without its answer.
     """
-    answers = (
+    replies = (
         Message.objects.filter(
             conversation_id=reply.conversation_id,
             role=Message.Role.ASSISTANT,
@@ -113,9 +113,9 @@ def finished_turns(*, reply: Message) -> list[tuple[str, str]]:
         .order_by("reply_to__created_at", "reply_to_id", "created_at")
     )
     latest: dict[int, tuple[str, str]] = {}
-    for answer in answers:  # a regenerated question keeps only its latest answer
-        assert answer.reply_to is not None
-        latest[answer.reply_to.pk] = (answer.reply_to.content, answer.content)
+    for earlier in replies:  # a regenerated question keeps only its latest reply
+        assert earlier.reply_to is not None
+        latest[earlier.reply_to.pk] = (earlier.reply_to.content, earlier.content)
     return list(latest.values())
 
 

@@ -11,11 +11,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import selectors, services
+from chat import selectors
 from chat.access import access_conversation
 from chat.errors import ChatError
 from chat.forms import InvitationSignupForm, MessageForm, RenameForm, SettingsForm
 from chat.models import Conversation, Invitation
+from chat.services import conversations, invitations, messages
 
 
 def _user(request: HttpRequest) -> User:
@@ -59,12 +60,12 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("text", "")
     if text and not form.is_valid():
         return _render_app(request, None, message_form=form, status=400)
-    conversation = services.conversation_create(owner=_user(request))
+    conversation = conversations.conversation_create(owner=_user(request))
     if text:
         try:
-            services.message_send(conversation=conversation, text=form.cleaned_data["text"])
+            messages.message_send(conversation=conversation, text=form.cleaned_data["text"])
         except ChatError as error:
-            services.conversation_delete(conversation=conversation)
+            conversations.conversation_delete(conversation=conversation)
             form.add_error("text", str(error))
             return _render_app(request, None, message_form=form, status=409)
     return redirect("chat:conversation", conversation_id=conversation.pk)
@@ -84,7 +85,7 @@ def message_create(request: HttpRequest, conversation_id: int) -> HttpResponse:
     if not form.is_valid():
         return _render_app(request, conversation, message_form=form, status=400)
     try:
-        services.message_send(conversation=conversation, text=form.cleaned_data["text"])
+        messages.message_send(conversation=conversation, text=form.cleaned_data["text"])
     except ChatError as error:
         form.add_error("text", str(error))
         return _render_app(request, conversation, message_form=form, status=409)
@@ -98,7 +99,7 @@ def conversation_rename(request: HttpRequest, conversation_id: int) -> HttpRespo
     if not form.is_valid():
         flash.error(request, "; ".join(str(e) for e in form.errors.get("title", [])))
         return redirect("chat:conversation", conversation_id=conversation.pk)
-    services.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
+    conversations.conversation_rename(conversation=conversation, title=form.cleaned_data["title"])
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 
@@ -108,8 +109,8 @@ def conversation_settings(request: HttpRequest, conversation_id: int) -> HttpRes
     form = SettingsForm.for_conversation(conversation, data=request.POST)
     if not form.is_valid():
         return _render_app(request, conversation, settings_form=form, status=400)
-    services.conversation_update_settings(conversation=conversation, **form.cleaned_data)
-    flash.success(request, "Settings saved. They apply from the next answer.")
+    conversations.conversation_update_settings(conversation=conversation, **form.cleaned_data)
+    flash.success(request, "Settings saved. They apply from the next reply.")
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 
@@ -117,7 +118,7 @@ def conversation_settings(request: HttpRequest, conversation_id: int) -> HttpRes
 def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
     if request.method == "POST":
-        services.conversation_delete(conversation=conversation)
+        conversations.conversation_delete(conversation=conversation)
         flash.success(request, f"Deleted “{conversation.display_title}”.")
         return redirect("chat:index")
     return render(
@@ -139,7 +140,7 @@ def invitation_accept(request: HttpRequest, token: str) -> HttpResponse:
     form = InvitationSignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            user = services.invitation_accept(
+            user = invitations.invitation_accept(
                 invitation=invitation,
                 username=form.cleaned_data["username"],
                 password=form.cleaned_data["password1"],

@@ -16,7 +16,7 @@ GENERATE_TASK = "inference.tasks.generate_reply_task"
 
 
 def enqueue_reply(*, message_id: int, model_name: str) -> None:
-    """Send the generation task for *message_id* to its model's queue (called on commit)."""
+    """Send the task for reply *message_id* to its model's queue (called on commit)."""
     queue = model_queue(model_name)
     result = app.send_task(GENERATE_TASK, args=[message_id], queue=queue)
     logger.info("reply %s enqueued on %s as task %s", message_id, queue, result.id)

@@ -1,4 +1,4 @@
-"""The model registry, generation quotas and daily usage: what admins set and see in Django admin."""
+"""The model registry, quotas on replies and daily usage: what admins set and see in Django admin."""
 
 from __future__ import annotations
 
@@ -167,7 +167,7 @@ class ServedModel(models.Model):
 
 
 class Quota(models.Model):
-    """Generation limits for one user or one group; a user's own quota wins over their groups'."""
+    """Limits on replies for one user or one group; a user's own quota wins over their groups'."""
 
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE, related_name="quota"

@@ -76,7 +76,7 @@ def model_access_check(*, user: User, model_name: str) -> None:
         raise ModelNotAllowed(model_name)
 
 
-def generation_allowed_check(*, user: User, model_name: str) -> int:
+def reply_allowed_check(*, user: User, model_name: str) -> int:
     """Return the tokens the next reply of *user* with *model_name* may generate, which it holds against the
     daily quota until its real count is recorded; raise ChatError with what to do when it may not be queued.
 
@@ -94,7 +94,7 @@ def generation_allowed_check(*, user: User, model_name: str) -> int:
         return min(budget, left)
     details = [f"{tokens.used:,} generated"]
     if tokens.reserved:
-        details.append(f"{tokens.reserved:,} held by answers still being generated until they finish")
+        details.append(f"{tokens.reserved:,} held by replies still being written until they finish")
     if left > 0:
         details.append(f"{left:,} left, too few for an answer")
     resets = quota_resets_at()

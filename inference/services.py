@@ -1,4 +1,4 @@
-"""Writes of the inference app: usage recorded when a generation ends."""
+"""Writes of the inference app: usage recorded when a reply ends."""
 
 from __future__ import annotations
 

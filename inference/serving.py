@@ -15,8 +15,8 @@ from datetime import datetime
 
 from django.conf import settings
 
-from chat import services
 from chat.models import Message
+from chat.services.replies import replies_fail_queued, reply_waiting_changed
 from inference.selectors import enabled_model_names, serving_states, waiting_note
 from inference.status import redis_client
 
@@ -48,7 +48,7 @@ def withdrawn_check() -> int:
     failed = 0
     for model_name, replies in _queued().items():
         if model_name not in served:
-            failed += services.generation_fail_queued(
+            failed += replies_fail_queued(
                 message_ids=[pk for pk, _, _ in replies], error=_withdrawn(model_name), retryable=False
             )
     return failed
@@ -90,9 +90,7 @@ def unserved_check() -> int:
                 if now - max(since, created_at.timestamp()) >= settings.GPTOSS_UNSERVED_TIMEOUT_S
             ]
             if expired:
-                failed += services.generation_fail_queued(
-                    message_ids=expired, error=_gave_up(model_name), retryable=True
-                )
+                failed += replies_fail_queued(message_ids=expired, error=_gave_up(model_name), retryable=True)
                 replies = [reply for reply in replies if reply[0] not in expired]
         else:
             client.hdel(_since_key(), model_name)
@@ -106,5 +104,5 @@ def unserved_check() -> int:
         del _told[pk]
     if updates:
         logger.info("told %d queued replies whether a GPU worker serves their model", len(updates))
-        services.reply_waiting_changed(updates)
+        reply_waiting_changed(updates)
     return failed

@@ -23,6 +23,6 @@ class UserFactory(factory.django.DjangoModelFactory):
 
 
 def make_conversation(owner: Any, **kwargs: Any) -> Conversation:
-    from chat.services import conversation_create
+    from chat.services.conversations import conversation_create
 
     return conversation_create(owner=owner, **kwargs)

@@ -1,7 +1,7 @@
 """The model's tools: which ones a conversation declares, and running a call to one of them.
 
 Public API: :class:`Toolset`, :func:`toolset_for`, :func:`tool_run`, :class:`ToolResult`. A call runs
-in the calling thread (the generation's Celery task thread, never the engine's), so other streams keep
+in the calling thread (the reply's Celery task thread, never the engine's), so other streams keep
 decoding while a tool works. Nothing here raises on a bad call: unknown or disabled tools, invalid
 arguments, timeouts and unreachable services all come back as an error result the model can read.
 
@@ -99,7 +99,7 @@ def tool_run(*, call: ToolCall, toolset: Toolset, conversation_id: int) -> ToolR
             )
         else:
             text, error = _function(call.recipient.removeprefix("functions."), call.arguments)
-    except Exception as unexpected:  # a tool must never take the generation down with it
+    except Exception as unexpected:  # a tool must never take the reply down with it
         logger.exception("conversation %s: the tool %s failed", conversation_id, call.recipient)
         text, error = f"Error: the tool failed unexpectedly ({type(unexpected).__name__}).", True
     text = _cap(text)

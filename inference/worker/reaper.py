@@ -8,8 +8,8 @@ import time
 from django.conf import settings
 from django.db.models import Q
 
-from chat import services
 from chat.models import Message
+from chat.services import replies
 from inference import serving
 from inference.dispatch import enqueue_reply, tasks_waiting
 from inference.status import HEARTBEAT_EVERY_S, redis_client, worker_get
@@ -34,8 +34,8 @@ class Reaper:
 
     MISSING_FOR_S = 3 * HEARTBEAT_EVERY_S
     QUEUED_GRACE_S = 5 * HEARTBEAT_EVERY_S
-    REASON = "The GPU worker stopped while writing this answer. The text so far is kept; press Retry."
-    LOST_REASON = "The GPU worker lost this answer. The text so far is kept; press Retry."
+    REASON = "The GPU worker stopped while writing this reply. The text so far is kept; press Retry."
+    LOST_REASON = "The GPU worker lost this reply. The text so far is kept; press Retry."
 
     def __init__(self) -> None:
         self._missing_since: dict[str, float] = {}
@@ -76,16 +76,16 @@ class Reaper:
             gone = since is not None and now - since >= self.MISSING_FOR_S
             if message.status != Message.Status.STREAMING:
                 if gone:
-                    services.generation_release(message=message)
+                    replies.reply_release(message=message)
                 continue
             lost_since = self._unlisted_since.get(message.pk)
             if gone:
-                interrupted += services.generation_interrupt(message=message, reason=self.REASON)
+                interrupted += replies.reply_interrupt(message=message, reason=self.REASON)
             elif lost_since is not None and now - lost_since >= self.MISSING_FOR_S:
                 logger.warning(
                     "reply %s is streaming on %s, which no longer has it", message.pk, message.worker
                 )
-                interrupted += services.generation_interrupt(message=message, reason=self.LOST_REASON)
+                interrupted += replies.reply_interrupt(message=message, reason=self.LOST_REASON)
         self._resend_missing_tasks(now)
         serving.unserved_check()  # queued replies: is any worker serving their model?
         return interrupted

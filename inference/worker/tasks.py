@@ -16,9 +16,10 @@ from celery.worker import WorkController
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 
-from chat import events, selectors, services
+from chat import events, selectors
 from chat.events import StreamedText
 from chat.models import Message
+from chat.services import replies
 from inference.quotas import prompt_spec, reply_model_refusal
 from inference.runtime.engine.engine import Generation
 from inference.runtime.engine.settings import SamplingParams
@@ -53,7 +54,7 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 DATABASE_PATIENCE_S = 24 * 3600.0
 RETRY_MAX_S = 5.0
 LOST_DATABASE = (
-    "The database was unreachable while writing this answer. The text so far is kept; press Retry."
+    "The database was unreachable while writing this reply. The text so far is kept; press Retry."
 )
 
 
@@ -151,13 +152,13 @@ class ReplyState:
     def save(self, message: Message, publisher: ReplyPublisher) -> bool:
         """Store the text so far; return False when the reply stopped streaming (Stop, deleted, reaped).
 
-        While PostgreSQL is down the write is skipped and tried again later, backing off: generation goes on,
-        the text is kept here and in the reply's Redis list, and the final write stores all of it.
+        While PostgreSQL is down the write is skipped and tried again later, backing off: the reply goes on
+        streaming, the text is kept here and in the reply's Redis list, and the final write stores all of it.
         """
         self.last_flush = time.monotonic()
         seq = publisher.stored()  # first: it folds the pending text in
         try:
-            stored = services.generation_save_progress(
+            stored = replies.reply_save_progress(
                 message=message,
                 content=self.content,
                 reasoning=self.reasoning,
@@ -179,7 +180,7 @@ class ReplyState:
 # The name from before the task moved into inference/worker/: tasks queued by an older release still run.
 @shared_task(name="inference.tasks.generate_reply_task", bind=True, ignore_result=True, acks_late=False)
 def generate_reply_task(self: object, message_id: int) -> None:
-    """Generate the oldest queued reply of *message_id*'s model (see generation_start); none left: do nothing.
+    """Generate the oldest queued reply of *message_id*'s model (see reply_start); none left: do nothing.
 
     A database outage delays the task but loses nothing: the claim waits for PostgreSQL, the progress writes
     are skipped while it is down, and the final write waits for it (the reply stays listed in the worker's
@@ -190,7 +191,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
     message = _until_database(
         "the claim",
         message_id,
-        lambda: services.generation_start(message_id=message_id, task_id=task_id, worker=name),
+        lambda: replies.reply_start(message_id=message_id, task_id=task_id, worker=name),
     )
     if message is None:
         return
@@ -215,7 +216,7 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
     def finish() -> None:
         # One transaction: the reply's quota reservation ends as its real count is recorded.
         with transaction.atomic():
-            services.generation_finish(
+            replies.reply_finish(
                 message=message,
                 status=status,
                 content=state.content,
@@ -240,7 +241,7 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
 def garbled_text(error_id: str) -> str:
     """Return what a user reads about a reply the model wrote in a form that cannot be read."""
     return (
-        f"The model's answer came out garbled, so it was stopped (error {error_id}). "
+        f"The model's reply came out garbled, so it was stopped (error {error_id}). "
         "Retry, or rephrase your message; an admin can look up the error id."
     )
 
@@ -248,7 +249,7 @@ def garbled_text(error_id: str) -> str:
 def failure_text(error_id: str) -> str:
     """Return what a user reads about a failure whose details only the log holds, under *error_id*."""
     return (
-        f"Something went wrong while generating this answer (error {error_id}). "
+        f"Something went wrong while writing this reply (error {error_id}). "
         "Retry, or give an admin the error id."
     )
 
@@ -272,7 +273,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         logger.info("reply %s not generated: its owner %s is deactivated", message.pk, owner.pk)
         return (
             Message.Status.FAILED,
-            "This answer was not generated: the account that asked for it is deactivated.",
+            "This reply was not written: the account that asked for it is deactivated.",
             False,
         )
     refusal = _until_database(
@@ -308,7 +309,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         )
         state.prompt_tokens = len(fitted.tokens)
         if not state.steps:  # the first generation of the turn: announced while the engine prefills
-            _until_database("the start", message.pk, lambda: services.generation_announce(message=message))
+            _until_database("the start", message.pk, lambda: replies.reply_announce(message=message))
         if fitted.dropped_turns:
             logger.info(
                 "reply %s: %d oldest turns left out to fit the context", message.pk, fitted.dropped_turns
@@ -367,9 +368,7 @@ def _run_tool(message: Message, call: ToolCall, toolset: Toolset) -> ToolResult:
 
 
 def _notice(message: Message, publisher: ReplyPublisher, notice: str) -> None:
-    _until_database(
-        "a notice", message.pk, lambda: services.generation_notice(message=message, notice=notice)
-    )
+    _until_database("a notice", message.pk, lambda: replies.reply_notice(message=message, notice=notice))
     publisher.notice(notice)
 
 

@@ -106,16 +106,16 @@ def sign_in(page: Any, username: str, password: str = PASSWORD) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _settle_generations(request: pytest.FixtureRequest) -> Iterator[None]:
+def _settle_replies(request: pytest.FixtureRequest) -> Iterator[None]:
     """Stop what a test left generating, so the next test starts with free GPU slots."""
     yield
     if "live" not in request.fixturenames:
         return
     from chat.models import Conversation, Message
-    from chat.services import generation_cancel
+    from chat.services.replies import reply_cancel
 
     for conversation in Conversation.objects.filter(messages__status__in=Message.IN_FLIGHT).distinct():
-        generation_cancel(conversation=conversation)
+        reply_cancel(conversation=conversation)
     deadline = time.monotonic() + 15
     while Message.objects.filter(status__in=Message.IN_FLIGHT).exists() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from chat import services
 from chat.events import stream_publish
 from chat.models import Conversation, Message
+from chat.services import messages, replies
 from gptoss_web.devtools.stack import Stack, wait_until
 from inference.models import ServedModel
 from inference.status import WorkerStatus
@@ -93,10 +93,10 @@ def stream(message: Message, seq: int, **event: Any) -> None:
 
 def start(conversation: Conversation, text: str) -> Message:
     """Send *text* and claim its reply as a GPU worker does; return the reply."""
-    _, reply = services.message_send(conversation=conversation, text=text)
-    claimed = services.generation_start(message_id=reply.pk, task_id=f"render-{reply.pk}", worker=WORKER)
+    _, reply = messages.message_send(conversation=conversation, text=text)
+    claimed = replies.reply_start(message_id=reply.pk, task_id=f"render-{reply.pk}", worker=WORKER)
     assert claimed is not None and claimed.pk == reply.pk
-    services.generation_announce(message=claimed)
+    replies.reply_announce(message=claimed)
     return claimed
 
 
@@ -120,10 +120,10 @@ def test_every_status_renders_the_same_live_and_after_a_reload(
     chat = ChatPage(user_page(alice_user)).open(conversation.pk)
 
     # Queued: its place in line and why it waits.
-    _, queued = services.message_send(conversation=conversation, text="What is MXFP4?")
+    _, queued = messages.message_send(conversation=conversation, text="What is MXFP4?")
     thread = assert_same_as_server(chat, queued.pk, "queued")
     expect(chat.page.locator(f"#message-{queued.pk} [data-role=queue]")).to_have_text("1st in queue")
-    services.generation_cancel(conversation=conversation)
+    replies.reply_cancel(conversation=conversation)
     assert_same_as_server(chat, queued.pk, "cancelled")
 
     # Streaming: reasoning while no answer exists yet, then answer text and a tool card still running.
@@ -141,7 +141,7 @@ def test_every_status_renders_the_same_live_and_after_a_reload(
     stream(reply, 4, type="tool", index=0, call=done_call)
     notice = "The 3 oldest turns were left out to fit the model's context."
     stream(reply, 5, type="notice", notice=notice)
-    services.generation_notice(message=reply, notice=notice)
+    replies.reply_notice(message=reply, notice=notice)
     finish(
         reply, "done", "It is **21 °C** in Paris.", [done_call], seq=5,
         reasoning="The user wants the weather.\nCall the tool.", queue_wait_ms=12_000, ttft_ms=850,
@@ -168,16 +168,14 @@ def test_every_status_renders_the_same_live_and_after_a_reload(
     # Cancelled while streaming: the worker stores the text it had.
     reply = start(conversation, "Count to a thousand")
     stream(reply, 1, type="delta", reasoning="", content="1, 2, 3")
-    services.generation_cancel(conversation=conversation)
+    replies.reply_cancel(conversation=conversation)
     finish(reply, "cancelled", "1, 2, 3", [], seq=1, queue_wait_ms=3, ttft_ms=40)
     assert_same_as_server(chat, reply.pk, "cancelled")
 
     # Interrupted: the worker died; the reaper keeps what was streamed.
     reply = start(conversation, "Tell me a story")
     stream(reply, 1, type="delta", reasoning="A short one.", content="Once upon")
-    assert services.generation_interrupt(
-        message=reply, reason="The GPU worker stopped while writing this answer."
-    )
+    assert replies.reply_interrupt(message=reply, reason="The GPU worker stopped while writing this reply.")
     assert_same_as_server(chat, reply.pk, "interrupted")
 
 
@@ -189,7 +187,7 @@ def finish(
     if fields.get("ttft_ms") is not None:
         figures["tokens_per_second"] = 23.45
     figures.update({k: v for k, v in fields.items() if k in figures})
-    services.generation_finish(
+    replies.reply_finish(
         message=reply, status=status, content=content, reasoning=fields.get("reasoning", ""),
         tool_calls=tool_calls, seq=seq,
         prompt_tokens=120, reasoning_tokens=7, answer_tokens=9, error=fields.get("error", ""), **figures,

@@ -107,7 +107,7 @@ def test_shots_of_editing_an_error_reconnecting_and_the_jump_button(shot: Any, a
             conversation.pk,
             question(1, "Tell me a long story"),
             msg(2, status="interrupted", content="Once upon a time", html="<p>Once upon a time</p>",
-                error="The GPU worker stopped while writing this answer. The text so far is kept."),
+                error="The GPU worker stopped while writing this reply. The text so far is kept."),
             question(3, "Tell me a long story, again"),
             msg(4, status="streaming", content=story, seq=1),
             title="Long story",
@@ -125,7 +125,7 @@ def test_shots_of_editing_an_error_reconnecting_and_the_jump_button(shot: Any, a
     page.fill("textarea[name=text]", "A question the server refuses")
     page.locator("textarea[name=text]").press("Enter")
     sent = server.actions("send")
-    refused = "You already have 2 answers being generated. Wait for one to finish, then send again."
+    refused = "You already have 2 replies being written. Wait for one to finish, then send again."
     server.send(type="error", action="send", client_id=sent[-1]["client_id"], message=refused)
     page.wait_for_selector("[data-role=composer-error]")
     page.click("#message-3 [data-role=edit]")

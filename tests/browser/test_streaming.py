@@ -10,7 +10,8 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Message
-from chat.services import generation_cancel, message_send
+from chat.services.messages import message_send
+from chat.services.replies import reply_cancel
 from gptoss_web.devtools.tinymodel import (
     ENDLESS_CYCLE,
     ENDLESS_HEAD,
@@ -244,7 +245,7 @@ def test_the_queue_position_updates_live(user_page: Any, alice_user: Any) -> Non
     queue = chat.page.locator(f"#message-{reply} [data-role=queue]")
     expect(queue).to_have_text("1st in queue")
     for other in busy:
-        generation_cancel(conversation=other)
+        reply_cancel(conversation=other)
     chat.wait_status(reply, ["done"])
     assert chat.shown_text(reply) == PLAIN_ANSWER
     stored = Message.objects.get(pk=reply)

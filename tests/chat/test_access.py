@@ -7,8 +7,8 @@ from django.contrib.auth.models import AnonymousUser
 from django.http import Http404
 
 from chat.access import access_conversation, access_message
-from chat.selectors import conversation_list, generations_in_flight_count, message_list
-from chat.services import message_send
+from chat.selectors import conversation_list, message_list, replies_in_flight_count
+from chat.services.messages import message_send
 from tests.factories import make_conversation
 
 pytestmark = pytest.mark.django_db
@@ -44,6 +44,6 @@ def test_selectors_list_only_the_users_own_rows_newest_first(alice: object, bob:
     message_send(conversation=older, text="bump")  # activity moves it to the top
     assert [c.title for c in conversation_list(user=alice)] == ["older", "newer"]  # type: ignore[arg-type]
     assert [m.role for m in message_list(conversation=older)] == ["user", "assistant"]
-    assert generations_in_flight_count(user=alice) == 1  # type: ignore[arg-type]
-    assert generations_in_flight_count(user=bob) == 0  # type: ignore[arg-type]
+    assert replies_in_flight_count(user=alice) == 1  # type: ignore[arg-type]
+    assert replies_in_flight_count(user=bob) == 0  # type: ignore[arg-type]
     assert newer.messages.count() == 0

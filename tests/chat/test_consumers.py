@@ -20,7 +20,7 @@ from django.utils import timezone
 
 from chat.consumers import WATCH_EVERY_S
 from chat.models import Message
-from chat.services import message_send
+from chat.services.messages import message_send
 from gptoss_web.asgi import application
 from gptoss_web.devtools.tinymodel import SCRIPTS
 from inference.worker.tasks import generate_reply_task

@@ -7,7 +7,7 @@ from django.test import Client
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from chat.models import Conversation, Message
-from chat.services import message_send
+from chat.services.messages import message_send
 from tests.factories import make_conversation
 
 PUBLIC = {

@@ -19,7 +19,8 @@ from django.test import Client
 from django.urls import reverse
 
 from chat.models import Conversation, Message
-from chat.services import generation_cancel, generation_start, message_send
+from chat.services.messages import message_send
+from chat.services.replies import reply_cancel, reply_start
 from gptoss_web.asgi import application
 from gptoss_web.devtools.tinymodel import SCRIPTS
 from inference.models import Quota, UsageDay
@@ -31,7 +32,7 @@ from tests.factories import make_conversation
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SENDERS = 20
-IN_FLIGHT_REFUSAL = "You already have 2 answers being generated"
+IN_FLIGHT_REFUSAL = "You already have 2 replies being written"
 
 
 @pytest.fixture(autouse=True)
@@ -49,7 +50,7 @@ async def _close_thread_connections() -> AsyncIterator[None]:
 
 
 def _queued_task_message_ids() -> list[int]:
-    """Return the message ids of the generation tasks waiting in the tiny model's real Redis queue."""
+    """Return the message ids of the tasks waiting in the tiny model's real Redis queue."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = f"{settings.GPTOSS_REDIS_PREFIX}:celery:{queue_for_model('tiny')}"
     return [
@@ -257,11 +258,11 @@ def test_a_quota_below_a_full_answer_budget_still_answers_then_refuses_with_noth
     assert conversation.messages.count() == 2
 
 
-def test_answers_in_flight_hold_their_budget_and_give_back_what_they_did_not_use(alice: Any) -> None:
+def test_replies_in_flight_hold_their_budget_and_give_back_what_they_did_not_use(alice: Any) -> None:
     Quota.objects.create(user=alice, daily_tokens=1000)
     first, second = make_conversation(alice), make_conversation(alice)
     _, reply = message_send(conversation=first, text="Hello there")  # holds all 1,000 tokens while queued
-    with pytest.raises(Exception, match="held by answers still being generated"):
+    with pytest.raises(Exception, match="held by replies still being written"):
         message_send(conversation=second, text="Hello again")
     generate_reply_task.run(reply.pk)  # a short answer: it uses a few tokens and gives the rest back
     reply.refresh_from_db()
@@ -276,9 +277,9 @@ def test_a_stopped_answer_holds_its_budget_until_its_worker_has_counted_what_it_
     Quota.objects.create(user=alice, daily_tokens=1000)
     first, second = make_conversation(alice), make_conversation(alice)
     _, reply = message_send(conversation=first, text="Tell me an endless story")
-    assert generation_start(message_id=reply.pk, task_id="t", worker="w") is not None
-    generation_cancel(conversation=first)  # Stop: the worker has not yet stored what it generated
-    with pytest.raises(Exception, match="held by answers still being generated"):
+    assert reply_start(message_id=reply.pk, task_id="t", worker="w") is not None
+    reply_cancel(conversation=first)  # Stop: the worker has not yet stored what it generated
+    with pytest.raises(Exception, match="held by replies still being written"):
         message_send(conversation=second, text="Hello again")
 
 
@@ -286,7 +287,7 @@ def test_a_stopped_queued_answer_gives_its_budget_back_at_once(alice: Any) -> No
     Quota.objects.create(user=alice, daily_tokens=1000)
     first, second = make_conversation(alice), make_conversation(alice)
     message_send(conversation=first, text="Hello there")
-    generation_cancel(conversation=first)
+    reply_cancel(conversation=first)
     _, reply = message_send(conversation=second, text="Hello again")
     assert reply.status == "queued"
     assert not UsageDay.objects.exists()

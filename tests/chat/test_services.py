@@ -11,20 +11,16 @@ from django.db import IntegrityError, transaction
 from django.test import override_settings
 
 from chat import selectors
-from chat.errors import ChatError, GenerationInFlight, StaleEdit, TooManyInFlight
+from chat.errors import ChatError, ReplyInFlight, StaleEdit, TooManyInFlight
 from chat.models import Conversation, Message
-from chat.services import (
+from chat.services.conversations import (
     conversation_delete,
     conversation_rename,
     conversation_update_settings,
-    generation_cancel,
-    generation_finish,
-    generation_start,
-    message_edit,
-    message_regenerate,
-    message_send,
     title_from_text,
 )
+from chat.services.messages import message_edit, message_regenerate, message_send
+from chat.services.replies import reply_cancel, reply_finish, reply_start
 from inference.runtime.catalog import queue_for_model
 from tests.factories import make_conversation
 
@@ -39,7 +35,7 @@ def _empty_queue() -> None:
 
 
 def _queued_task_message_ids(model_name: str) -> list[int]:
-    """Return the message ids of generation tasks waiting in the model's real Redis queue."""
+    """Return the message ids of the tasks waiting in the model's real Redis queue."""
     client = redis.Redis.from_url(settings.REDIS_URL)
     key = f"{settings.GPTOSS_REDIS_PREFIX}:celery:{queue_for_model(model_name)}"
     ids = []
@@ -74,7 +70,7 @@ def test_a_rolled_back_send_enqueues_nothing(alice: object) -> None:
 def test_a_second_send_while_answering_is_refused_and_stores_nothing(alice: object) -> None:
     conversation = make_conversation(alice)
     message_send(conversation=conversation, text="first")
-    with pytest.raises(GenerationInFlight):
+    with pytest.raises(ReplyInFlight):
         message_send(conversation=conversation, text="second")
     assert list(Message.objects.values_list("content", flat=True).filter(role="user")) == ["first"]
 
@@ -96,11 +92,11 @@ def test_the_database_refuses_a_user_message_that_is_not_done(alice: object) -> 
 
 
 @override_settings(GPTOSS_MAX_IN_FLIGHT_PER_USER=2)
-def test_a_user_with_too_many_answers_in_flight_is_told_to_wait(alice: object) -> None:
+def test_a_user_with_too_many_replies_in_flight_is_told_to_wait(alice: object) -> None:
     for _ in range(2):
         message_send(conversation=make_conversation(alice), text="busy")
     third = make_conversation(alice)
-    with pytest.raises(TooManyInFlight, match="already have 2 answers"):
+    with pytest.raises(TooManyInFlight, match="already have 2 replies"):
         message_send(conversation=third, text="one more")
     assert not third.messages.exists()
 
@@ -154,9 +150,9 @@ _FINISH: dict = {
 def _answered(conversation: Conversation, text: str, answer: str) -> Message:
     """Send *text* and finish its reply with *answer*, as a worker would."""
     _, reply = message_send(conversation=conversation, text=text)
-    started = generation_start(message_id=reply.pk, task_id="t", worker="w")
+    started = reply_start(message_id=reply.pk, task_id="t", worker="w")
     assert started is not None
-    generation_finish(message=started, status="done", content=answer, **_FINISH)
+    reply_finish(message=started, status="done", content=answer, **_FINISH)
     reply.refresh_from_db()
     return reply
 
@@ -164,7 +160,7 @@ def _answered(conversation: Conversation, text: str, answer: str) -> Message:
 def test_stop_ends_a_queued_reply_at_once_and_keeps_the_question(alice: object) -> None:
     conversation = make_conversation(alice)
     question, reply = message_send(conversation=conversation, text="Hello")
-    assert generation_cancel(conversation=conversation) == reply
+    assert reply_cancel(conversation=conversation) == reply
     reply.refresh_from_db()
     assert reply.status == "cancelled" and reply.finished_at is not None
     assert Message.objects.get(pk=question.pk).content == "Hello"
@@ -175,17 +171,17 @@ def test_stop_ends_a_queued_reply_at_once_and_keeps_the_question(alice: object) 
 def test_stop_of_a_streaming_reply_keeps_its_partial_text_when_the_worker_finishes(alice: object) -> None:
     conversation = make_conversation(alice)
     _, reply = message_send(conversation=conversation, text="Hello")
-    started = generation_start(message_id=reply.pk, task_id="t", worker="w")
+    started = reply_start(message_id=reply.pk, task_id="t", worker="w")
     assert started is not None
-    generation_cancel(conversation=conversation)
-    final = generation_finish(message=started, status="done", content="Half an ans", **_FINISH)
+    reply_cancel(conversation=conversation)
+    final = reply_finish(message=started, status="done", content="Half an ans", **_FINISH)
     assert final is not None and (final.status, final.content) == ("cancelled", "Half an ans")
 
 
 def test_stop_with_nothing_in_flight_does_nothing(alice: object) -> None:
     conversation = make_conversation(alice)
     _answered(conversation, "Hi", "Hello!")
-    assert generation_cancel(conversation=conversation) is None
+    assert reply_cancel(conversation=conversation) is None
     assert list(Message.objects.values_list("status", flat=True)) == ["done", "done"]
 
 
@@ -229,7 +225,7 @@ def test_a_stale_edit_or_regenerate_is_refused_and_changes_nothing(alice: object
 def test_edit_while_an_answer_is_generating_is_refused(alice: object) -> None:
     conversation = make_conversation(alice)
     question, _ = message_send(conversation=conversation, text="One")
-    with pytest.raises(GenerationInFlight):
+    with pytest.raises(ReplyInFlight):
         message_edit(conversation=conversation, message_id=question.pk, text="Other")
     assert Message.objects.get(pk=question.pk).superseded_at is None
 
@@ -240,7 +236,7 @@ def test_queue_positions_are_first_come_first_served_per_model(alice: object, bo
         _, reply = message_send(conversation=make_conversation(owner), text="Hi")
         replies.append(reply)
     assert [selectors.queue_position_get(message=r) for r in replies] == [1, 2, 3]
-    generation_start(message_id=replies[0].pk, task_id="t", worker="w")
+    reply_start(message_id=replies[0].pk, task_id="t", worker="w")
     assert [p for _, _, p in selectors.queue_positions(model_name="tiny")] == [1, 2]
     replies[2].refresh_from_db()
     assert selectors.queue_position_get(message=replies[2]) == 2

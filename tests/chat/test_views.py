@@ -11,7 +11,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from chat.models import Conversation, Invitation, Message
-from chat.services import message_send
+from chat.services.messages import message_send
 from tests.factories import PASSWORD, UserFactory, make_conversation
 
 pytestmark = pytest.mark.django_db

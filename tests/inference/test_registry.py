@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from chat.errors import ChatError
 from chat.models import Message
-from chat.services import message_send
+from chat.services.messages import message_send
 from inference import selectors
 from inference.models import Quota, ServedModel, UsageDay
 from inference.selectors import model_queue
@@ -196,7 +196,7 @@ def test_limits_come_from_the_user_then_the_most_generous_group_then_the_default
 def test_the_in_flight_limit_of_a_quota_applies(alice: Any) -> None:
     Quota.objects.create(user=alice, max_in_flight=1)
     message_send(conversation=make_conversation(alice), text="first")
-    with pytest.raises(ChatError, match="You already have 1 answers being generated"):
+    with pytest.raises(ChatError, match="You already have 1 replies being written"):
         message_send(conversation=make_conversation(alice), text="second")
 
 

@@ -12,7 +12,7 @@ import pytest
 from django.test import Client
 
 from chat.models import Message
-from chat.services import message_send
+from chat.services.messages import message_send
 from inference.models import ServedModel
 from inference.status import redis_client
 from tests.factories import UserFactory, make_conversation

@@ -9,7 +9,8 @@ import pytest
 from django.conf import settings as django_settings
 
 from chat.models import Message
-from chat.services import generation_save_progress, generation_start, message_send
+from chat.services.messages import message_send
+from chat.services.replies import reply_save_progress, reply_start
 from inference import status
 from inference.runtime.catalog import queue_for_model
 from inference.status import WorkerStatus, worker_alive, workers_list
@@ -23,9 +24,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def _streaming_reply(owner: object, worker: str) -> Message:
     _, reply = message_send(conversation=make_conversation(owner), text="Hello")
-    started = generation_start(message_id=reply.pk, task_id="t1", worker=worker)
+    started = reply_start(message_id=reply.pk, task_id="t1", worker=worker)
     assert started is not None
-    generation_save_progress(message=started, content="Half an", reasoning="", tool_calls=[], seq=2)
+    reply_save_progress(message=started, content="Half an", reasoning="", tool_calls=[], seq=2)
     return started
 
 
@@ -96,13 +97,13 @@ def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
     alice: object, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from chat.errors import ChatError
-    from chat.services import generation_cancel
+    from chat.services.replies import reply_cancel
     from inference.models import Quota
 
     Quota.objects.create(user=alice, daily_tokens=1000)
     reply = _streaming_reply(alice, worker="gpu-gone:44")
-    generation_cancel(conversation=reply.conversation)  # Stop, and the worker dies before counting its tokens
-    with pytest.raises(ChatError, match="held by answers still being generated"):
+    reply_cancel(conversation=reply.conversation)  # Stop, and the worker dies before counting its tokens
+    with pytest.raises(ChatError, match="held by replies still being written"):
         message_send(conversation=make_conversation(alice), text="Hello again")
     reaper = Reaper()
     reaper.run_once()
@@ -116,7 +117,7 @@ def test_a_stopped_reply_whose_worker_died_gives_its_tokens_back(
 
 
 def _queued_tasks(model_name: str = "tiny") -> list[int]:
-    """Return the reply ids named by the generation tasks waiting in the model's Redis queue."""
+    """Return the reply ids named by the tasks waiting in the model's Redis queue."""
     prefix = django_settings.CELERY_BROKER_TRANSPORT_OPTIONS["global_keyprefix"]
     raw = status.redis_client().lrange(f"{prefix}{queue_for_model(model_name)}", 0, -1)
     return [int(json.loads(item)["headers"]["argsrepr"].strip("[]()").rstrip(",")) for item in raw]

@@ -21,7 +21,7 @@ from django.test import Client
 
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
-from chat.services import message_send
+from chat.services.messages import message_send
 from gptoss_web.devtools.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.runtime.catalog import queue_for_model
 from inference.tools.models import Function, ToolSettings
@@ -92,7 +92,7 @@ def test_a_reply_the_model_derails_on_fails_at_once_instead_of_spending_its_budg
     reply.refresh_from_db()
     assert (reply.status, reply.notice, reply.retryable) == ("failed", "", True)
     shown = re.fullmatch(
-        r"The model's answer came out garbled, so it was stopped \(error ([0-9a-f]{8})\)\. "
+        r"The model's reply came out garbled, so it was stopped \(error ([0-9a-f]{8})\)\. "
         r"Retry, or rephrase your message; an admin can look up the error id\.",
         reply.error,
     )
@@ -116,7 +116,7 @@ def test_an_unexpected_failure_shows_a_plain_sentence_and_an_id_whose_traceback_
     reply.refresh_from_db()
     assert reply.status == "failed"
     found = re.fullmatch(
-        r"Something went wrong while generating this answer \(error ([0-9a-f]{8})\)\. "
+        r"Something went wrong while writing this reply \(error ([0-9a-f]{8})\)\. "
         r"Retry, or give an admin the error id\.",
         reply.error,
     )
@@ -146,7 +146,7 @@ def test_a_reply_queued_before_its_owner_was_deactivated_is_not_generated(alice:
     generate_reply_task.run(reply.pk)
     reply.refresh_from_db()
     assert reply.status == "failed"
-    assert reply.error == "This answer was not generated: the account that asked for it is deactivated."
+    assert reply.error == "This reply was not written: the account that asked for it is deactivated."
     assert reply.content == "" and reply.answer_tokens == 0
 
 

@@ -2,7 +2,7 @@
 
 ``python -m gptoss_web.devtools.bench pipeline [--quick]`` starts a real stack (Daphne, a Celery GPU worker
 on the tiny model, the reaper and a private Redis) on a throw-away PostgreSQL database, and measures with
-WebSocket clients, side by side with the engine's own figures for the very same generations:
+WebSocket clients, side by side with the engine's own figures for the very same replies:
 
 - ``pipeline.ws_tps / pipeline.raw_tps``: tokens per second a client sees for one conversation, over the
   engine's decode speed for that answer (target at least 0.9);

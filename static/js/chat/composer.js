@@ -175,7 +175,7 @@ export class Composer {
       if (v === lastAssistant && TERMINAL.has(v.m.status) && v.m.retryable !== false) {
         const retry = v.m.status === "failed" || v.m.status === "interrupted";
         const b = button("btn btn-tiny", retry ? "Retry" : "Regenerate", retry ? "retry" : "regenerate",
-          retry ? "Answer this question again" : "Generate a new answer to this question");
+          retry ? "Reply to this question again" : "Write a new reply to this question");
         b.addEventListener("click", () => this.regenerate(v));
         actions.appendChild(b);
       }

@@ -186,7 +186,7 @@ export class MessageView {
     }
     if (m.status === "failed" && m.error) { meta.appendChild(el("span", "error-text", m.error)); }
     if (m.status === "interrupted") {
-      meta.appendChild(el("span", "muted", m.error || "The answer was cut off. Retry to answer again."));
+      meta.appendChild(el("span", "muted", m.error || "The reply was cut off. Press Retry to try again."));
     }
     const s = m.stats || {};
     if (TERMINAL.has(m.status) && s.ttft_ms !== null && s.ttft_ms !== undefined) {

@@ -1,0 +1,11 @@
+"""Writes: every change to conversations, messages and users happens here, each in one transaction.
+
+- conversations: create, rename, change settings, delete; titles.
+- messages: the user's side of a send: validate, send, edit, regenerate.
+- replies: the reply's lifecycle: create it queued and enqueue it, queue places, then start, announce, notice,
+  save progress, finish, fail while queued, interrupt, release and cancel (Stop).
+- invitations: accept an invitation.
+- accounts: user-level writes (end a user's sessions).
+
+Import the module you need (`from chat.services import replies`); nothing is re-exported here.
+"""
