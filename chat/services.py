@@ -20,6 +20,7 @@ from chat.models import Conversation, Invitation, Message, ReasoningEffort
 from inference.dispatch import enqueue_reply
 from inference.quotas import generation_allowed_check, model_access_check, prompt_fit_check
 from inference.selectors import default_model_name, limits_get, served_model_get
+from inference.tools.records import ToolCallRecord
 
 logger = logging.getLogger(__name__)
 
@@ -408,7 +409,7 @@ def generation_notice(*, message: Message, notice: str) -> None:
 
 
 def generation_save_progress(
-    *, message: Message, content: str, reasoning: str, tool_calls: list[dict], seq: int
+    *, message: Message, content: str, reasoning: str, tool_calls: list[ToolCallRecord], seq: int
 ) -> bool:
     """Store the text generated so far, up to stream event *seq*.
 
@@ -427,7 +428,7 @@ def generation_finish(
     status: str,
     content: str,
     reasoning: str,
-    tool_calls: list[dict],
+    tool_calls: list[ToolCallRecord],
     seq: int,
     prompt_tokens: int,
     reasoning_tokens: int,
