@@ -8,7 +8,7 @@ import logging
 import uuid
 from collections.abc import Coroutine, Mapping
 from contextlib import suppress
-from typing import Any
+from typing import Any, cast
 
 import redis.asyncio
 from channels.db import database_sync_to_async
@@ -22,6 +22,19 @@ from chat import selectors
 from chat.access import access_conversation, sessions_signed_in
 from chat.errors import ChatError
 from chat.events import conversation_group, user_group
+from chat.frames import (
+    AckFrame,
+    BroadcastFrame,
+    ChatEventMessage,
+    ClientFrame,
+    EditFrame,
+    ErrorFrame,
+    RegenerateFrame,
+    SendFrame,
+    StateFrame,
+    StopFrame,
+    SyncFrame,
+)
 from chat.models import Message
 from chat.services import messages, replies
 
@@ -49,7 +62,12 @@ class FrameError(Exception):
     """A frame the server cannot act on; the message says why."""
 
 
-def _state(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> dict[str, Any]:
+# A frame as the browser sent it: a JSON object whose "action" is one of ACTIONS (checked by _parse); its
+# other fields are checked when the action is carried out (_client_frame).
+RawFrame = dict[str, object]
+
+
+def _state(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> StateFrame:
     conversation = access_conversation(user, conversation_id)
     return selectors.conversation_state(conversation=conversation)
 
@@ -67,40 +85,67 @@ def _watch_read(
         return summaries, sessions_signed_in(sessions=sessions)
 
 
-def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, frame: dict[str, Any]) -> None:
+def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, raw: RawFrame) -> None:
     """Carry out one client action; raise ChatError or FrameError with what the user should know."""
     try:
         conversation = access_conversation(user, conversation_id)
     except Http404:
         raise FrameError("This conversation no longer exists.") from None
-    action = frame["action"]
-    if action == "send":
-        client_id = frame.get("client_id")
+    frame = _client_frame(raw)
+    if frame["action"] == "send":
         messages.message_send(
-            conversation=conversation,
-            text=_text(frame),
-            client_id=client_id if isinstance(client_id, str) else "",
+            conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
         )
-    elif action == "stop":
+    elif frame["action"] == "stop":
         replies.reply_cancel(conversation=conversation)
+    elif frame["action"] == "regenerate":
+        messages.message_regenerate(conversation=conversation, message_id=frame["message"])
+    elif frame["action"] == "edit":
+        messages.message_edit(conversation=conversation, message_id=frame["message"], text=frame["text"])
+
+
+def _client_frame(raw: RawFrame) -> ClientFrame:
+    """Check the fields of *raw*'s action and return it typed; raise FrameError with what is missing."""
+    frame: ClientFrame
+    action = raw["action"]
+    if action == "send":
+        frame = SendFrame(action="send", text=_text(raw))
+    elif action == "stop":
+        frame = StopFrame(action="stop")
     elif action == "regenerate":
-        messages.message_regenerate(conversation=conversation, message_id=_message_id(frame))
+        frame = RegenerateFrame(action="regenerate", message=_message_id(raw))
     elif action == "edit":
-        messages.message_edit(conversation=conversation, message_id=_message_id(frame), text=_text(frame))
+        frame = EditFrame(action="edit", message=_message_id(raw), text=_text(raw))
+    else:
+        frame = SyncFrame(action="sync")
+    client_id = _client_id(raw)
+    if client_id is not None:
+        frame["client_id"] = client_id
+    return frame
 
 
-def _text(frame: dict[str, Any]) -> str:
+def _text(frame: RawFrame) -> str:
     text = frame.get("text")
     if not isinstance(text, str):
         raise FrameError('This action needs the message as "text".')
     return text
 
 
-def _message_id(frame: dict[str, Any]) -> int:
+def _message_id(frame: RawFrame) -> int:
     value = frame.get("message")
     if not isinstance(value, int) or isinstance(value, bool):
         raise FrameError('This action needs the id of a message as "message".')
     return value
+
+
+def _client_id(frame: RawFrame) -> str | None:
+    client_id = frame.get("client_id")
+    return client_id if isinstance(client_id, str) else None
+
+
+def _action(frame: RawFrame) -> str | None:
+    action = frame.get("action")
+    return action if isinstance(action, str) else None
 
 
 class _Watcher:
@@ -256,7 +301,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if not await database_sync_to_async(_signed_in)(self.session_key, self.user_id):
             await self.signed_out()  # nothing the frame asked for is done
             return
-        frame: dict[str, Any] = {}
+        frame: RawFrame = {}
         try:
             frame = self._parse(text_data, bytes_data)
             if frame["action"] == "sync":
@@ -266,13 +311,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except messages.AlreadySent:
             pass  # acknowledged again below; nothing is stored twice
         except (ChatError, FrameError) as error:
-            await self._reply("error", frame, message=str(error))
+            await self._reply(
+                ErrorFrame(
+                    type="error", action=_action(frame), client_id=_client_id(frame), message=str(error)
+                )
+            )
             if frame.get("action") in ("edit", "regenerate"):
                 await self.send_state()  # a stale edit: show the conversation as it is now
             return
-        await self._reply("ack", frame)
+        await self._reply(AckFrame(type="ack", action=_action(frame), client_id=_client_id(frame)))
 
-    def _parse(self, text_data: str | None, bytes_data: bytes | None) -> dict[str, Any]:
+    def _parse(self, text_data: str | None, bytes_data: bytes | None) -> RawFrame:
         if bytes_data is not None or text_data is None:
             raise FrameError("Send JSON text frames.")
         try:
@@ -283,17 +332,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             raise FrameError('A frame must be a JSON object with an "action".')
         if frame["action"] not in ACTIONS:
             raise FrameError(f"Unknown action {frame['action'][:40]!r}; use one of {', '.join(ACTIONS)}.")
-        return frame
+        return cast(RawFrame, frame)
 
-    async def _reply(self, kind: str, frame: dict[str, Any], **fields: Any) -> None:
-        client_id = frame.get("client_id")
-        payload = {
-            "type": kind,
-            "action": frame.get("action"),
-            "client_id": client_id if isinstance(client_id, str) else None,
-            **fields,
-        }
-        await self.send(text_data=json.dumps(payload))
+    async def _reply(self, reply: AckFrame | ErrorFrame) -> None:
+        """Answer the frame this socket received (only to its sender)."""
+        await self.send(text_data=json.dumps(reply))
 
     async def send_state(self) -> None:
         """Send the stored state of the conversation (closing the socket if it no longer exists)."""
@@ -313,40 +356,36 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.last_event = asyncio.get_running_loop().time()
             await self.send(text_data=json.dumps(state))
 
-    async def chat_recheck(self, event: dict[str, Any]) -> None:
+    async def chat_recheck(self, event: Mapping[str, object]) -> None:
         """One of the user's sessions ended or their account changed (chat.events.sessions_changed): check
         this socket's session before anything else is forwarded (a consumer handles one message at a time)."""
         if not self.closing and not await database_sync_to_async(_signed_in)(self.session_key, self.user_id):
             await self.signed_out()
 
-    async def chat_event(self, event: dict[str, Any]) -> None:
+    async def chat_event(self, event: ChatEventMessage) -> None:
         """Forward a broadcast event (sent by chat.events), dropping stream events the socket already has."""
         async with self.sending:
             if not self.closing:
                 await self._forward(event["payload"])
 
-    async def _forward(self, payload: dict[str, Any]) -> None:
+    async def _forward(self, payload: BroadcastFrame) -> None:
         self.last_event = asyncio.get_running_loop().time()
-        kind = payload.get("type")
-        if kind == "started":
+        if payload["type"] == "started":
             self.in_flight[payload["message"]] = Message.Status.STREAMING
-        elif kind in ("done", "message"):
+        elif payload["type"] == "done" or payload["type"] == "message":
             message = payload["message"]
             self.newest = max(self.newest, message["id"])
             if message["status"] in Message.IN_FLIGHT:
                 self.in_flight[message["id"]] = message["status"]
             else:
                 self.in_flight.pop(message["id"], None)
-        elif kind == "removed":
+            self.seqs[message["id"]] = max(self.seqs.get(message["id"], 0), message["seq"])
+        elif payload["type"] == "removed":
             for message_id in payload["messages"]:
                 self.in_flight.pop(message_id, None)
-        seq = payload.get("seq")
-        if seq is not None:
-            message_id = payload["message"]
-            if seq <= self.seqs.get(message_id, 0):
+        elif payload["type"] == "delta" or payload["type"] == "tool" or payload["type"] == "notice":
+            # A seq-numbered stream event: one this socket already has (in its state) is dropped.
+            if payload["seq"] <= self.seqs.get(payload["message"], 0):
                 return
-            self.seqs[message_id] = seq
-        elif kind in ("done", "message"):
-            message = payload["message"]
-            self.seqs[message["id"]] = max(self.seqs.get(message["id"], 0), message["seq"])
+            self.seqs[payload["message"]] = payload["seq"]
         await self.send(text_data=json.dumps(payload))

@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 from collections.abc import Coroutine, Iterable
-from typing import Any, Literal, TypedDict, cast
+from typing import Any, TypedDict, cast
 
 import redis
 from channels.layers import get_channel_layer
@@ -30,8 +30,10 @@ from django.contrib.auth import SESSION_KEY
 from django.db import transaction
 from django.utils import timezone
 
+from chat.frames import BroadcastFrame, ChatEventMessage, MessagePayload, StreamEvent
 from chat.models import Message
 from chat.rendering import message_sources, render_markdown
+from inference.tools.records import ToolCallRecord
 
 logger = logging.getLogger(__name__)
 
@@ -42,74 +44,14 @@ SEND_TIMEOUT_S = 2.0
 BURST_CONCURRENCY = 8
 
 
-class Stats(TypedDict):
-    prompt_tokens: int
-    reasoning_tokens: int
-    answer_tokens: int
-    queue_wait_ms: int | None
-    ttft_ms: int | None
-    tokens_per_second: float | None
-
-
-class MessagePayload(TypedDict):
-    id: int
-    role: str
-    status: str
-    reply_to: int | None
-    content: str
-    reasoning: str
-    tool_calls: list[dict[str, Any]]
-    error: str
-    notice: str
-    reasoning_effort: str
-    model_name: str
-    seq: int
-    html: str
-    stats: Stats
-    queue_position: int | None
-    # While queued: why it waits beyond its place, e.g. that no GPU worker serves its model ("" when served).
-    waiting: str
-    retryable: bool
-
-
 class StreamedText(TypedDict):
     """What a reply's stream events add up to; a `MessagePayload` is one too."""
 
     content: str
     reasoning: str
-    tool_calls: list[dict[str, Any]]
+    tool_calls: list[ToolCallRecord]
     notice: str
     seq: int
-
-
-class DeltaEvent(TypedDict):
-    type: Literal["delta"]
-    message: int
-    seq: int
-    at: float
-    reasoning: str
-    content: str
-
-
-class ToolEvent(TypedDict):
-    type: Literal["tool"]
-    message: int
-    seq: int
-    at: float
-    index: int
-    call: dict[str, Any]
-
-
-class NoticeEvent(TypedDict):
-    type: Literal["notice"]
-    message: int
-    seq: int
-    at: float
-    notice: str
-
-
-StreamEvent = DeltaEvent | ToolEvent | NoticeEvent
-"""A seq-numbered stream event of a reply, as published by the GPU worker's task (docs/protocol.md)."""
 
 
 def streamed_text() -> StreamedText:
@@ -204,12 +146,12 @@ def _redis_client() -> redis.Redis:
     return _redis
 
 
-def broadcast(conversation_id: int, payload: dict[str, Any]) -> bool:
+def broadcast(conversation_id: int, payload: BroadcastFrame) -> bool:
     """Send *payload* to every socket of the conversation now; return False if Redis could not take it."""
     return broadcast_many([(conversation_id, payload)])
 
 
-def broadcast_many(items: list[tuple[int, dict[str, Any]]]) -> bool:
+def broadcast_many(items: list[tuple[int, BroadcastFrame]]) -> bool:
     """Send each (conversation id, payload) now, concurrently; return False if Redis could not take them."""
     layer = get_channel_layer()
     assert layer is not None, "CHANNEL_LAYERS is not configured"
@@ -218,9 +160,9 @@ def broadcast_many(items: list[tuple[int, dict[str, Any]]]) -> bool:
         # A burst (every queued reply's new place) must not take the whole connection pool from the streams.
         limit = asyncio.Semaphore(BURST_CONCURRENCY)
 
-        async def send(conversation_id: int, payload: dict[str, Any]) -> None:
+        async def send(conversation_id: int, payload: BroadcastFrame) -> None:
             async with limit:
-                message = {"type": "chat.event", "payload": payload}
+                message: ChatEventMessage = {"type": "chat.event", "payload": payload}
                 await layer.group_send(conversation_group(conversation_id), message)
 
         await asyncio.gather(*(send(c, p) for c, p in items))
@@ -228,7 +170,7 @@ def broadcast_many(items: list[tuple[int, dict[str, Any]]]) -> bool:
     return _broadcaster.run(send_all())
 
 
-def broadcast_on_commit(conversation_id: int, payload: dict[str, Any]) -> None:
+def broadcast_on_commit(conversation_id: int, payload: BroadcastFrame) -> None:
     """Send *payload* once the current transaction commits (at once outside a transaction)."""
     transaction.on_commit(lambda: broadcast(conversation_id, payload))
 
@@ -283,7 +225,9 @@ def queue_waiting(items: Iterable[tuple[int, int, int, str]]) -> None:
 
     `waiting` is "" once a GPU worker serves the model again, which clears the note in the browser.
     """
-    frames = [(c, {"type": "queued", "message": m, "position": p, "waiting": w}) for c, m, p, w in items]
+    frames: list[tuple[int, BroadcastFrame]] = [
+        (c, {"type": "queued", "message": m, "position": p, "waiting": w}) for c, m, p, w in items
+    ]
 
     def send() -> None:
         broadcast_many(frames)
@@ -359,7 +303,7 @@ def stream_publish(conversation_id: int, message_id: int, event: StreamEvent) ->
     except redis.RedisError as error:
         logger.warning("stream event %s of reply %s not stored: %s", event.get("seq"), message_id, error)
         return False
-    return broadcast(conversation_id, cast(dict[str, Any], event))
+    return broadcast(conversation_id, event)
 
 
 def stream_events_after(message_id: int, seq: int) -> list[StreamEvent] | None:

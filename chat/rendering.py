@@ -6,7 +6,6 @@ import html
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
 from urllib.parse import urlsplit
 
 import nh3
@@ -15,6 +14,8 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import get_lexer_by_name
 from pygments.util import ClassNotFound
+
+from inference.tools.records import ToolCallRecord, ToolSource
 
 ALLOWED_TAGS = {
     "p", "br", "hr", "strong", "em", "del", "s", "code", "pre", "blockquote", "ul", "ol", "li",
@@ -66,12 +67,12 @@ def _image_as_link(self: object, tokens: list, idx: int, options: object, env: o
 _CITATION = re.compile(r"【(\d+)†L(\d+)(?:-L?(\d+))?】")
 _PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 
-Sources = Mapping[int, Mapping[str, Any]]
+Sources = Mapping[int, ToolSource]
 
 
-def message_sources(tool_calls: Iterable[Mapping[str, Any]] | None) -> dict[int, Mapping[str, Any]]:
+def message_sources(tool_calls: Iterable[ToolCallRecord] | None) -> dict[int, ToolSource]:
     """Return the pages a message's browser calls produced, by cursor (from ``Message.tool_calls``)."""
-    sources: dict[int, Mapping[str, Any]] = {}
+    sources: dict[int, ToolSource] = {}
     for call in tool_calls or ():
         for source in call.get("sources") or ():
             if isinstance(source, Mapping) and isinstance(source.get("cursor"), int):
@@ -79,7 +80,7 @@ def message_sources(tool_calls: Iterable[Mapping[str, Any]] | None) -> dict[int,
     return sources
 
 
-def _citation_url(source: Mapping[str, Any], first: int, last: int) -> str:
+def _citation_url(source: ToolSource, first: int, last: int) -> str:
     lines = source.get("lines") or {}
     for line in range(first, max(first, last) + 1):
         if str(line) in lines:

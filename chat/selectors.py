@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from django.contrib.auth.models import User
 from django.db.models import Max, Q, QuerySet
 
 from chat import events
+from chat.frames import StateFrame
 from chat.models import Conversation, Message
 from inference.selectors import waiting_note
 
@@ -51,7 +51,7 @@ def reply_waiting_get(*, message: Message) -> str:
     return waiting_note(model_name=message.model_name)
 
 
-def conversation_state(*, conversation: Conversation) -> dict[str, Any]:
+def conversation_state(*, conversation: Conversation) -> StateFrame:
     """Return what a (re)connecting socket is sent first: the visible thread, caught up with live streams.
 
     A reply in flight is stored about once a second; the stream events published since (kept in Redis) are

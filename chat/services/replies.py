@@ -20,6 +20,7 @@ from chat import events, selectors
 from chat.errors import ReplyInFlight
 from chat.models import Conversation, Message
 from inference.dispatch import enqueue_reply
+from inference.tools.records import ToolCallRecord
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def reply_notice(*, message: Message, notice: str) -> None:
 
 
 def reply_save_progress(
-    *, message: Message, content: str, reasoning: str, tool_calls: list[dict], seq: int
+    *, message: Message, content: str, reasoning: str, tool_calls: list[ToolCallRecord], seq: int
 ) -> bool:
     """Store the text generated so far, up to stream event *seq*.
 
@@ -165,7 +166,7 @@ def reply_finish(
     status: str,
     content: str,
     reasoning: str,
-    tool_calls: list[dict],
+    tool_calls: list[ToolCallRecord],
     seq: int,
     prompt_tokens: int,
     reasoning_tokens: int,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import re
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Any
 
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
+from chat.frames import MessagePayload
 from chat.rendering import message_sources, render_markdown
+from inference.tools.records import ToolCallRecord
 
 register = template.Library()
 
@@ -21,7 +22,7 @@ TOOL_STATE_LABEL = {"running": "running…", "failed": "error", "done": "done"}
 
 
 @register.filter(name="markdown")
-def markdown_filter(text: str, tool_calls: list[dict] | None = None) -> SafeString:
+def markdown_filter(text: str, tool_calls: list[ToolCallRecord] | None = None) -> SafeString:
     """Render *text* as sanitized Markdown (chat.rendering guarantees it is safe).
 
     ``{{ message.content|markdown:message.tool_calls }}`` also turns the browser citations into links.
@@ -60,7 +61,7 @@ def ordinal(n: int) -> str:
 
 
 @register.filter
-def tool_state(call: dict[str, Any]) -> str:
+def tool_state(call: ToolCallRecord) -> str:
     """Return "running" (no result yet), "failed" (an error result) or "done" (format.js toolState)."""
     if call.get("result") is None:
         return "running"
@@ -80,6 +81,6 @@ def in_flight(status: str) -> bool:
 
 
 @register.filter
-def reasoning_live(reasoning: str, m: dict[str, Any]) -> bool:
+def reasoning_live(reasoning: str, m: MessagePayload) -> bool:
     """Return whether the reasoning still streams (no answer text yet): it shows open, titled "Reasoning…"."""
     return bool(reasoning) and m["status"] == "streaming" and not m["content"]

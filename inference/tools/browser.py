@@ -27,6 +27,7 @@ from inference.tools.net import (
     parse_host_address,
     system_resolver,
 )
+from inference.tools.records import ToolSource
 
 LINE_WIDTH = 120
 DEFAULT_VIEW_LINES = 40
@@ -101,7 +102,7 @@ class BrowserConfig:
 @dataclass(frozen=True)
 class BrowserOutput:
     text: str
-    sources: list[dict[str, Any]]
+    sources: list[ToolSource]
 
 
 class _TextExtractor(HTMLParser):
@@ -189,8 +190,8 @@ def _view(cursor: int, page: Page, loc: int = 0, num_lines: int = DEFAULT_VIEW_L
     return f"{header}\n**viewing lines [{start} - {max(end - 1, start)}] of {max(total - 1, 0)}**\n\n{body}"
 
 
-def _source(cursor: int, page: Page) -> dict[str, Any]:
-    source: dict[str, Any] = {"cursor": cursor, "url": page.url, "title": page.title}
+def _source(cursor: int, page: Page) -> ToolSource:
+    source = ToolSource(cursor=cursor, url=page.url, title=page.title)
     if page.line_urls:
         source["lines"] = dict(page.line_urls)
     return source

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.core.cache import cache
@@ -24,6 +24,7 @@ from inference.runtime.harmony import FunctionSpec, ToolCall
 from inference.tools import browser
 from inference.tools.functions import FunctionError, function_call
 from inference.tools.python import SandboxLimits, SandboxUnavailable, python_run
+from inference.tools.records import ToolCallRecord, ToolSource
 from inference.tools.selectors import browser_config, function_endpoint, tools_available
 
 if TYPE_CHECKING:
@@ -58,7 +59,16 @@ class ToolResult:
 
     text: str
     error: bool
-    record: dict[str, Any]
+    record: ToolCallRecord
+
+
+@dataclass(frozen=True)
+class _Output:
+    """What one tool runner returns: its text for the model, whether it is an error, the pages it showed."""
+
+    text: str
+    error: bool = False
+    sources: list[ToolSource] = field(default_factory=list)
 
 
 def toolset_for(conversation: Conversation) -> Toolset:
@@ -86,34 +96,32 @@ def _cap(text: str) -> str:
 def tool_run(*, call: ToolCall, toolset: Toolset, conversation_id: int) -> ToolResult:
     """Run *call* if *toolset* declares its tool and return the result; never raise."""
     started = timezone.now()
-    sources: list[dict[str, Any]] = []
     try:
         if not toolset.allows(call.recipient):
             logger.info("conversation %s called %s, which is not available", conversation_id, call.recipient)
-            text, error = f"Error: the tool {call.recipient!r} is not available in this conversation.", True
+            unavailable = f"Error: the tool {call.recipient!r} is not available in this conversation."
+            output = _Output(unavailable, True)
         elif call.recipient == "python":
-            text, error = _python(call.arguments)
+            output = _python(call.arguments)
         elif call.recipient.startswith("browser."):
-            text, error, sources = _browser(
-                call.recipient.removeprefix("browser."), call.arguments, conversation_id
-            )
+            output = _browser(call.recipient.removeprefix("browser."), call.arguments, conversation_id)
         else:
-            text, error = _function(call.recipient.removeprefix("functions."), call.arguments)
+            output = _function(call.recipient.removeprefix("functions."), call.arguments)
     except Exception as unexpected:  # a tool must never take the reply down with it
         logger.exception("conversation %s: the tool %s failed", conversation_id, call.recipient)
-        text, error = f"Error: the tool failed unexpectedly ({type(unexpected).__name__}).", True
-    text = _cap(text)
-    record: dict[str, Any] = {
-        "recipient": call.recipient,
-        "channel": call.channel,
-        "arguments": call.arguments,
-        "result": text,
-        "error": error,
-        "started_at": started.isoformat(),
-        "finished_at": timezone.now().isoformat(),
-    }
-    if sources:
-        record["sources"] = sources
+        output = _Output(f"Error: the tool failed unexpectedly ({type(unexpected).__name__}).", True)
+    text, error = _cap(output.text), output.error
+    record = ToolCallRecord(
+        recipient=call.recipient,
+        channel=call.channel,
+        arguments=call.arguments,
+        result=text,
+        error=error,
+        started_at=started.isoformat(),
+        finished_at=timezone.now().isoformat(),
+    )
+    if output.sources:
+        record["sources"] = output.sources
     return ToolResult(text=text, error=error, record=record)
 
 
@@ -131,46 +139,46 @@ def python_limits() -> SandboxLimits:
     )
 
 
-def _python(code: str) -> tuple[str, bool]:
+def _python(code: str) -> _Output:
     limits = python_limits()
     try:
         run = python_run(code, limits=limits)
     except SandboxUnavailable as error:
         logger.error("python tool: %s", error)
-        return f"Error: {error}", True
+        return _Output(f"Error: {error}", True)
     text = run.output
     if run.timed_out:
         text += f"\n[timed out after {limits.wall_seconds:g} seconds: the run was stopped]"
     elif run.truncated:
-        return text, False  # stopped by us once the output cap was reached; the output is what it is
+        return _Output(text, False)  # stopped by us once the output cap was reached; the output is what it is
     elif run.exit_code is not None and run.exit_code < 0:
         text += f"\n[the run was killed by signal {-run.exit_code} (a resource limit)]"
-    return text or "[no output]", run.timed_out or run.exit_code != 0
+    return _Output(text or "[no output]", run.timed_out or run.exit_code != 0)
 
 
-def _browser(action: str, arguments: str, conversation_id: int) -> tuple[str, bool, list[dict[str, Any]]]:
+def _browser(action: str, arguments: str, conversation_id: int) -> _Output:
     try:
         args = json.loads(arguments) if arguments.strip() else {}
     except ValueError as error:
-        return f"Error: the arguments are not valid JSON ({error}).", True, []
+        return _Output(f"Error: the arguments are not valid JSON ({error}).", True)
     if not isinstance(args, dict):
-        return "Error: the arguments must be a JSON object.", True, []
+        return _Output("Error: the arguments must be a JSON object.", True)
     key = f"tools:browser:{conversation_id}"
     session = browser.Session.from_json(cache.get(key))
     try:
         output = browser.ACTIONS[action](session, args, browser_config())
     except browser.BrowserError as error:
-        return f"Error: {error}", True, []
+        return _Output(f"Error: {error}", True)
     cache.set(key, session.to_json(), timeout=24 * 3600)
-    return output.text, False, output.sources
+    return _Output(output.text, False, output.sources)
 
 
-def _function(name: str, arguments: str) -> tuple[str, bool]:
+def _function(name: str, arguments: str) -> _Output:
     endpoint = function_endpoint(name=name)
     if endpoint is None:
-        return f"Error: the function {name!r} no longer exists.", True
+        return _Output(f"Error: the function {name!r} no longer exists.", True)
     try:
-        return function_call(endpoint, arguments, max_bytes=settings.GPTOSS_TOOL_OUTPUT_CHARS), False
+        return _Output(function_call(endpoint, arguments, max_bytes=settings.GPTOSS_TOOL_OUTPUT_CHARS), False)
     except FunctionError as error:
         logger.info("function %s failed: %s", name, error)
-        return f"Error: {error}", True
+        return _Output(f"Error: {error}", True)

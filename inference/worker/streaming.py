@@ -15,10 +15,11 @@ fold the browser, the reconnecting socket and the reaper apply: that is the text
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from chat import events
-from chat.events import DeltaEvent, NoticeEvent, StreamedText, StreamEvent, ToolEvent, apply_stream_event
+from chat.events import StreamedText, apply_stream_event
+from chat.frames import DeltaEvent, NoticeEvent, StreamEvent, ToolEvent
+from inference.tools.records import ToolCallRecord
 
 PUBLISH_EVERY_S = 0.05
 
@@ -42,7 +43,7 @@ class ReplyPublisher:
         if time.monotonic() - self._last_publish >= PUBLISH_EVERY_S:
             self.flush()
 
-    def tool(self, index: int, call: dict[str, Any]) -> None:
+    def tool(self, index: int, call: ToolCallRecord) -> None:
         """Publish tool call *index* (started, or finished with its result)."""
         self.flush()
         at, seq = self._number()

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
@@ -38,6 +37,7 @@ from inference.runtime.harmony import (
     fit_prompt,
 )
 from inference.services import usage_record
+from inference.tools.records import ToolCallRecord
 from inference.tools.toolset import ToolResult, Toolset, tool_run, toolset_for
 from inference.worker import process
 from inference.worker.streaming import ReplyPublisher
@@ -146,7 +146,7 @@ class ReplyState:
         return self.text["reasoning"]
 
     @property
-    def tool_calls(self) -> list[dict[str, Any]]:
+    def tool_calls(self) -> list[ToolCallRecord]:
         return self.text["tool_calls"]
 
     def save(self, message: Message, publisher: ReplyPublisher) -> bool:
@@ -177,6 +177,25 @@ class ReplyState:
         return stored
 
 
+@dataclass(frozen=True)
+class ReplyOutcome:
+    """How a reply's turn ended: its final status, the error the user reads, and whether Retry could help
+    (not when the model is refused or the question alone does not fit)."""
+
+    status: str
+    error: str = ""
+    retryable: bool = True
+
+
+@dataclass(frozen=True)
+class StreamOutcome:
+    """How one generation of the turn ended: a tool call to run next (status `done`), or the turn's end."""
+
+    status: str
+    error: str = ""
+    call: ToolCall | None = None
+
+
 # The name from before the task moved into inference/worker/: tasks queued by an older release still run.
 @shared_task(name="inference.tasks.generate_reply_task", bind=True, ignore_result=True, acks_late=False)
 def generate_reply_task(self: object, message_id: int) -> None:
@@ -203,14 +222,14 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
     state = ReplyState()
     publisher = ReplyPublisher(message.conversation_id, message.pk, state.text)
     try:
-        status, error, retryable = _generate(message, state, publisher)
+        outcome = _generate(message, state, publisher)
     except DATABASE_DOWN:
         logger.exception("reply %s (task %s): the database failed", message.pk, task_id)
-        status, error, retryable = Message.Status.INTERRUPTED, LOST_DATABASE, True
+        outcome = ReplyOutcome(Message.Status.INTERRUPTED, LOST_DATABASE)
     except Exception:
         error_id = secrets.token_hex(4)
         logger.exception("reply %s (task %s) failed: error %s", message.pk, task_id, error_id)
-        status, error, retryable = Message.Status.FAILED, failure_text(error_id), True
+        outcome = ReplyOutcome(Message.Status.FAILED, failure_text(error_id))
     seq = publisher.stored()
 
     def finish() -> None:
@@ -218,7 +237,7 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
         with transaction.atomic():
             replies.reply_finish(
                 message=message,
-                status=status,
+                status=outcome.status,
                 content=state.content,
                 reasoning=state.reasoning,
                 tool_calls=state.tool_calls,
@@ -229,13 +248,13 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
                 queue_wait_ms=state.queue_wait_ms,
                 ttft_ms=state.ttft_ms,
                 tokens_per_second=state.tokens_per_second,
-                error=error,
-                retryable=retryable,
+                error=outcome.error,
+                retryable=outcome.retryable,
             )
             usage_record(message_id=message.pk)
 
     _until_database("the final write", message.pk, finish)
-    logger.info("reply %s finished: %s", message.pk, status)
+    logger.info("reply %s finished: %s", message.pk, outcome.status)
 
 
 def garbled_text(error_id: str) -> str:
@@ -265,16 +284,15 @@ def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> P
     )
 
 
-def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> tuple[str, str, bool]:
-    """Run the turn to its end (through tool calls); return the final status, the error text and whether
-    Retry could help (not when the model is refused or the question alone does not fit)."""
+def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> ReplyOutcome:
+    """Run the turn to its end (through tool calls); return how it ended."""
     owner = message.conversation.owner
     if not owner.is_active:  # deactivated after the reply was queued: nothing runs for the account
         logger.info("reply %s not generated: its owner %s is deactivated", message.pk, owner.pk)
-        return (
+        return ReplyOutcome(
             Message.Status.FAILED,
             "This reply was not written: the account that asked for it is deactivated.",
-            False,
+            retryable=False,
         )
     refusal = _until_database(
         "the model check",
@@ -282,7 +300,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         lambda: reply_model_refusal(owner=owner, model_name=message.model_name),
     )
     if refusal:
-        return Message.Status.FAILED, refusal, False
+        return ReplyOutcome(Message.Status.FAILED, refusal, retryable=False)
     engine, config = process.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
     # The tokens the reply holds against its owner's quota (replies queued before reservations hold none).
@@ -299,7 +317,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
             )
             fitted = fit_prompt(spec, n_ctx=config.context, reserve=budget)
         except PromptTooLong as too_long:
-            return Message.Status.FAILED, str(too_long), False
+            return ReplyOutcome(Message.Status.FAILED, str(too_long), retryable=False)
         generation = engine.submit(
             fitted.tokens,
             sampling=SamplingParams(),
@@ -321,19 +339,17 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
                 f"they no longer fit the model's context of {config.context:,} tokens.",
             )
         with process.tracking(message.pk, generation):
-            call, status, problem = _stream(message, generation, state, publisher)
+            streamed = _stream(message, generation, state, publisher)
+        call = streamed.call
         if call is None:
-            return status, problem, True
+            return ReplyOutcome(streamed.status, streamed.error)
         budget -= generation.stats.generated_tokens
         if len(state.steps) > max_calls or budget <= 16:
-            return (
-                Message.Status.FAILED,
-                f"The answer used more than {max_calls} tool calls or its token budget.",
-                True,
-            )
+            too_many = f"The answer used more than {max_calls} tool calls or its token budget."
+            return ReplyOutcome(Message.Status.FAILED, too_many)
         index = len(state.tool_calls)
         # The card appears as the call starts; its result fills it in when the tool returns.
-        started = {"recipient": call.recipient, "channel": call.channel, "arguments": call.arguments}
+        started = ToolCallRecord(recipient=call.recipient, channel=call.channel, arguments=call.arguments)
         publisher.tool(index, started)
         if len(state.steps) == max_calls:  # one call too many: the model is told to answer with what it has
             result = _over_the_limit(started, max_calls)
@@ -352,12 +368,14 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         )
         # Stored as soon as it is known, so a browser that reloads sees the call and its result.
         if not state.save(message, publisher):
-            return Message.Status.CANCELLED, "", True
+            return ReplyOutcome(Message.Status.CANCELLED)
 
 
-def _over_the_limit(started: dict[str, str], max_calls: int) -> ToolResult:
+def _over_the_limit(started: ToolCallRecord, max_calls: int) -> ToolResult:
     text = f"Error: this answer already used its {max_calls} tool calls. Answer now with what you have."
-    return ToolResult(text=text, error=True, record={**started, "result": text, "error": True})
+    record = started.copy()
+    record["result"], record["error"] = text, True
+    return ToolResult(text=text, error=True, record=record)
 
 
 def _run_tool(message: Message, call: ToolCall, toolset: Toolset) -> ToolResult:
@@ -374,7 +392,7 @@ def _notice(message: Message, publisher: ReplyPublisher, notice: str) -> None:
 
 def _stream(
     message: Message, generation: Generation, state: ReplyState, publisher: ReplyPublisher
-) -> tuple[ToolCall | None, str, str]:
+) -> StreamOutcome:
     """Feed the generation's tokens through the harmony parser into *state*, publishing and storing them."""
     parser = ReplyParser()
     publisher.flush()
@@ -413,16 +431,17 @@ def _stream(
         logger.warning(
             "reply %s: the model's output could not be read (%s): error %s", message.pk, parse_error, error_id
         )
-        return None, Message.Status.FAILED, garbled_text(error_id)
+        return StreamOutcome(Message.Status.FAILED, garbled_text(error_id))
     if reason == "error":
         error_id = secrets.token_hex(4)
         logger.error("reply %s: the engine failed (%s): error %s", message.pk, generation.error, error_id)
-        return None, Message.Status.FAILED, failure_text(error_id)
+        return StreamOutcome(Message.Status.FAILED, failure_text(error_id))
     if reason == "cancelled":
-        return None, Message.Status.CANCELLED, ""
+        return StreamOutcome(Message.Status.CANCELLED)
     if reason == "context_full":
-        return None, Message.Status.FAILED, "The conversation filled the model's context; start a new one."
+        full = "The conversation filled the model's context; start a new one."
+        return StreamOutcome(Message.Status.FAILED, full)
     if reason == "max_tokens":
         _notice(message, publisher, state.cut_notice)
-        return None, Message.Status.DONE, ""
-    return call, Message.Status.DONE, ""
+        return StreamOutcome(Message.Status.DONE)
+    return StreamOutcome(Message.Status.DONE, call=call)

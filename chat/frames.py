@@ -1,0 +1,184 @@
+"""The frames of the conversation WebSocket, as types (docs/protocol.md): what the server sends, what the
+browser sends. JSON on the wire; these TypedDicts say what each frame holds. Plain typing, no Django.
+
+Server → browser: `StateFrame` (the first frame, and the answer to `sync`), the broadcast frames chat.events
+sends to a conversation's sockets (`BroadcastFrame`, stream events included), and the `ack` / `error` that
+answer the sender of a frame. Browser → server: one frame per action (`ClientFrame`).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NotRequired, TypedDict
+
+from inference.tools.records import ToolCallRecord
+
+# --- Server → browser --------------------------------------------------------------------------------------
+
+
+class Stats(TypedDict):
+    prompt_tokens: int
+    reasoning_tokens: int
+    answer_tokens: int
+    queue_wait_ms: int | None
+    ttft_ms: int | None
+    tokens_per_second: float | None
+
+
+class MessagePayload(TypedDict):
+    """A stored message as the browser receives it (`M` in docs/protocol.md)."""
+
+    id: int
+    role: str
+    status: str
+    reply_to: int | None
+    content: str
+    reasoning: str
+    tool_calls: list[ToolCallRecord]
+    error: str
+    notice: str
+    reasoning_effort: str
+    model_name: str
+    seq: int
+    html: str
+    stats: Stats
+    queue_position: int | None
+    # While queued: why it waits beyond its place, e.g. that no GPU worker serves its model ("" when served).
+    waiting: str
+    retryable: bool
+
+
+class StateFrame(TypedDict):
+    type: Literal["state"]
+    conversation: int
+    title: str
+    messages: list[MessagePayload]
+
+
+class MessageFrame(TypedDict):
+    type: Literal["message"]
+    message: MessagePayload
+
+
+class DoneFrame(TypedDict):
+    type: Literal["done"]
+    message: MessagePayload
+
+
+class RemovedFrame(TypedDict):
+    type: Literal["removed"]
+    messages: list[int]
+
+
+class QueuedFrame(TypedDict):
+    type: Literal["queued"]
+    message: int
+    position: int
+    # Present when whether a GPU worker serves the reply's model changed ("" when one does again).
+    waiting: NotRequired[str]
+
+
+class StartedFrame(TypedDict):
+    type: Literal["started"]
+    message: int
+
+
+class TitleFrame(TypedDict):
+    type: Literal["title"]
+    title: str
+
+
+class DeltaEvent(TypedDict):
+    type: Literal["delta"]
+    message: int
+    seq: int
+    at: float
+    reasoning: str
+    content: str
+
+
+class ToolEvent(TypedDict):
+    type: Literal["tool"]
+    message: int
+    seq: int
+    at: float
+    index: int
+    call: ToolCallRecord
+
+
+class NoticeEvent(TypedDict):
+    type: Literal["notice"]
+    message: int
+    seq: int
+    at: float
+    notice: str
+
+
+StreamEvent = DeltaEvent | ToolEvent | NoticeEvent
+"""A seq-numbered stream event of a reply, as published by the GPU worker's task (docs/protocol.md)."""
+
+BroadcastFrame = (
+    MessageFrame | DoneFrame | RemovedFrame | QueuedFrame | StartedFrame | TitleFrame | StreamEvent
+)
+"""What chat.events sends to every socket of a conversation (through the channel layer)."""
+
+
+class AckFrame(TypedDict):
+    """Only to the sender: its frame was stored."""
+
+    type: Literal["ack"]
+    action: str | None
+    client_id: str | None
+
+
+class ErrorFrame(TypedDict):
+    """Only to the sender: its frame failed, nothing was stored (`action` is None for an unreadable one)."""
+
+    type: Literal["error"]
+    action: str | None
+    client_id: str | None
+    message: str
+
+
+ServerFrame = StateFrame | BroadcastFrame | AckFrame | ErrorFrame
+
+
+class ChatEventMessage(TypedDict):
+    """The channel-layer message that carries a broadcast frame to a conversation's consumers."""
+
+    type: Literal["chat.event"]
+    payload: BroadcastFrame
+
+
+# --- Browser → server (after chat.consumers validated them) -------------------------------------------------
+
+
+class SendFrame(TypedDict):
+    action: Literal["send"]
+    text: str
+    client_id: NotRequired[str]
+
+
+class StopFrame(TypedDict):
+    action: Literal["stop"]
+    client_id: NotRequired[str]
+
+
+class RegenerateFrame(TypedDict):
+    action: Literal["regenerate"]
+    message: int  # the latest reply's id
+    client_id: NotRequired[str]
+
+
+class EditFrame(TypedDict):
+    action: Literal["edit"]
+    message: int  # the latest user message's id
+    text: str
+    client_id: NotRequired[str]
+
+
+class SyncFrame(TypedDict):
+    action: Literal["sync"]
+    client_id: NotRequired[str]
+
+
+ClientFrame = SendFrame | StopFrame | RegenerateFrame | EditFrame | SyncFrame
