@@ -18,7 +18,11 @@ ifeq ($(LLAMA_BUILD),cuda)
 LLAMA_CMAKE_ARGS := -DGGML_CUDA=on -DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF $(CUDA_CMAKE_ARGS)
 else
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF
+# x86-64 CPU builds leave out AMX: in virtual machines (Firecracker, some KVM guests) the AMX tile state is not
+# kept reliably and llama.cpp's AMX kernels die with SIGILL. On bare metal, `make LLAMA_CPU_FLAGS= ...` keeps it.
+LLAMA_CPU_FLAGS ?= $(if $(filter x86_64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
 endif
+LLAMA_REQUIREMENT := $(shell grep -o 'llama-cpp-python==[0-9.]*' pyproject.toml)
 
 .PHONY: run test lint bench clean
 
@@ -27,7 +31,11 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@echo "Installing gptoss-web (llama-cpp-python builds llama.cpp for $(LLAMA_BUILD): a few minutes the first time)"
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install --quiet -e ".[embedded,dev,worker]"
+	@# llama-cpp-python first, compiled here with these flags, never from pip's wheel cache (a cached wheel
+	@# keeps the instructions of whatever build made it); installed already, it is left as it is.
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CFLAGS="$(LLAMA_CPU_FLAGS)" CXXFLAGS="$(LLAMA_CPU_FLAGS)" \
+		$(PY) -m pip install --quiet --no-cache-dir "$(LLAMA_REQUIREMENT)"
+	$(PY) -m pip install --quiet -e ".[embedded,dev,worker]"
 	@touch $(STAMP)
 
 run: $(STAMP)

@@ -9,4 +9,4 @@ class ChatConfig(AppConfig):
 
     def ready(self) -> None:
         # Django's idiom: the receivers module imports models, which exist only once the apps are ready.
-        from chat import receivers  # noqa: F401
+        from chat import receivers  # noqa: F401, PLC0415

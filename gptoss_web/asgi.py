@@ -36,7 +36,7 @@ def _close_oversized_frames_with_1009() -> None:
     """
     # Here, not at the top: daphne.server installs Twisted's asyncio reactor when imported, which only a
     # Daphne process (which calls this) may do; tests and other servers import this module too.
-    import daphne.server
+    import daphne.server  # noqa: PLC0415
 
     class WebSocketFactory(daphne.server.WebSocketFactory):
         def setProtocolOptions(self, **options: Any) -> None:
