@@ -164,7 +164,8 @@ def _probe() -> dict[str, Any]:
     import gptoss_web.asgi
     import gptoss_web.urls
     from chat.models import Conversation, Invitation, Message
-    from chat.services import conversation_create, message_send
+    from chat.services.conversations import conversation_create
+    from chat.services.messages import message_send
     from inference.models import Quota, ServedModel, UsageDay
     from inference.tools.models import Function, ToolSettings
     from inference.tools.selectors import tool_settings_get
