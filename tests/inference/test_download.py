@@ -240,14 +240,12 @@ def test_a_full_disk_mid_download_keeps_the_part_and_says_so(
 ) -> None:
     import errno
 
-    from huggingface_hub import file_download
-
     _, endpoint = hub
 
     def no_space(*_: object, **__: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(file_download, "http_get", no_space)
+    monkeypatch.setattr(download, "http_get", no_space)  # huggingface_hub's, as the download module calls it
     with pytest.raises(download.DownloadError, match=r"disk filled up.*resumes"):
         download.download_model("gpt-oss-20b", tmp_path, endpoint=endpoint)
     assert not (tmp_path / "models" / FILE_20B).exists()
