@@ -15,7 +15,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from chat.models import Conversation, Message
+from chat.models import ApiKey, Conversation, Message
 
 
 def access_conversation(
@@ -31,7 +31,7 @@ def access_conversation(
         pk = int(conversation_id)
     except (TypeError, ValueError):
         raise Http404("No such conversation") from None
-    queryset = Conversation.objects.filter(pk=pk, owner_id=user.pk)
+    queryset = Conversation.objects.filter(pk=pk, owner_id=user.pk, ephemeral=False)
     if lock:
         queryset = queryset.select_for_update()
     conversation = queryset.first()
@@ -54,6 +54,20 @@ def access_message(user: AbstractBaseUser | AnonymousUser, message_id: int | str
     if message is None:
         raise Http404("No such message")
     return message
+
+
+def access_api_key(user: AbstractBaseUser | AnonymousUser, key_id: int | str) -> ApiKey:
+    """Return the API key *key_id* if *user* owns it, else raise Http404."""
+    if not user.is_authenticated:
+        raise Http404("No such API key")
+    try:
+        pk = int(key_id)
+    except (TypeError, ValueError):
+        raise Http404("No such API key") from None
+    key = ApiKey.objects.filter(pk=pk, owner_id=user.pk).first()
+    if key is None:
+        raise Http404("No such API key")
+    return key
 
 
 def sessions_signed_in(*, sessions: Mapping[str, int]) -> set[str]:

@@ -1,4 +1,4 @@
-"""Django admin: users and groups, read-only conversations, invitations.
+"""Django admin: users and groups (with their API switch), read-only conversations, invitations, API keys.
 
 With staff privacy on (GPTOSS_STAFF_CAN_READ_MESSAGES unset), no admin page filters, searches or orders by
 what users, the model or tools wrote: a count or an order answers yes/no questions about text the page hides.
@@ -26,8 +26,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from chat.models import Conversation, Invitation, Message
-from chat.services import accounts
+from chat.models import ApiKey, Conversation, GroupApiAccess, Invitation, Message
+from chat.services import accounts, api_keys
 
 logger = logging.getLogger(__name__)
 User = get_user_model()
@@ -43,6 +43,7 @@ PRIVATE_FIELDS: dict[str, frozenset[str]] = {
 SECRET_FIELDS: dict[str, frozenset[str]] = {
     "auth.user": frozenset({"password"}),
     "tools.function": frozenset({"secret_value"}),
+    "chat.apikey": frozenset({"secret_hash"}),
 }
 
 
@@ -170,9 +171,18 @@ admin.site.unregister(User)
 admin.site.unregister(Group)
 
 
+class GroupApiAccessInline(admin.StackedInline):
+    """The group's API switch: off refuses every member's API key (403), whatever their other groups."""
+
+    model = GroupApiAccess
+    can_delete = False
+    max_num = 1
+    verbose_name_plural = "API access"
+
+
 @admin.register(Group)
 class GroupAdmin(PrivateFieldsAdmin, BaseGroupAdmin):
-    pass
+    inlines = (GroupApiAccessInline,)
 
 
 @admin.register(User)
@@ -319,3 +329,34 @@ class InvitationAdmin(PrivateFieldsAdmin):
         if not settings.GPTOSS_INVITATIONS:
             return "Invitations are off: set GPTOSS_INVITATIONS=true"
         return format_html("<code>{}</code>", reverse("chat:invitation_accept", args=[invitation.token]))
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(PrivateFieldsAdmin):
+    """Users' API keys: listed, and revoked by staff with the change permission; never created or read here.
+
+    Only the prefix shows: the hash is on no page, in no filter, search or ordering (a count would spell it
+    out), and the key itself is stored nowhere. Keys are made by their owners at /settings/api-keys/.
+    """
+
+    list_display = ("name", "owner", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter), ("expires_at", admin.EmptyFieldListFilter))
+    search_fields = ("owner__username", "name", "=prefix")
+    fields = ("owner", "name", "prefix", "created_at", "last_used_at", "expires_at", "revoked_at")
+    readonly_fields = fields
+    actions = ("revoke",)
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).select_related("owner")
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # a key is shown only to whoever creates it: its owner
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False  # revoke instead: the row stays, with when it was last used
+
+    @admin.action(permissions=["change"], description="Revoke the selected keys")
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        assert request.user.is_authenticated
+        revoked = sum(api_keys.api_key_revoke(key=key, by=request.user) for key in queryset)
+        self.message_user(request, f"{revoked} API keys revoked.", messages.SUCCESS)

@@ -25,3 +25,16 @@ class TooManyInFlight(ChatError):
         super().__init__(
             f"You already have {limit} replies being written. Wait for one to finish, then send again."
         )
+
+
+class ApiKeyRefused(ChatError):
+    """An API request its key does not authorize; `status` is the HTTP answer (401, or 403 for a group).
+
+    `reason` is the short cause the /v1/ endpoints put in their OpenAI-style error; the message adds what
+    to do.
+    """
+
+    def __init__(self, reason: str, hint: str, *, status: int = 401) -> None:
+        super().__init__(f"{reason[:1].upper()}{reason[1:]}: {hint}")
+        self.reason = reason
+        self.status = status

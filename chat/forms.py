@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.password_validation import validate_password
+from django.utils import timezone
 
 from chat.errors import ChatError
 from chat.models import Conversation, ReasoningEffort, Tool
@@ -120,6 +122,27 @@ class MessageForm(forms.Form):
             return validate_message_text(self.cleaned_data["text"])
         except ChatError as error:
             raise forms.ValidationError(str(error)) from None
+
+
+class ApiKeyCreateForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        strip=True,
+        error_messages={"required": "Give the key a name, e.g. the program that will use it."},
+        widget=forms.TextInput(attrs={"placeholder": "e.g. Laptop scripts", "autocomplete": "off"}),
+    )
+    expires_in_days = forms.IntegerField(
+        label="Expires after (days)",
+        required=False,
+        min_value=1,
+        max_value=3650,
+        widget=forms.NumberInput(attrs={"placeholder": "Never", "inputmode": "numeric"}),
+    )
+
+    def expires_at(self) -> datetime | None:
+        """Return when the key expires (None: never), counted from now."""
+        days = self.cleaned_data.get("expires_in_days")
+        return timezone.now() + timedelta(days=days) if days else None
 
 
 class InvitationSignupForm(forms.Form):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from typing import Any, NotRequired, TypedDict
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -36,6 +37,9 @@ class Conversation(models.Model):
     )
     enabled_tools = ArrayField(models.CharField(max_length=80), default=list, blank=True)
     instructions = models.TextField(blank=True)
+    # A conversation an API call made for itself (Chat Completions without `store`): never listed, deleted
+    # once its reply is delivered; only the usage figures stay.
+    ephemeral = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -178,3 +182,137 @@ class Invitation(models.Model):
     @property
     def usable(self) -> bool:
         return self.used_at is None and self.expires_at > timezone.now()
+
+
+class ApiKey(models.Model):
+    """A user's personal key for the OpenAI-compatible API under /v1/: `gok_<8 hex>_<43 url-safe chars>`.
+
+    Only `prefix` (which names the key on pages and finds its row) and a hash of the whole key are stored;
+    the key itself is shown once, when it is created. The hash is a plain SHA-256: the secret is 256 random
+    bits, so there is nothing to guess and a slow password hash would only cost every API request its time.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="What the owner uses it for.")
+    prefix = models.CharField(max_length=16, unique=True, editable=False)
+    secret_hash = models.CharField(max_length=64, editable=False)  # SHA-256 hex of the whole key
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    # Updated at most once a minute (chat/services/api_keys.py), not on every request.
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "API key"
+        indexes = [models.Index(fields=["owner", "-created_at"], name="apikey_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"API key {self.prefix}"
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= timezone.now()
+
+    @property
+    def usable(self) -> bool:
+        return self.revoked_at is None and not self.expired
+
+
+class GroupApiAccess(models.Model):
+    """Whether the members of a group may use the API: admins switch it off per group (on by default).
+
+    Not a field of `inference.Quota`, although that is per group too: a quota is a limit where a user's own
+    row wins over their groups' (so a user-level quota would undo a group's switch), and a group with no
+    limits should not need a quota row to carry a switch. This one is a refusal any group can impose:
+    a user may use the API unless a group they are in has it switched off (`chat.selectors.api_allowed`).
+    """
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="api_access")
+    api_enabled = models.BooleanField(
+        "API enabled",
+        default=True,
+        help_text="Members may use the API with their keys. Off: every member's key is refused (403), "
+        "whatever their other groups say.",
+    )
+
+    class Meta:
+        verbose_name = "API access"
+        verbose_name_plural = "API access"
+
+    def __str__(self) -> str:
+        return f"API access of {self.group}"
+
+
+class ApiTurn(TypedDict):
+    """A finished turn of an API request's messages: the user's text and the final answer it got."""
+
+    user: str
+    final: str
+
+
+class ApiToolStep(TypedDict):
+    """A client function call of the turn in progress and the result the client sent back."""
+
+    call_id: str
+    name: str
+    arguments: str
+    analysis: str  # the reasoning the model wrote before the call (kept in the prompt while the turn runs)
+    result: str
+
+
+class ApiFunction(TypedDict):
+    name: str
+    description: str
+    parameters: dict[str, Any]
+
+
+class ApiPrompt(TypedDict):
+    """What an API request asks the model, in harmony's terms (rendered by the GPU worker)."""
+
+    instructions: str
+    history: list[ApiTurn]
+    user: str
+    steps: list[ApiToolStep]
+    # The client's functions: a call to one ends the reply, for the client to run.
+    functions: list[ApiFunction]
+
+
+class ApiJsonFormat(TypedDict):
+    """A `response_format` that asks for JSON: any object (`json_object`) or one valid for a schema."""
+
+    name: str  # the schema's name; "" for json_object
+    schema: dict[str, Any] | None  # None: any JSON object
+
+
+class ApiSampling(TypedDict):
+    temperature: float
+    top_p: float
+    seed: int | None
+    stop: list[str]  # the answer ends before the first of these
+    json: NotRequired[ApiJsonFormat | None]  # the answer is constrained to this JSON (absent: free text)
+
+
+class ApiRequest(models.Model):
+    """The OpenAI-compatible API's request behind a reply: its prompt and sampling, read by the GPU worker.
+
+    The reply waits in the same queue as the chat page's, under the same quota; only its prompt comes from
+    the request instead of the conversation's history.
+    """
+
+    class Kind(models.TextChoices):
+        CHAT_COMPLETIONS = "chat.completions", "Chat Completions"
+
+    reply = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="api_request")
+    kind = models.CharField(max_length=40, choices=Kind.choices)
+    prompt = models.JSONField()
+    sampling = models.JSONField()
+    # Why the reply ended, in OpenAI's words (stop, length, tool_calls), set with the reply's final write.
+    finish_reason = models.CharField(max_length=20, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name = "API request"
+
+    def __str__(self) -> str:
+        return f"API request {self.pk} ({self.kind})"

@@ -9,13 +9,13 @@ from django.db.models import Max, Q, QuerySet
 
 from chat import events
 from chat.frames import StateFrame
-from chat.models import Conversation, Message
+from chat.models import ApiKey, ApiRequest, Conversation, GroupApiAccess, Message
 from inference.selectors import waiting_note
 
 
 def conversation_list(*, user: User) -> QuerySet[Conversation]:
     """Return *user*'s conversations, most recently active first."""
-    return Conversation.objects.filter(owner_id=user.pk).order_by("-updated_at", "-id")
+    return Conversation.objects.filter(owner_id=user.pk, ephemeral=False).order_by("-updated_at", "-id")
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
@@ -75,6 +75,11 @@ def conversation_state(*, conversation: Conversation) -> StateFrame:
         "title": conversation.display_title,
         "messages": payloads,
     }
+
+
+def api_request_get(*, reply: Message) -> ApiRequest | None:
+    """Return the API request behind *reply*, or None for a reply to the chat page."""
+    return ApiRequest.objects.filter(reply_id=reply.pk).first()
 
 
 def message_latest_get(*, conversation: Conversation, role: str) -> Message | None:
@@ -141,3 +146,17 @@ def socket_summaries(
     ):
         summaries[conversation_id][1][pk] = status
     return summaries
+
+
+def api_key_list(*, user: User) -> QuerySet[ApiKey]:
+    """Return *user*'s API keys, revoked and expired ones included, newest first."""
+    return ApiKey.objects.filter(owner_id=user.pk).order_by("-created_at", "-id")
+
+
+def api_allowed(*, user: User) -> bool:
+    """Return whether *user* may use the API: yes, unless a group they are in has it switched off.
+
+    The one place this rule lives: a group without a `GroupApiAccess` row, or with the API on, allows it;
+    a single group with it off refuses it, whatever the user's other groups say.
+    """
+    return not GroupApiAccess.objects.filter(group__user=user.pk, api_enabled=False).exists()

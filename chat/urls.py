@@ -14,5 +14,7 @@ urlpatterns = [
     path("c/<int:conversation_id>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<int:conversation_id>/settings/", views.conversation_settings, name="conversation_settings"),
     path("c/<int:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),
+    path("settings/api-keys/", views.api_keys_page, name="api_keys"),
+    path("settings/api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("invite/<str:token>/", views.invitation_accept, name="invitation_accept"),
 ]

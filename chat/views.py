@@ -9,14 +9,15 @@ from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from chat import selectors
-from chat.access import access_conversation
+from chat.access import access_api_key, access_conversation
 from chat.errors import ChatError
-from chat.forms import InvitationSignupForm, MessageForm, RenameForm, SettingsForm
+from chat.forms import ApiKeyCreateForm, InvitationSignupForm, MessageForm, RenameForm, SettingsForm
 from chat.models import Conversation, Invitation
-from chat.services import conversations, invitations, messages
+from chat.services import api_keys, conversations, invitations, messages
 
 
 def _user(request: HttpRequest) -> User:
@@ -126,6 +127,51 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
         "chat/conversation_confirm_delete.html",
         {"conversation": conversation, "conversations": selectors.conversation_list(user=_user(request))},
     )
+
+
+def _render_api_keys(
+    request: HttpRequest, *, form: ApiKeyCreateForm | None = None, created: str = "", status: int = 200
+) -> HttpResponse:
+    user = _user(request)
+    context = {
+        "conversations": selectors.conversation_list(user=user),
+        "api_keys": selectors.api_key_list(user=user),
+        "api_allowed": selectors.api_allowed(user=user),
+        "form": form or ApiKeyCreateForm(),
+        "created_key": created,
+    }
+    return render(request, "chat/api_keys.html", context, status=status)
+
+
+@never_cache
+@require_http_methods(["GET", "POST"])
+def api_keys_page(request: HttpRequest) -> HttpResponse:
+    """List the user's API keys; on POST, create one and show it, this once, in the answer itself.
+
+    The new key goes into this response only (never the session, never a redirect's next page, and
+    `never_cache`): reloading the list no longer shows it.
+    """
+    if request.method != "POST":
+        return _render_api_keys(request)
+    if not selectors.api_allowed(user=_user(request)):
+        return _render_api_keys(request, status=403)
+    form = ApiKeyCreateForm(request.POST)
+    if not form.is_valid():
+        return _render_api_keys(request, form=form, status=400)
+    _key, plaintext = api_keys.api_key_create(
+        owner=_user(request), name=form.cleaned_data["name"], expires_at=form.expires_at()
+    )
+    return _render_api_keys(request, created=plaintext, status=201)
+
+
+@require_POST
+def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
+    key = access_api_key(request.user, key_id)
+    if api_keys.api_key_revoke(key=key, by=_user(request)):
+        flash.success(
+            request, f"Revoked “{key.name}” ({key.prefix}…): programs using it are refused from now on."
+        )
+    return redirect("chat:api_keys")
 
 
 @login_not_required

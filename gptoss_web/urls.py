@@ -9,6 +9,7 @@ from inference.views import healthz
 urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("ops/", include("inference.urls")),
+    path("v1/", include("chat.api.urls")),
     path("admin/", admin.site.urls),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),

@@ -73,10 +73,10 @@ class QuotaAdmin(PrivateFieldsAdmin):
 @admin.register(UsageDay)
 class UsageDayAdmin(PrivateFieldsAdmin):
     list_display = (
-        "day", "user", "model_name", "generations", "prompt_tokens", "reasoning_tokens", "answer_tokens",
-        "shown_gpu_seconds",
+        "day", "user", "model_name", "source", "generations", "prompt_tokens", "reasoning_tokens",
+        "answer_tokens", "shown_gpu_seconds",
     )  # fmt: skip
-    list_filter = ("day", "model_name")
+    list_filter = ("day", "model_name", "source")
     search_fields = ("user__username",)
     date_hierarchy = "day"
     list_select_related = ("user",)

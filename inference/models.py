@@ -203,11 +203,16 @@ class Quota(models.Model):
 
 
 class UsageDay(models.Model):
-    """What one user generated on one day (in TIME_ZONE) with one model."""
+    """What one user generated on one day (in TIME_ZONE) with one model, through the chat page or the API."""
+
+    class Source(models.TextChoices):
+        CHAT = "chat", "chat page"
+        API = "api", "API"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="usage_days")
     day = models.DateField(default=timezone.localdate, db_index=True)
     model_name = models.CharField(max_length=100)
+    source = models.CharField(max_length=4, choices=Source.choices, default=Source.CHAT)
     generations = models.PositiveIntegerField(default=0)
     prompt_tokens = models.PositiveBigIntegerField(default=0)
     reasoning_tokens = models.PositiveBigIntegerField(default=0)
@@ -219,7 +224,7 @@ class UsageDay(models.Model):
         verbose_name = "usage per day"
         verbose_name_plural = "usage per day"
         constraints = [
-            models.UniqueConstraint(fields=["user", "day", "model_name"], name="usage_day_unique"),
+            models.UniqueConstraint(fields=["user", "day", "model_name", "source"], name="usage_day_unique"),
         ]
 
     def __str__(self) -> str:

@@ -14,9 +14,10 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from chat.errors import ChatError
-from chat.models import Conversation
+from chat.models import ApiPrompt, Conversation
 from inference import selectors
 from inference.runtime.harmony import (
+    FunctionSpec,
     HarmonyUnavailable,
     PromptSpec,
     PromptTooLong,
@@ -24,6 +25,7 @@ from inference.runtime.harmony import (
     Turn,
     fit_prompt,
     get_encoding,
+    render_prompt,
 )
 from inference.runtime.vocab import ENV_VAR, VOCAB_FILENAME, vocab_verified
 from inference.tools.toolset import Toolset, toolset_for
@@ -137,6 +139,71 @@ def prompt_spec(
         history=list(history),
         user=question,
         tool_steps=list(steps),
+    )
+
+
+def api_prompt_spec(prompt: ApiPrompt, *, effort: str, steps: Sequence[ToolStep] = ()) -> PromptSpec:
+    """Return what an API request's prompt is rendered from: its messages, its functions, *steps* after them.
+
+    The server's own tools are not declared: an API request declares its functions, which its client runs.
+    """
+    client_steps = [
+        ToolStep(
+            channel="commentary",
+            recipient=f"functions.{step['name']}",
+            content_type="<|constrain|>json",
+            arguments=step["arguments"],
+            analysis=step["analysis"],
+            result=step["result"],
+        )
+        for step in prompt["steps"]
+    ]
+    return PromptSpec(
+        effort=effort,
+        date=date.today().isoformat(),
+        browser=False,
+        python=False,
+        instructions=prompt["instructions"],
+        functions=[FunctionSpec(f["name"], f["description"], f["parameters"]) for f in prompt["functions"]],
+        history=[Turn(user=turn["user"], final=turn["final"]) for turn in prompt["history"]],
+        user=prompt["user"],
+        tool_steps=[*client_steps, *steps],
+    )
+
+
+class ContextLengthExceeded(MessageTooLong):
+    """An API request's messages and the tokens it asks for do not fit the model's context."""
+
+    def __init__(self, *, context: int, prompt_tokens: int, wanted: int) -> None:
+        super().__init__(
+            f"This model's maximum context length is {context:,} tokens, but the messages take "
+            f"{prompt_tokens:,} and {wanted:,} more are asked for the reply. Shorten the messages or lower "
+            "max_tokens."
+        )
+
+
+def api_reply_budget(*, context: int, prompt_tokens: int, max_tokens: int | None, budget: int) -> int:
+    """Return the tokens an API reply may generate after *prompt_tokens*, or raise ContextLengthExceeded.
+
+    An explicit *max_tokens* must fit whole, as OpenAI's API requires; without it the reply gets its budget,
+    cut to what the context has left (as long as that leaves room for a short answer).
+    """
+    room = context - prompt_tokens
+    wanted = max_tokens if max_tokens is not None else min(budget, max(room, MIN_ANSWER_TOKENS))
+    if wanted > room:
+        raise ContextLengthExceeded(context=context, prompt_tokens=prompt_tokens, wanted=wanted)
+    return min(wanted, budget)
+
+
+def api_prompt_fit_check(*, model_name: str, effort: str, prompt: ApiPrompt, max_tokens: int | None) -> None:
+    """Raise ContextLengthExceeded now when the request cannot fit (the worker checks again, where the web
+    process has no vocabulary for harmony)."""
+    if not _harmony_ready():
+        return
+    budget = selectors.model_budget_get(name=model_name)
+    tokens = render_prompt(api_prompt_spec(prompt, effort=effort))
+    api_reply_budget(
+        context=budget.context, prompt_tokens=len(tokens), max_tokens=max_tokens, budget=budget.answer_tokens
     )
 
 

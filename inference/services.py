@@ -14,8 +14,9 @@ from inference.models import UsageDay
 logger = logging.getLogger(__name__)
 
 
-def usage_record(*, message_id: int) -> None:
-    """Add a finished reply's tokens and GPU time to its owner's usage of the day it finished."""
+def usage_record(*, message_id: int, source: str = UsageDay.Source.CHAT) -> None:
+    """Add a finished reply's tokens and GPU time to its owner's usage of the day it finished, under *source*
+    (the chat page or the API)."""
     message = Message.objects.select_related("conversation").filter(pk=message_id).first()
     if message is None:
         return
@@ -25,7 +26,7 @@ def usage_record(*, message_id: int) -> None:
     day = timezone.localdate()
     with transaction.atomic():
         usage, _ = UsageDay.objects.select_for_update().get_or_create(
-            user_id=message.conversation.owner_id, day=day, model_name=message.model_name
+            user_id=message.conversation.owner_id, day=day, model_name=message.model_name, source=source
         )
         UsageDay.objects.filter(pk=usage.pk).update(
             generations=F("generations") + 1,

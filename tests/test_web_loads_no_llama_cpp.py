@@ -163,7 +163,7 @@ def _probe() -> dict[str, Any]:
 
     import gptoss_web.asgi
     import gptoss_web.urls
-    from chat.models import Conversation, Invitation, Message
+    from chat.models import ApiKey, ApiRequest, Conversation, GroupApiAccess, Invitation, Message
     from chat.services.conversations import conversation_create
     from chat.services.messages import message_send
     from inference.models import Quota, ServedModel, UsageDay
@@ -197,8 +197,11 @@ def _probe() -> dict[str, Any]:
     message_send(conversation=conversation, text="Hello from the probe")
     invitation = Invitation(email="invitee@example.test", created_by=root)
     served = ServedModel(name="probe-model", n_cpu_moe=2, kv_type="q8_0", max_answer_tokens=512)
+    api_key = ApiKey(owner=member, name="Probe key", prefix="gok_0123abcd", secret_hash="0" * 64)
     instances = [
         Conversation(owner=member, model_name="tiny", title="Probe"),
+        api_key,
+        GroupApiAccess(group=group, api_enabled=False),
         invitation,
         served,
         Quota(group=group, daily_tokens=1000),
@@ -213,6 +216,13 @@ def _probe() -> dict[str, Any]:
     message.full_clean()
     message.save()
     instances.append(message)
+    reply = Message(conversation=instances[0], role="assistant", status="done", reply_to=message)
+    reply.full_clean()
+    reply.save()
+    request = ApiRequest(reply=reply, kind="chat.completions", prompt={"user": "Hi"}, sampling={"stop": []})
+    request.full_clean()
+    request.save()
+    instances.append(request)
     wanted = {m for label in ("chat", "inference", "tools") for m in apps.get_app_config(label).get_models()}
     missed = wanted - {type(i) for i in instances}
     assert not missed, f"the probe saves no instance of {sorted(m.__name__ for m in missed)}: add one"
@@ -286,6 +296,7 @@ def _probe() -> dict[str, Any]:
             fill = {
                 "conversation_id": conversation.pk,
                 "token": invitation.token,
+                "key_id": api_key.pk,
                 "object_id": obj.pk if obj is not None else None,
                 "id": obj.pk if obj is not None else None,
                 "app_label": model._meta.app_label if model is not None else "chat",

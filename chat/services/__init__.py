@@ -6,6 +6,7 @@
   save progress, finish, fail while queued, interrupt, release and cancel (Stop).
 - invitations: accept an invitation.
 - accounts: user-level writes (end a user's sessions).
+- api_keys: create and revoke a user's API keys; authenticate an API request by its key.
 
 Import the module you need (`from chat.services import replies`); nothing is re-exported here.
 """

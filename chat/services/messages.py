@@ -68,7 +68,7 @@ def message_send(*, conversation: Conversation, text: str, client_id: str = "") 
     _check_fits(conversation, text)
     with transaction.atomic():
         locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
-        budget = _check_can_reply(locked)
+        budget = reply_queue_check(locked)
         user_message, reply = _question_create(conversation=locked, text=text, reserved_tokens=budget)
         if not locked.title:
             locked.title = title_from_text(text)
@@ -107,7 +107,7 @@ def message_edit(*, conversation: Conversation, message_id: int, text: str) -> t
         latest = selectors.message_latest_get(conversation=locked, role=Message.Role.USER)
         if latest is None or latest.pk != message_id:
             raise StaleEdit()
-        budget = _check_can_reply(locked)
+        budget = reply_queue_check(locked)
         reply_ids = latest.replies.filter(superseded_at__isnull=True).values_list("pk", flat=True)
         superseded = [latest.pk, *reply_ids]
         Message.objects.filter(pk__in=superseded).update(superseded_at=timezone.now())
@@ -122,7 +122,7 @@ def message_regenerate(*, conversation: Conversation, message_id: int) -> Messag
         latest = selectors.message_latest_get(conversation=locked, role=Message.Role.ASSISTANT)
         if latest is None or latest.pk != message_id or latest.reply_to is None:
             raise StaleEdit()
-        budget = _check_can_reply(locked)
+        budget = reply_queue_check(locked)
         _check_fits(locked, latest.reply_to.content)
         Message.objects.filter(pk=latest.pk).update(superseded_at=timezone.now())
         events.messages_removed(locked.pk, [latest.pk])
@@ -163,10 +163,11 @@ def _owner_lock(conversation: Conversation) -> None:
         cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_LOCK, conversation.owner_id])
 
 
-def _check_can_reply(conversation: Conversation) -> int:
+def reply_queue_check(conversation: Conversation) -> int:
     """Raise ChatError unless the conversation's owner may queue a reply now; return the tokens it may use.
 
-    Call it in the send's transaction, with the conversation row locked, before any write.
+    Call it in the send's transaction, with the conversation row locked, before any write. The chat page's
+    sends and the API's requests both pass here: one in-flight limit, one quota, one lock per user.
     """
     _owner_lock(conversation)
     if selectors.message_in_flight_get(conversation=conversation) is not None:

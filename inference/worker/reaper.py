@@ -9,7 +9,7 @@ from django.conf import settings
 from django.db.models import Q
 
 from chat.models import Message
-from chat.services import replies
+from chat.services import api_requests, replies
 from inference import serving
 from inference.dispatch import enqueue_reply, tasks_waiting
 from inference.status import HEARTBEAT_EVERY_S, redis_client, worker_get
@@ -88,6 +88,7 @@ class Reaper:
                 interrupted += replies.reply_interrupt(message=message, reason=self.LOST_REASON)
         self._resend_missing_tasks(now)
         serving.unserved_check()  # queued replies: is any worker serving their model?
+        api_requests.api_conversations_sweep()  # API replies whose client left before they ended
         return interrupted
 
     def _resend_missing_tasks(self, now: float) -> int:

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
+from functools import partial
 
 from celery import shared_task
 from celery.signals import worker_init, worker_shutdown
@@ -17,29 +18,29 @@ from django.db import InterfaceError, OperationalError, connection, transaction
 
 from chat import events, selectors
 from chat.events import StreamedText
-from chat.models import Message
-from chat.services import replies
-from inference.quotas import prompt_spec, reply_model_refusal
+from chat.models import ApiRequest, Message
+from chat.services import api_requests, replies
+from inference.models import UsageDay
+from inference.quotas import (
+    reply_model_refusal,
+)
 from inference.runtime.engine.engine import Generation
-from inference.runtime.engine.settings import SamplingParams
+from inference.runtime.engine.errors import GrammarError
 from inference.runtime.harmony import (
     STOP_TOKENS,
     CommentaryDelta,
     FinalDelta,
     ParseError,
-    PromptSpec,
-    PromptTooLong,
     ReasoningDelta,
     ReplyParser,
     ToolCall,
     ToolStep,
-    Turn,
-    fit_prompt,
 )
 from inference.services import usage_record
 from inference.tools.records import ToolCallRecord
-from inference.tools.toolset import ToolResult, Toolset, tool_run, toolset_for
+from inference.tools.toolset import ToolResult, Toolset, tool_run
 from inference.worker import process
+from inference.worker.plans import PromptRefused, plan_for
 from inference.worker.streaming import ReplyPublisher
 
 logger = logging.getLogger(__name__)
@@ -53,9 +54,7 @@ DATABASE_DOWN = (OperationalError, InterfaceError)
 # realistic length. Meanwhile the worker takes no new task and its heartbeat says it is waiting.
 DATABASE_PATIENCE_S = 24 * 3600.0
 RETRY_MAX_S = 5.0
-LOST_DATABASE = (
-    "The database was unreachable while writing this reply. The text so far is kept; press Retry."
-)
+LOST_DATABASE = "The database was unreachable while writing this reply. The text so far is kept; press Retry."
 
 
 @worker_init.connect
@@ -185,6 +184,7 @@ class ReplyOutcome:
     status: str
     error: str = ""
     retryable: bool = True
+    finish: str = "stop"  # why it ended, in OpenAI's words, for an API request: stop, length, tool_calls
 
 
 @dataclass(frozen=True)
@@ -194,6 +194,7 @@ class StreamOutcome:
     status: str
     error: str = ""
     call: ToolCall | None = None
+    finish: str = "stop"
 
 
 # The name from before the task moved into inference/worker/: tasks queued by an older release still run.
@@ -221,8 +222,10 @@ def generate_reply_task(self: object, message_id: int) -> None:
 def _generate_and_finish(message: Message, task_id: str) -> None:
     state = ReplyState()
     publisher = ReplyPublisher(message.conversation_id, message.pk, state.text)
+    api: ApiRequest | None = None
     try:
-        outcome = _generate(message, state, publisher)
+        api = _until_database("the request", message.pk, lambda: selectors.api_request_get(reply=message))
+        outcome = _generate(message, state, publisher, api)
     except DATABASE_DOWN:
         logger.exception("reply %s (task %s): the database failed", message.pk, task_id)
         outcome = ReplyOutcome(Message.Status.INTERRUPTED, LOST_DATABASE)
@@ -251,7 +254,10 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
                 error=outcome.error,
                 retryable=outcome.retryable,
             )
-            usage_record(message_id=message.pk)
+            source = UsageDay.Source.CHAT if api is None else UsageDay.Source.API
+            usage_record(message_id=message.pk, source=source)
+            if api is not None:
+                api_requests.api_reply_finished(reply=message, finish_reason=outcome.finish)
 
     _until_database("the final write", message.pk, finish)
     logger.info("reply %s finished: %s", message.pk, outcome.status)
@@ -273,19 +279,14 @@ def failure_text(error_id: str) -> str:
     )
 
 
-def _prompt_spec(message: Message, steps: list[ToolStep], toolset: Toolset) -> PromptSpec:
-    assert message.reply_to is not None
-    return prompt_spec(
-        message.conversation,
-        toolset,
-        question=message.reply_to.content,
-        history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=message)],
-        steps=steps,
-    )
+def _generate(
+    message: Message, state: ReplyState, publisher: ReplyPublisher, api: ApiRequest | None
+) -> ReplyOutcome:
+    """Run the turn to its end (through tool calls); return how it ended.
 
-
-def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) -> ReplyOutcome:
-    """Run the turn to its end (through tool calls); return how it ended."""
+    A reply to an API request (*api*) renders its prompt from the request, samples as it asks, and ends at a
+    call to one of the client's functions, which the client runs.
+    """
     owner = message.conversation.owner
     if not owner.is_active:  # deactivated after the reply was queued: nothing runs for the account
         logger.info("reply %s not generated: its owner %s is deactivated", message.pk, owner.pk)
@@ -308,41 +309,49 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
     if 0 < message.reserved_tokens < budget:
         budget = message.reserved_tokens
         state.cut_notice = QUOTA_NOTICE
-    # Decided once per turn: a setting changed mid-turn must not change what the model was told.
-    toolset = _until_database("the tool settings", message.pk, lambda: toolset_for(message.conversation))
+    try:
+        plan = _until_database("the tool settings", message.pk, lambda: plan_for(message, api))
+    except GrammarError as refused:
+        return ReplyOutcome(Message.Status.FAILED, f"response_format: {refused}", retryable=False)
     while True:
         try:
-            spec = _until_database(
-                "the history", message.pk, lambda: _prompt_spec(message, state.steps, toolset)
+            ask = partial(plan.prompt, state.steps, context=config.context, budget=budget)
+            prompt = _until_database("the history", message.pk, ask)
+        except PromptRefused as refused:
+            return ReplyOutcome(Message.Status.FAILED, str(refused), retryable=False)
+        tokens, dropped, budget = prompt.tokens, prompt.dropped_turns, prompt.budget
+        try:
+            generation = engine.submit(
+                tokens,
+                sampling=plan.sampling,
+                max_tokens=budget,
+                stop_tokens=STOP_TOKENS,
+                cache_key=plan.cache_key,
             )
-            fitted = fit_prompt(spec, n_ctx=config.context, reserve=budget)
-        except PromptTooLong as too_long:
-            return ReplyOutcome(Message.Status.FAILED, str(too_long), retryable=False)
-        generation = engine.submit(
-            fitted.tokens,
-            sampling=SamplingParams(),
-            max_tokens=budget,
-            stop_tokens=STOP_TOKENS,
-            cache_key=f"conversation:{message.conversation_id}",
-        )
-        state.prompt_tokens = len(fitted.tokens)
+        except GrammarError as refused:  # a schema the converter took but llama.cpp cannot parse
+            return ReplyOutcome(Message.Status.FAILED, f"response_format: {refused}", retryable=False)
+        state.prompt_tokens = len(tokens)
         if not state.steps:  # the first generation of the turn: announced while the engine prefills
             _until_database("the start", message.pk, lambda: replies.reply_announce(message=message))
-        if fitted.dropped_turns:
-            logger.info(
-                "reply %s: %d oldest turns left out to fit the context", message.pk, fitted.dropped_turns
-            )
+        if dropped:
+            logger.info("reply %s: %d oldest turns left out to fit the context", message.pk, dropped)
             _notice(
                 message,
                 publisher,
-                f"The {fitted.dropped_turns} oldest turns of this conversation were left out: "
+                f"The {dropped} oldest turns of this conversation were left out: "
                 f"they no longer fit the model's context of {config.context:,} tokens.",
             )
         with process.tracking(message.pk, generation):
-            streamed = _stream(message, generation, state, publisher)
+            streamed = _stream(message, generation, state, publisher, plan.stops)
         call = streamed.call
         if call is None:
-            return ReplyOutcome(streamed.status, streamed.error)
+            return ReplyOutcome(streamed.status, streamed.error, finish=streamed.finish)
+        if call.recipient in plan.client_functions:  # the client runs it, and sends its result next request
+            publisher.tool(
+                len(state.tool_calls),
+                ToolCallRecord(recipient=call.recipient, channel=call.channel, arguments=call.arguments),
+            )
+            return ReplyOutcome(Message.Status.DONE, finish="tool_calls")
         budget -= generation.stats.generated_tokens
         if len(state.steps) > max_calls or budget <= 16:
             too_many = f"The answer used more than {max_calls} tool calls or its token budget."
@@ -354,7 +363,7 @@ def _generate(message: Message, state: ReplyState, publisher: ReplyPublisher) ->
         if len(state.steps) == max_calls:  # one call too many: the model is told to answer with what it has
             result = _over_the_limit(started, max_calls)
         else:
-            result = _run_tool(message, call, toolset)
+            result = _run_tool(message, call, plan.toolset)
         publisher.tool(index, result.record)
         state.steps.append(
             ToolStep(
@@ -391,14 +400,24 @@ def _notice(message: Message, publisher: ReplyPublisher, notice: str) -> None:
 
 
 def _stream(
-    message: Message, generation: Generation, state: ReplyState, publisher: ReplyPublisher
+    message: Message,
+    generation: Generation,
+    state: ReplyState,
+    publisher: ReplyPublisher,
+    stops: tuple[str, ...] = (),
 ) -> StreamOutcome:
-    """Feed the generation's tokens through the harmony parser into *state*, publishing and storing them."""
+    """Feed the generation's tokens through the harmony parser into *state*, publishing and storing them.
+
+    The answer ends before the first of *stops* (an API request's stop sequences): answer text that may be
+    the start of one is held back until the next tokens tell.
+    """
     parser = ReplyParser()
     publisher.flush()
     base_reasoning = state.reasoning
     call: ToolCall | None = None
     parse_error = ""
+    held, stopped = "", False
+    hold = max((len(stop) for stop in stops), default=1) - 1
     for token in generation:
         if state.ttft_ms is None and generation.stats.ttft_s is not None:
             state.ttft_ms = int(generation.stats.ttft_s * 1000)
@@ -409,7 +428,17 @@ def _stream(
         for event in parser.feed(token):
             if isinstance(event, ReasoningDelta):
                 publisher.text(reasoning=event.text)
-            elif isinstance(event, FinalDelta | CommentaryDelta):
+            elif isinstance(event, FinalDelta) and stops and not stopped:
+                held += event.text
+                cut = min((i for i in (held.find(stop) for stop in stops) if i >= 0), default=-1)
+                if cut >= 0:
+                    publisher.text(content=held[:cut])
+                    held, stopped = "", True
+                    generation.cancel()
+                elif len(held) > hold:
+                    publisher.text(content=held[: len(held) - hold])
+                    held = held[len(held) - hold :]
+            elif isinstance(event, FinalDelta | CommentaryDelta) and not stopped:
                 publisher.text(content=event.text)
             elif isinstance(event, ToolCall):
                 call = event
@@ -419,6 +448,8 @@ def _stream(
         if time.monotonic() - state.last_flush >= FLUSH_EVERY_S and not state.save(message, publisher):
             generation.cancel()
     done = parser.finish(generation.stats.stop_reason or "error")
+    if held and not stopped:
+        publisher.text(content=held)
     publisher.flush()
     state.segment_reasoning = state.reasoning[len(base_reasoning) :]
     state.reasoning_tokens += done.reasoning_tokens
@@ -436,6 +467,8 @@ def _stream(
         error_id = secrets.token_hex(4)
         logger.error("reply %s: the engine failed (%s): error %s", message.pk, generation.error, error_id)
         return StreamOutcome(Message.Status.FAILED, failure_text(error_id))
+    if stopped:
+        return StreamOutcome(Message.Status.DONE)
     if reason == "cancelled":
         return StreamOutcome(Message.Status.CANCELLED)
     if reason == "context_full":
@@ -443,5 +476,5 @@ def _stream(
         return StreamOutcome(Message.Status.FAILED, full)
     if reason == "max_tokens":
         _notice(message, publisher, state.cut_notice)
-        return StreamOutcome(Message.Status.DONE)
+        return StreamOutcome(Message.Status.DONE, finish="length")
     return StreamOutcome(Message.Status.DONE, call=call)

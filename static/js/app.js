@@ -1,6 +1,6 @@
 // The page's one entry module: behaviour that needs no server round trip (the phone menu, the composer
 // keys, copy buttons), and on a conversation page the live conversation (chat/main.js).
-import { addCopyButtons } from "./copy.js";
+import { addCopyButtons, wireCopyTargets } from "./copy.js";
 import { startChat } from "./chat/main.js";
 
 document.querySelectorAll("[data-toggle-sidebar]").forEach((node) => {
@@ -25,6 +25,7 @@ if (composer) {
 }
 
 addCopyButtons(document);
+wireCopyTargets(document);
 
 const thread = document.getElementById("thread");
 if (thread) { thread.scrollTop = thread.scrollHeight; }

@@ -1,4 +1,4 @@
-// Copy buttons on code blocks. Plain-http intranet installs have no navigator.clipboard: there the text is
+// Copy buttons on code blocks and for a new API key. Plain-http intranet installs have no navigator.clipboard: there the text is
 // copied through a selected, off-screen textarea.
 
 function copyByHand(text) {
@@ -14,6 +14,20 @@ function copyByHand(text) {
   return ok;
 }
 
+/** Copy *text*; say so on *button* for a moment. */
+export function copyText(text, button) {
+  const label = button.textContent;
+  const copied = () => {
+    button.textContent = "Copied";
+    setTimeout(() => { button.textContent = label; }, 1500);
+  };
+  if (navigator.clipboard && window.isSecureContext) {
+    navigator.clipboard.writeText(text).then(copied, () => { if (copyByHand(text)) { copied(); } });
+  } else if (copyByHand(text)) {
+    copied();
+  }
+}
+
 /** Give every code block under *root* a Copy button (once). */
 export function addCopyButtons(root) {
   root.querySelectorAll("pre.codeblock").forEach((pre) => {
@@ -23,18 +37,17 @@ export function addCopyButtons(root) {
     button.className = "btn copy-btn";
     button.textContent = "Copy";
     button.setAttribute("aria-label", "Copy code");
-    button.addEventListener("click", () => {
-      const text = pre.querySelector("code").innerText;
-      const copied = () => {
-        button.textContent = "Copied";
-        setTimeout(() => { button.textContent = "Copy"; }, 1500);
-      };
-      if (navigator.clipboard && window.isSecureContext) {
-        navigator.clipboard.writeText(text).then(copied, () => { if (copyByHand(text)) { copied(); } });
-      } else if (copyByHand(text)) {
-        copied();
-      }
-    });
+    button.addEventListener("click", () => { copyText(pre.querySelector("code").innerText, button); });
     pre.appendChild(button);
+  });
+}
+
+/** Make every `<button data-copy="ID">` under *root* copy the text of the element ID (a new API key). */
+export function wireCopyTargets(root) {
+  root.querySelectorAll("button[data-copy]").forEach((button) => {
+    button.addEventListener("click", () => {
+      const target = document.getElementById(button.dataset.copy);
+      if (target) { copyText(target.textContent.trim(), button); }
+    });
   });
 }

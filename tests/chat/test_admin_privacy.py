@@ -33,12 +33,13 @@ VALUES = {"__isnull": "false", "__in": "s,t", "__range": "a,z", "__regex": "^s",
 MAX_RELATIONS = 3
 SWEPT_ADMINS = (
     "ConversationAdmin", "MessageAdmin", "UserAdmin", "GroupAdmin", "InvitationAdmin", "QuotaAdmin",
-    "UsageDayAdmin", "ServedModelAdmin", "ToolSettingsAdmin", "FunctionAdmin",
+    "UsageDayAdmin", "ServedModelAdmin", "ToolSettingsAdmin", "FunctionAdmin", "ApiKeyAdmin",
 )  # fmt: skip
 LOGGED = (
     "chat.Conversation by title__startswith", "chat.Message by content__icontains",
     "auth.User by conversations__messages__content__regex", "tools.Function by secret_value__startswith",
-    "auth.User by password__startswith",
+    "auth.User by password__startswith", "chat.ApiKey by secret_hash__startswith",
+    "auth.User by api_keys__secret_hash__startswith",
 )  # fmt: skip
 TITLE, TEXT = "Merger with Initech", "the launch code is 0000"
 
@@ -49,6 +50,7 @@ FORBIDDEN = {
     "chat.message": {"content", "reasoning", "tool_calls", "error", "notice"},
     "auth.user": {"password"},
     "tools.function": {"secret_value"},
+    "chat.apikey": {"secret_hash"},
 }
 
 

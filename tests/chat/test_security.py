@@ -43,19 +43,26 @@ def _concrete(route: str) -> str:
 
 @pytest.mark.django_db
 def test_every_url_except_login_redirects_anonymous_visitors_to_login() -> None:
+    """And the API's (/v1/) answer 401 in OpenAI's error shape: a client there reads JSON, not a page."""
     client = Client()
-    checked = 0
+    checked = api = 0
     for route, name in _patterns(get_resolver()):
         if name in PUBLIC:
             continue
         url = _concrete(route)
         response = client.get(url)
+        if url.startswith("/v1/"):
+            assert response.status_code == 401, f"{url} ({name}) answered {response.status_code}"
+            assert response.json()["error"]["type"] == "authentication_error"
+            api += 1
+            continue
         assert response.status_code == 302, (
             f"{url} ({name}) answered {response.status_code} to an anonymous visitor"
         )
         assert "login" in response["Location"], f"{url} ({name}) redirects to {response['Location']}"
         checked += 1
     assert checked >= 10
+    assert api >= 3
 
 
 @pytest.mark.django_db

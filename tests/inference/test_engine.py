@@ -6,6 +6,8 @@ and single-sequence runs agree token for token); throughput-only checks use rand
 
 from __future__ import annotations
 
+import ctypes
+import json
 import random
 import threading
 import time
@@ -13,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gguf
+import jsonschema
 import llama_cpp
 import numpy as np
 import pytest
@@ -20,10 +23,11 @@ import pytest
 from gptoss_web.devtools.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
 from inference.runtime.engine import llama as engine_llama
 from inference.runtime.engine.engine import Engine, Generation
-from inference.runtime.engine.errors import EngineStoppedError, ModelLoadError, SettingsError
-from inference.runtime.engine.settings import EngineSettings, SamplingParams
+from inference.runtime.engine.errors import EngineStoppedError, GrammarError, ModelLoadError, SettingsError
+from inference.runtime.engine.grammar import json_answer_grammar
+from inference.runtime.engine.settings import EngineSettings, Grammar, SamplingParams
 from inference.runtime.harmony import STOP_TOKENS, PromptSpec, Turn, render_prompt
-from inference.runtime.tokens import CALL, RETURN
+from inference.runtime.tokens import CALL, CHANNEL, MESSAGE, RETURN
 
 STOPS = frozenset({RETURN, CALL})
 GREEDY = SamplingParams(temperature=0.0)
@@ -96,6 +100,57 @@ def _take(gen: Generation, n: int) -> list[int]:
 # --------------------------------------------------------------------------------------------------
 # Generation
 # --------------------------------------------------------------------------------------------------
+
+MOOD_SCHEMA = {
+    "type": "object",
+    "properties": {"mood": {"enum": ["happy", "sad"]}},
+    "required": ["mood"],
+    "additionalProperties": False,
+}
+
+
+def _text(engine: Engine, tokens: list[int]) -> str:
+    vocab = llama_cpp.llama_model_get_vocab(engine._model)
+    out = b""
+    for token in tokens:
+        buf = ctypes.create_string_buffer(64)
+        n = llama_cpp.llama_token_to_piece(vocab, token, buf, len(buf), 0, True)
+        out += buf.raw[:n]
+    return out.decode()
+
+
+def test_a_json_schema_grammar_constrains_the_answer_and_leaves_the_reasoning_alone(engine: Engine) -> None:
+    """Under the lazy grammar the analysis is the script's, and the answer is JSON valid for the schema."""
+    prompt = _prompt("Please think")
+    sampling = SamplingParams(temperature=0.0, grammar=json_answer_grammar(MOOD_SCHEMA))
+    free = list(engine.submit(prompt, sampling=GREEDY, max_tokens=300, stop_tokens=STOPS))
+    gen = engine.submit(prompt, sampling=sampling, max_tokens=300, stop_tokens=STOPS)
+    tokens = list(gen)
+    assert gen.stats.stop_reason == "stop_token" and gen.error is None
+    assert tokens[-1] == RETURN
+    # Everything up to the final channel's header (<|channel|>final<|message|>) is what the model writes
+    # without a grammar.
+    header = len(free) - free[::-1].index(CHANNEL) + 2
+    assert free[header - 1] == MESSAGE
+    assert tokens[:header] == free[:header]
+    text = _text(engine, free[:header])
+    assert "<|channel|>analysis<|message|>" + SCRIPTS["reasoning"].first.analysis in text
+    answer = _text(engine, tokens[header:-1])
+    jsonschema.validate(json.loads(answer), MOOD_SCHEMA)
+    assert json.loads(answer)["mood"] in ("happy", "sad")
+
+
+def test_a_grammar_llama_cpp_cannot_parse_is_refused_at_submit(
+    engine: Engine, plain_reference: list[int]
+) -> None:
+    broken = SamplingParams(temperature=0.0, grammar=Grammar(gbnf='root ::= "{" missing-rule'))
+    with pytest.raises(GrammarError, match=r"llama\.cpp refused the grammar"):
+        engine.submit(_prompt("Hello"), sampling=broken, max_tokens=10, stop_tokens=STOPS)
+    with pytest.raises(GrammarError, match="JSON schema"):
+        json_answer_grammar({"type": "object", "properties": {"a": {"$ref": "https://example.com/x"}}})
+    hello = _prompt("Hello, how are you today?")
+    again = engine.submit(hello, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+    assert list(again) == plain_reference
 
 
 def test_plain_prompt_yields_the_scripted_reply_and_stops_on_return(

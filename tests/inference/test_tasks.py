@@ -109,7 +109,7 @@ def test_an_unexpected_failure_shows_a_plain_sentence_and_an_id_whose_traceback_
     def broken(conversation: object) -> None:
         raise RuntimeError("password authentication failed for user 'gptoss' on 10.0.0.5")
 
-    monkeypatch.setattr("inference.worker.tasks.toolset_for", broken)  # a bug anywhere in the task
+    monkeypatch.setattr("inference.worker.plans.toolset_for", broken)  # a bug anywhere in the task
     reply = _reply_to("Hello", alice)
     with caplog.at_level(logging.INFO, logger="inference.worker.tasks"):
         generate_reply_task.run(reply.pk)

@@ -128,7 +128,8 @@ class BareBatchedLoop:
             raise RuntimeError("bare loop: llama.cpp could not load the model")
         self.mem = llama_cpp.llama_get_memory(self.ctx)
         self.batch = ll.LlamaBatch(llama_cpp.llama_n_batch(self.ctx), streams)
-        self.samplers = [ll.make_sampler(GREEDY) for _ in range(streams)]
+        vocab = llama_cpp.llama_model_get_vocab(self.model)
+        self.samplers = [ll.make_sampler(GREEDY, vocab) for _ in range(streams)]
 
     def tps(self, n_tokens: int, rng: random.Random) -> float:
         """Prefill one short prompt per stream, then time *n_tokens* batched decode steps."""

@@ -24,7 +24,7 @@ from typing import Literal
 import llama_cpp
 
 from . import llama as ll
-from .errors import EngineStoppedError, ModelLoadError
+from .errors import EngineStoppedError, GrammarError, ModelLoadError
 from .settings import EngineSettings, SamplingParams
 
 __all__ = ["Engine", "Generation", "GenerationStats", "StopReason"]
@@ -200,6 +200,7 @@ class Engine:
         self._model: llama_cpp.llama_model_p | None = None
         self._ctx: llama_cpp.llama_context_p | None = None
         self._mem: llama_cpp.llama_memory_t | None = None
+        self._vocab: llama_cpp.llama_vocab_p | None = None
         self._n_swa = 0  # sliding-window size of the model, known once it has loaded
         self._batch: ll.LlamaBatch | None = None
         self._overrides: ll.TensorBuftOverrides | None = None
@@ -236,7 +237,8 @@ class Engine:
         """Queue a generation and return its token iterator; thread-safe.
 
         Raise ValueError for a prompt the model cannot take (empty, unknown token ids, longer than
-        a slot holds), so a bad request fails alone and at once instead of inside a shared batch.
+        a slot holds) and `GrammarError` (a ValueError) for a grammar llama.cpp refuses, so a bad request
+        fails alone and at once instead of inside a shared batch.
         """
         if not self._running or self._stopping:
             raise EngineStoppedError("the engine is not running: call start() first, or it was closed")
@@ -254,6 +256,11 @@ class Engine:
                 f"prompt has {len(prompt)} tokens but one sequence holds at most {self.n_ctx_per_seq - 1} "
                 "plus a reply: shorten the conversation or raise n_ctx"
             )
+        if sampling.grammar is not None:
+            # Parsed here, in the caller's thread (llama.cpp only reads the vocabulary), so a bad grammar
+            # fails its own request with llama.cpp's reason instead of reaching the engine thread.
+            assert self._vocab is not None
+            ll.check_grammar(sampling.grammar, self._vocab)
         gen = Generation(
             self, next(self._ids), prompt, sampling, max_tokens, frozenset(stop_tokens), cache_key
         )
@@ -356,6 +363,7 @@ class Engine:
         # grows, so a cached prefix is reusable only while the window before its end is still there.
         self._n_swa = int(llama_cpp.llama_model_n_swa(model))
         vocab = llama_cpp.llama_model_get_vocab(model)
+        self._vocab = vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
         self.n_layer = llama_cpp.llama_model_n_layer(model)
         self.n_ctx = llama_cpp.llama_n_ctx(ctx)
@@ -472,7 +480,13 @@ class Engine:
 
     def _admit(self, gen: Generation, slot: _Slot) -> None:
         """Bind a generation to a slot, keeping the longest prefix of the slot's KV it can reuse."""
-        assert self._mem is not None
+        assert self._mem is not None and self._vocab is not None
+        try:
+            sampler = ll.make_sampler(gen.sampling, self._vocab)
+        except GrammarError as error:  # checked at submit, so only a llama.cpp surprise lands here
+            logger.error("generation %d failed: %s", gen.id, error)
+            gen._finish("error", str(error))
+            return
         if slot.cache_key is not None and slot.cache_key != gen.cache_key:
             logger.debug(
                 "evicting idle cache %s from slot %d for generation %d", slot.cache_key, slot.seq, gen.id
@@ -500,9 +514,7 @@ class Engine:
             del slot.tokens[lcp:]
         gen.stats.reused_tokens = lcp
         gen.stats.queue_wait_s = time.monotonic() - gen.submitted_at
-        slot.active = _Active(
-            gen=gen, sampler=ll.make_sampler(gen.sampling), prefill_pos=lcp, admitted=next(self._admissions)
-        )
+        slot.active = _Active(gen=gen, sampler=sampler, prefill_pos=lcp, admitted=next(self._admissions))
         self._busy += 1
         logger.debug(
             "generation %d admitted to slot %d: %d reused, %d to prefill",

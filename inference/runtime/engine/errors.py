@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["EngineError", "EngineStoppedError", "ModelLoadError", "SettingsError"]
+__all__ = ["EngineError", "EngineStoppedError", "GrammarError", "ModelLoadError", "SettingsError"]
 
 
 class EngineError(Exception):
@@ -11,6 +11,10 @@ class EngineError(Exception):
 
 class SettingsError(EngineError, ValueError):
     """Raise when engine or sampling settings are invalid before anything is loaded."""
+
+
+class GrammarError(EngineError, ValueError):
+    """Raise when a generation's grammar cannot be built: a schema it cannot express, bad GBNF."""
 
 
 class ModelLoadError(EngineError):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -20,16 +21,18 @@ from llama_cpp import _ggml
 
 from inference.runtime import gguf
 
-from .errors import ModelLoadError
-from .settings import KV_TYPES, EngineSettings, SamplingParams
+from .errors import GrammarError, ModelLoadError
+from .settings import KV_TYPES, EngineSettings, Grammar, SamplingParams
 
 __all__ = [
     "GGUFInfo",
     "LlamaBatch",
     "TensorBuftOverrides",
     "capture_llama_log",
+    "check_grammar",
     "device_memory",
     "expert_override_patterns",
+    "grammar_sampler",
     "make_sampler",
     "model_meta",
     "read_gguf_info",
@@ -405,9 +408,27 @@ class LlamaBatch:
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF
 
 
-def make_sampler(sampling: SamplingParams) -> llama_cpp.llama_sampler_p:
-    """Build one generation's sampler chain in llama.cpp's order: top-k, top-p, min-p, temperature, dist."""
+def make_sampler(sampling: SamplingParams, vocab: llama_cpp.llama_vocab_p) -> llama_cpp.llama_sampler_p:
+    """Build one generation's sampler chain in llama.cpp's order: grammar, top-k, top-p, min-p, temp, dist.
+
+    The grammar comes first, as in llama.cpp's common sampler, so the others see only the tokens it
+    allows. Raise `GrammarError` when llama.cpp refuses the grammar (its log says where).
+    """
     chain = llama_cpp.llama_sampler_chain_init(llama_cpp.llama_sampler_chain_default_params())
+    grammar = sampling.grammar
+    if grammar is not None:
+        try:
+            llama_cpp.llama_sampler_chain_add(chain, grammar_sampler(grammar, vocab))
+        except GrammarError:
+            llama_cpp.llama_sampler_free(chain)
+            raise
+        if grammar.banned_tokens:
+            biases = (llama_cpp.llama_logit_bias * len(grammar.banned_tokens))(
+                *(llama_cpp.llama_logit_bias(token, -math.inf) for token in grammar.banned_tokens)
+            )
+            n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
+            bias = llama_cpp.llama_sampler_init_logit_bias(n_vocab, len(biases), biases)
+            llama_cpp.llama_sampler_chain_add(chain, bias)
     if sampling.greedy:
         llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_greedy())
         return chain
@@ -421,3 +442,31 @@ def make_sampler(sampling: SamplingParams) -> llama_cpp.llama_sampler_p:
     seed = LLAMA_DEFAULT_SEED if sampling.seed is None else sampling.seed
     llama_cpp.llama_sampler_chain_add(chain, llama_cpp.llama_sampler_init_dist(seed))
     return chain
+
+
+def grammar_sampler(grammar: Grammar, vocab: llama_cpp.llama_vocab_p) -> llama_cpp.llama_sampler_p:
+    """Return llama.cpp's grammar sampler for *grammar*: lazy when it has triggers, else from the start.
+
+    llama.cpp parses the GBNF here and returns NULL (logging why) when it is invalid. Once the grammar's
+    root is complete it allows only end-of-generation tokens (for gpt-oss `<|return|>`, `<|call|>`,
+    `<|endoftext|>`), so a constrained answer ends right after its last character.
+    """
+    gbnf, root = grammar.gbnf.encode(), grammar.root.encode()
+    with capture_llama_log() as log:
+        if grammar.triggers:
+            patterns = (ctypes.c_char_p * len(grammar.triggers))(*(t.encode() for t in grammar.triggers))
+            no_tokens = (llama_cpp.llama_token * 0)()
+            sampler = llama_cpp.llama_sampler_init_grammar_lazy_patterns(
+                vocab, gbnf, root, patterns, len(grammar.triggers), no_tokens, 0
+            )
+        else:
+            sampler = llama_cpp.llama_sampler_init_grammar(vocab, gbnf, root)
+    if not sampler:
+        said = "; ".join(line for line in log if line.strip())[-500:] or "no reason logged"
+        raise GrammarError(f"llama.cpp refused the grammar: {said}")
+    return sampler
+
+
+def check_grammar(grammar: Grammar, vocab: llama_cpp.llama_vocab_p) -> None:
+    """Raise `GrammarError` when llama.cpp cannot parse *grammar*; build nothing that lasts."""
+    llama_cpp.llama_sampler_free(grammar_sampler(grammar, vocab))

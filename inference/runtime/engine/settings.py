@@ -19,6 +19,7 @@ __all__ = [
     "MIN_CONTEXT",
     "MIN_N_CTX",
     "EngineSettings",
+    "Grammar",
     "SamplingParams",
     "engine_settings",
 ]
@@ -168,14 +169,43 @@ def engine_settings(
 
 
 @dataclass(frozen=True, slots=True)
+class Grammar:
+    """A GBNF grammar that constrains a generation once its text matches one of *triggers*.
+
+    llama.cpp's lazy grammar sampler lets every token through until the text generated so far matches a
+    trigger (a regular expression over the whole text, special tokens written as their names); from the
+    start of the trigger's first capture group on, the text must follow the rule *root*. So the grammar
+    starts with what the group captures, and once it is complete only end-of-generation tokens remain.
+    """
+
+    gbnf: str
+    root: str = "root"
+    triggers: tuple[str, ...] = ()
+    banned_tokens: tuple[int, ...] = ()
+    """Tokens never sampled in a generation under this grammar: end-of-generation tokens the grammar
+    would otherwise allow at its end, though the format has another (gpt-oss's ``<|endoftext|>``)."""
+
+    def __post_init__(self) -> None:
+        """Reject a grammar that could never apply."""
+        if not self.gbnf.strip():
+            raise SettingsError("grammar is empty: give GBNF rules, or no grammar")
+        if not self.root:
+            raise SettingsError("grammar root is empty: name the rule the text must follow")
+
+
+@dataclass(frozen=True, slots=True)
 class SamplingParams:
-    """Sampling of one generation; the defaults are gpt-oss's recommended settings."""
+    """Sampling of one generation; the defaults are gpt-oss's recommended settings.
+
+    *grammar*, when given, restricts the tokens sampled to those it allows (see `Grammar`).
+    """
 
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
     min_p: float = 0.01
     seed: int | None = None
+    grammar: Grammar | None = None
 
     def __post_init__(self) -> None:
         """Reject values llama.cpp's samplers would silently misinterpret."""

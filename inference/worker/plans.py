@@ -1,0 +1,98 @@
+"""How a reply's turn is asked of the engine: its prompt, its sampling, its tools, where it must stop.
+
+The chat page's replies and the API's differ only here (docs/architecture.md): a chat reply's prompt comes
+from its conversation's history and settings, with the server's tools; an API reply's from its request,
+sampled as the request asks, ending at a call to one of the client's functions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chat import selectors
+from chat.models import ApiRequest, Message
+from inference.quotas import MIN_ANSWER_TOKENS, api_prompt_spec, prompt_spec
+from inference.runtime.engine.grammar import json_answer_grammar
+from inference.runtime.engine.settings import SamplingParams
+from inference.runtime.harmony import PromptTooLong, ToolStep, Turn, fit_prompt, render_prompt
+from inference.tools.toolset import Toolset, toolset_for
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """The prompt tokens of one generation, and how many of the oldest turns were left out to fit."""
+
+    tokens: list[int]
+    dropped_turns: int = 0
+    budget: int = 0  # the tokens the reply may still generate after this prompt
+
+
+class PromptRefused(Exception):
+    """The prompt cannot be generated from (it does not fit the context); the message says why."""
+
+
+@dataclass(frozen=True)
+class TurnPlan:
+    message: Message
+    api: ApiRequest | None
+    toolset: Toolset
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    stops: tuple[str, ...] = ()
+    client_functions: frozenset[str] = frozenset()
+    cache_key: str = ""
+
+    def prompt(self, steps: list[ToolStep], *, context: int, budget: int) -> Prompt:
+        """Return the next generation's prompt, after the turn's *steps*; raise PromptRefused."""
+        if self.api is None:
+            assert self.message.reply_to is not None
+            spec = prompt_spec(
+                self.message.conversation,
+                self.toolset,
+                question=self.message.reply_to.content,
+                history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=self.message)],
+                steps=steps,
+            )
+            try:
+                fitted = fit_prompt(spec, n_ctx=context, reserve=budget)
+            except PromptTooLong as too_long:
+                raise PromptRefused(str(too_long)) from None
+            return Prompt(fitted.tokens, fitted.dropped_turns, budget)
+        # An API request's messages are the client's: none is left out, the answer gets what is left.
+        spec = api_prompt_spec(self.api.prompt, effort=self.message.reasoning_effort, steps=steps)
+        tokens = render_prompt(spec)
+        room = context - len(tokens)
+        if room < MIN_ANSWER_TOKENS:
+            taken = f"{len(tokens):,} of the model's {context:,} context tokens"
+            raise PromptRefused(f"The messages take {taken}: shorten them.")
+        return Prompt(tokens, 0, min(budget, room))
+
+
+def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
+    """Return how *message*'s turn is asked; raise GrammarError for a response format llama.cpp refuses.
+
+    Decided once per turn: a setting changed mid-turn must not change what the model was told.
+    """
+    if api is None:
+        return TurnPlan(
+            message,
+            None,
+            toolset_for(message.conversation),
+            cache_key=f"conversation:{message.conversation_id}",
+        )
+    json_format = api.sampling.get("json")
+    sampling = SamplingParams(
+        temperature=api.sampling["temperature"],
+        top_p=api.sampling["top_p"],
+        seed=api.sampling["seed"],
+        grammar=None if json_format is None else json_answer_grammar(json_format["schema"]),
+    )
+    return TurnPlan(
+        message,
+        api,
+        Toolset(),  # the server's tools are not declared to an API request
+        sampling,
+        stops=tuple(api.sampling["stop"]),
+        client_functions=frozenset(f"functions.{f['name']}" for f in api.prompt["functions"]),
+        # One user's requests share a cache slot where they can: a client resends the conversation each time.
+        cache_key=f"api:{message.conversation.owner_id}",
+    )
