@@ -291,6 +291,9 @@ class ApiSampling(TypedDict):
     seed: int | None
     stop: list[str]  # the answer ends before the first of these
     json: NotRequired[ApiJsonFormat | None]  # the answer is constrained to this JSON (absent: free text)
+    # The request's prompt_cache_key: which of the user's cached prompts the engine should reuse ("": one
+    # per user).
+    cache_key: NotRequired[str]
 
 
 class ApiRequest(models.Model):

@@ -38,7 +38,6 @@ IGNORED = {
     "service_tier",
     "parallel_tool_calls",
     "stream_options",
-    "prompt_cache_key",
 }
 # Refused by name when set to anything but their neutral value: each would change the answer.
 NEUTRAL: dict[str, Any] = {
@@ -57,7 +56,8 @@ NEUTRAL: dict[str, Any] = {
     "verbosity": None,
 }
 KNOWN = {"model", "messages", "stream", "max_tokens", "max_completion_tokens", "temperature", "top_p", "seed",
-         "stop", "reasoning_effort", "reasoning", "tools", "tool_choice", "response_format"}  # fmt: skip
+         "stop", "reasoning_effort", "reasoning", "tools", "tool_choice", "response_format",
+         "prompt_cache_key"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -115,6 +115,7 @@ def parse(body: bytes, *, default_effort: str = ReasoningEffort.MEDIUM) -> Compl
             seed=_seed(data.get("seed")),
             stop=_stops(data.get("stop")),
             json=json_format,
+            cache_key=_cache_key(data.get("prompt_cache_key")),
         ),
         max_tokens=_max_tokens(data),
         stream=_bool(data, "stream"),
@@ -157,6 +158,14 @@ def _seed(value: object) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid("seed", "seed must be an integer.")
     return value % 2**32
+
+
+def _cache_key(value: object) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str) or len(value) > 200:
+        raise invalid("prompt_cache_key", "prompt_cache_key must be a string of at most 200 characters.")
+    return value
 
 
 def _max_tokens(data: dict[str, Any]) -> int | None:

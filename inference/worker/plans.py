@@ -93,6 +93,7 @@ def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
         sampling,
         stops=tuple(api.sampling["stop"]),
         client_functions=frozenset(f"functions.{f['name']}" for f in api.prompt["functions"]),
-        # One user's requests share a cache slot where they can: a client resends the conversation each time.
-        cache_key=f"api:{message.conversation.owner_id}",
+        # A client resends the whole conversation each time: the engine reuses the cached prefix of the user's
+        # earlier request, one cache per prompt_cache_key the client names (one per user without).
+        cache_key=f"api:{message.conversation.owner_id}:{api.sampling.get('cache_key', '')}",
     )

@@ -61,7 +61,14 @@ def test_sampling_and_limits_are_read_and_checked() -> None:
         stream=True,
         stream_options={"include_usage": True},
     )
-    assert request.sampling == {"temperature": 0.2, "top_p": 0.9, "seed": 7, "stop": ["END"], "json": None}
+    assert request.sampling == {
+        "temperature": 0.2,
+        "top_p": 0.9,
+        "seed": 7,
+        "stop": ["END"],
+        "json": None,
+        "cache_key": "",
+    }
     assert (request.max_tokens, request.effort, request.exclude_reasoning) == (64, "low", True)
     assert request.stream and request.include_usage
 
@@ -126,6 +133,16 @@ def test_fields_that_do_not_change_the_answer_are_accepted() -> None:
         parallel_tool_calls=True,
     )
     assert request.prompt["user"] == "Hi"
+
+
+def test_prompt_cache_key_names_the_cache_the_engine_reuses() -> None:
+    assert (
+        read(messages=[{"role": "user", "content": "Hi"}], prompt_cache_key="repo-a").sampling["cache_key"]
+        == "repo-a"
+    )
+    with pytest.raises(ApiError) as refused:
+        read(messages=[{"role": "user", "content": "Hi"}], prompt_cache_key=7)
+    assert refused.value.param == "prompt_cache_key"
 
 
 def test_a_body_that_is_not_json_says_so() -> None:
