@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from channels.layers import channel_layers
 from django.conf import settings
 from django.test import Client
 
@@ -16,6 +17,19 @@ from tests.factories import UserFactory
 def _tiny_model() -> None:
     """Build the scripted tiny model once (kept in var/models across runs): workers and engines serve it."""
     tiny_model_path(settings.GPTOSS_VAR_DIR)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_channel_layer() -> Iterator[None]:
+    """Give each test a channel layer of its own.
+
+    channels_redis's layer keeps the asyncio locks of the event loop that used it first, and each async test
+    runs on a loop of its own: a socket's receive still pending when an earlier test's loop closed holds a
+    lock the next test's sockets then wait on ("bound to a different event loop").
+    """
+    channel_layers.backends.clear()
+    yield
+    channel_layers.backends.clear()
 
 
 @pytest.fixture(scope="session", autouse=True)
