@@ -296,6 +296,13 @@ class ApiJsonFormat(TypedDict):
     schema: dict[str, Any] | None  # None: any JSON object
 
 
+class ApiForcedCall(TypedDict):
+    """A `tool_choice` of `required` or a named function: the reply must call one of *recipients*."""
+
+    recipients: list[str]  # namespace.name
+    schema: dict[str, Any] | None  # the arguments' JSON Schema (None: any object, for a choice of several)
+
+
 class ApiSampling(TypedDict):
     temperature: float
     top_p: float
@@ -305,6 +312,7 @@ class ApiSampling(TypedDict):
     # The request's prompt_cache_key: which of the user's cached prompts the engine should reuse ("": one
     # per user).
     cache_key: NotRequired[str]
+    call: NotRequired[ApiForcedCall | None]  # the reply must be a call to one of the client's functions
 
 
 class ApiRequest(models.Model):

@@ -30,6 +30,7 @@ from chat.api.params import (
     seed_param,
     stops_param,
     text_param,
+    tool_choice_param,
 )
 from chat.api.prompts import PromptBuilder, client_calls
 from chat.frames import MessagePayload
@@ -95,10 +96,7 @@ def parse(body: bytes, *, default_effort: str = ReasoningEffort.MEDIUM) -> Compl
     effort = effort_param(
         data.get("reasoning_effort", reasoning.get("effort", default_effort)), "reasoning_effort"
     )
-    tool_choice = data.get("tool_choice", "auto")
-    if tool_choice not in ("auto", "none"):
-        raise unsupported("tool_choice", 'only "auto" and "none" are supported')
-    functions = [] if tool_choice == "none" else _functions(data.get("tools"))
+    functions, call = tool_choice_param(data.get("tool_choice"), _functions(data.get("tools")))
     return CompletionRequest(
         model=model,
         effort=effort,
@@ -110,6 +108,7 @@ def parse(body: bytes, *, default_effort: str = ReasoningEffort.MEDIUM) -> Compl
             stop=stops_param(data.get("stop")),
             json=_response_format(data.get("response_format")),
             cache_key=cache_key_param(data.get("prompt_cache_key")),
+            call=call,
         ),
         max_tokens=max_tokens_param(data, ("max_completion_tokens", "max_tokens")),
         stream=bool_param(data, "stream"),

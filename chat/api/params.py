@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from chat.api.errors import ApiError, invalid, unsupported
-from chat.models import ApiFunction, ApiJsonFormat, ReasoningEffort
+from chat.models import ApiForcedCall, ApiFunction, ApiJsonFormat, ReasoningEffort
 
 MAX_STOPS = 4
 
@@ -180,3 +180,36 @@ def text_param(content: object, param: str, *, kinds: tuple[str, ...] = ("text",
             raise unsupported(f"{param}[{j}]", f"content parts of type {kind!r} are not supported, only text")
         texts.append(part["text"])
     return "".join(texts)
+
+
+def recipient(function: ApiFunction) -> str:
+    """Return the harmony recipient of a call to *function* (`functions.NAME`, or its namespace's)."""
+    return f"{function.get('namespace', 'functions')}.{function['name']}"
+
+
+def tool_choice_param(
+    value: object, functions: list[ApiFunction]
+) -> tuple[list[ApiFunction], ApiForcedCall | None]:
+    """Return the functions to declare and the call the reply is forced to make, if any.
+
+    `auto` (the default) lets the model choose, `none` declares no function, `required` forces a call to one
+    of them, and a named function (`{"type": "function", "name": ...}`, or Chat Completions' nested
+    `function.name`) a call to that one: llama.cpp's grammar sampling holds the reply to it.
+    """
+    if value is None or value == "auto":
+        return functions, None
+    if value == "none":
+        return [], None
+    if value == "required":
+        if not functions:
+            raise invalid("tool_choice", 'tool_choice "required" needs at least one function in tools.')
+        schema = functions[0]["parameters"] if len(functions) == 1 else None
+        return functions, ApiForcedCall(recipients=[recipient(f) for f in functions], schema=schema)
+    if isinstance(value, dict) and value.get("type") == "function":
+        nested = value.get("function")
+        name = nested.get("name") if isinstance(nested, dict) else value.get("name")
+        chosen = [f for f in functions if f["name"] == name]
+        if not chosen:
+            raise invalid("tool_choice", f"tool_choice names the function {name!r}, which is not in tools.")
+        return functions, ApiForcedCall(recipients=[recipient(chosen[0])], schema=chosen[0]["parameters"])
+    raise unsupported("tool_choice", 'use "auto", "none", "required" or {"type": "function", "name": ...}')

@@ -31,6 +31,7 @@ from chat.api.params import (
     refuse_unknown,
     seed_param,
     text_param,
+    tool_choice_param,
 )
 from chat.api.prompts import PromptBuilder, client_calls
 from chat.api.sealing import Unreadable, seal, unseal
@@ -137,11 +138,10 @@ def parse(body: bytes, *, default_effort: str = ReasoningEffort.MEDIUM) -> Respo
     if not isinstance(items, list):
         raise invalid("input", "input must be a string or a list of items.")
     tool_choice = data.get("tool_choice", "auto")
-    if tool_choice not in ("auto", "none"):
-        raise unsupported("tool_choice", 'only "auto" and "none" are supported')
     functions, builtins = _tools(data.get("tools"))
+    functions, call = tool_choice_param(tool_choice, functions)
     if tool_choice == "none":
-        functions, builtins = [], {}
+        builtins = {}
     store = bool_param(data, "store", default=True)
     background = bool_param(data, "background")
     if background and not store:
@@ -160,6 +160,7 @@ def parse(body: bytes, *, default_effort: str = ReasoningEffort.MEDIUM) -> Respo
         stop=[],
         json=text_format,
         cache_key=cache_key_param(data.get("prompt_cache_key")),
+        call=call,
     )
     max_tokens = max_tokens_param(data, ("max_output_tokens",))
     metadata = data.get("metadata") or {}

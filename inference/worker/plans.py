@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from chat import selectors
 from chat.models import ApiRequest, Message
 from inference.quotas import MIN_ANSWER_TOKENS, api_prompt_spec, prompt_spec
-from inference.runtime.engine.grammar import json_answer_grammar
+from inference.runtime.engine.grammar import function_call_grammar, json_answer_grammar
 from inference.runtime.engine.settings import SamplingParams
 from inference.runtime.harmony import PromptTooLong, ToolStep, Turn, fit_prompt, render_prompt
 from inference.tools.selectors import tools_available
@@ -74,7 +74,8 @@ class TurnPlan:
 
 
 def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
-    """Return how *message*'s turn is asked; raise GrammarError for a response format llama.cpp refuses.
+    """Return how *message*'s turn is asked; raise GrammarError for a response format or forced function
+    call that llama.cpp cannot express.
 
     Decided once per turn: a setting changed mid-turn must not change what the model was told.
     """
@@ -85,12 +86,17 @@ def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
             toolset_for(message.conversation),
             cache_key=f"conversation:{message.conversation_id}",
         )
-    json_format = api.sampling.get("json")
+    json_format, call = api.sampling.get("json"), api.sampling.get("call")
+    grammar = None
+    if call is not None:  # the reply is a call, so its answer never needs the JSON format's grammar
+        grammar = function_call_grammar(call["recipients"], call["schema"])
+    elif json_format is not None:
+        grammar = json_answer_grammar(json_format["schema"])
     sampling = SamplingParams(
         temperature=api.sampling["temperature"],
         top_p=api.sampling["top_p"],
         seed=api.sampling["seed"],
-        grammar=None if json_format is None else json_answer_grammar(json_format["schema"]),
+        grammar=grammar,
     )
     # Of the server's own tools, those the request asked for and its user may still use.
     asked = api.prompt.get("builtins", [])

@@ -93,6 +93,7 @@ def test_namespace_tools_and_the_server_s_own_tools_are_told_apart() -> None:
             "tools[0].name",
         ),
         ({"input": "Hi", "tool_choice": "required"}, "tool_choice"),
+        ({"input": "Hi", "tool_choice": {"type": "web_search"}}, "tool_choice"),
         ({"input": "Hi", "background": True, "store": False}, "background"),
         ({"input": "Hi", "reasoning": {"effort": "extreme"}}, "reasoning.effort"),
         ({"input": "Hi", "truncation": "auto"}, "truncation"),
@@ -147,3 +148,18 @@ def test_sealed_reasoning_opens_only_here_and_only_for_its_user() -> None:
     with pytest.raises(ApiError) as refused:
         _prompt({"input": [{"role": "user", "content": "Weather?"}, item, call, output]}, user_id=8)
     assert refused.value.param == "input[1].encrypted_content"
+
+
+def test_tool_choice_required_or_named_forces_a_call() -> None:
+    spawn = {"type": "function", "name": "spawn", "parameters": {"type": "object"}}
+    agents = {"type": "namespace", "name": "agents", "tools": [spawn]}
+    parsed, _ = _prompt({"input": "Hi", "tools": [WEATHER, agents], "tool_choice": "required"})
+    assert parsed.sampling["call"] == {
+        "recipients": ["functions.get_weather", "agents.spawn"],
+        "schema": None,
+    }
+    named = {"type": "function", "name": "get_weather"}
+    parsed, _ = _prompt({"input": "Hi", "tools": [WEATHER, agents], "tool_choice": named})
+    assert parsed.sampling["call"] == {"recipients": ["functions.get_weather"], "schema": {"type": "object"}}
+    parsed, _ = _prompt({"input": "Hi", "tools": [WEATHER], "tool_choice": "none"})
+    assert parsed.functions == [] and parsed.sampling["call"] is None

@@ -24,7 +24,7 @@ from gptoss_web.devtools.tinymodel import SCRIPTS, SHAPES, tiny_model_path, writ
 from inference.runtime.engine import llama as engine_llama
 from inference.runtime.engine.engine import Engine, Generation
 from inference.runtime.engine.errors import EngineStoppedError, GrammarError, ModelLoadError, SettingsError
-from inference.runtime.engine.grammar import json_answer_grammar
+from inference.runtime.engine.grammar import function_call_grammar, json_answer_grammar
 from inference.runtime.engine.settings import EngineSettings, Grammar, SamplingParams
 from inference.runtime.harmony import STOP_TOKENS, PromptSpec, Turn, render_prompt
 from inference.runtime.tokens import CALL, CHANNEL, MESSAGE, RETURN
@@ -138,6 +138,21 @@ def test_a_json_schema_grammar_constrains_the_answer_and_leaves_the_reasoning_al
     answer = _text(engine, tokens[header:-1])
     jsonschema.validate(json.loads(answer), MOOD_SCHEMA)
     assert json.loads(answer)["mood"] in ("happy", "sad")
+
+
+def test_a_forced_call_grammar_makes_the_reply_a_call_after_the_model_s_own_reasoning(engine: Engine) -> None:
+    """tool_choice required: the model reasons as it would, then calls the function instead of answering."""
+    grammar = function_call_grammar(["functions.set_mood"], MOOD_SCHEMA)
+    gen = engine.submit(
+        _prompt("Please think"), sampling=SamplingParams(temperature=0.0, grammar=grammar), max_tokens=300,
+        stop_tokens=STOPS,
+    )  # fmt: skip
+    text = _text(engine, list(gen))
+    assert gen.stats.stop_reason == "stop_token" and gen.error is None, text
+    analysis = "<|channel|>analysis<|message|>" + SCRIPTS["reasoning"].first.analysis + "<|end|>"
+    assert text.startswith(analysis + "<|start|>assistant<|channel|>commentary to=functions.set_mood"), text
+    arguments = text.split("<|message|>")[-1].removesuffix("<|call|>")
+    assert json.loads(arguments)["mood"] in ("happy", "sad")
 
 
 def test_a_grammar_llama_cpp_cannot_parse_is_refused_at_submit(
