@@ -1,4 +1,4 @@
-"""`python -m gptoss_web.devtools.bench engine|pipeline|sockets`: run one part of `make bench`, print its
+"""`python -m gptoss_web.devtools.bench engine|pipeline|api|sockets`: run one part of `make bench`, print its
 table and figures, and merge them into var/bench/latest.json."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from gptoss_web.devtools.bench.api import print_api, run_api
 from gptoss_web.devtools.bench.engine import LATEST, merge_latest, print_table, run_engine
 from gptoss_web.devtools.bench.pipeline import print_pipeline, run_pipeline
 from gptoss_web.devtools.bench.sockets import print_sockets, run_sockets
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     pipeline_parser = sub.add_parser("pipeline", help="what WebSocket clients see, against the engine")
     pipeline_parser.add_argument("--quick", action="store_true", help="fewer and shorter answers")
     pipeline_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
+    api_parser = sub.add_parser("api", help="what an OpenAI client sees of /v1/responses, against the engine")
+    api_parser.add_argument("--quick", action="store_true", help="fewer and shorter answers")
+    api_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
     sockets_parser = sub.add_parser("sockets", help="what idle sockets cost Daphne and PostgreSQL")
     sockets_parser.add_argument("--sockets", type=int, default=1000, help="idle sockets to hold open")
     sockets_parser.add_argument("--seconds", type=float, default=60, help="how long to measure")
@@ -34,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.part == "sockets":
         results = run_sockets(args.sockets, args.seconds)
         print_sockets(results)
+    elif args.part == "api":
+        results = run_api(args.quick)
+        print_api(results)
     elif args.part == "pipeline":
         results = run_pipeline(args.quick)
         print_pipeline(results)
