@@ -30,6 +30,7 @@ from typing import Any
 
 import llama_cpp
 
+from gptoss_web.devtools.bench.table import Row, Table, Target
 from gptoss_web.devtools.tinymodel import SHAPES, write_random_model
 from inference.runtime.engine import llama as ll
 from inference.runtime.engine.engine import Engine
@@ -43,12 +44,6 @@ LATEST = BENCH_DIR / "latest.json"
 STREAMS = (1, 2, 4, 8)
 GREEDY = SamplingParams(temperature=0.0)
 NO_STOPS: frozenset[int] = frozenset()
-TARGETS = {
-    "engine.speedup_8": 1.4,
-    "engine.batch_efficiency": 0.9,
-    "engine.overhead_ratio": 0.9,
-    "prefix.speedup": 5.0,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +66,6 @@ def _random_prompt(rng: random.Random, n: int) -> list[int]:
 
 def _model(name: str) -> Path:
     """Return a generated random-weight model of the named shape, written once under var/bench."""
-
 
     # The name carries the shape, so a changed shape never reuses a stale file.
     digest = hashlib.sha256(repr(SHAPES[name]).encode()).hexdigest()[:10]
@@ -261,15 +255,6 @@ def bench_prefix(plan: Plan) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _targets(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name, target in TARGETS.items():
-        section, key = name.split(".")
-        value = results[section][key]
-        out[name] = {"value": value, "target": target, "met": value >= target}
-    return out
-
-
 def merge_latest(path: Path, update: dict[str, Any]) -> dict[str, Any]:
     """Read-modify-write the shared results file; other benchmark parts own the other keys."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,32 +269,63 @@ def merge_latest(path: Path, update: dict[str, Any]) -> dict[str, Any]:
     return latest
 
 
-def print_table(results: dict[str, Any]) -> None:
-    """Print the figures a reader compares, with the targets they must meet."""
-    eng, pre = results["engine"], results["prefix"]
-    rows = [
-        ("Engine single stream", f"{eng['single_stream_tps']:.1f} tok/s", ""),
-        *(
-            (f"Engine aggregate, {k} streams", f"{eng['aggregate_tps'][str(k)]:.1f} tok/s", "")
-            for k in STREAMS
+ENGINE_TABLE = Table(
+    heading="## Engine on the development machine",
+    rows=(
+        Row("Engine, single stream", lambda r: f"{r['engine']['single_stream_tps']:.1f} tok/s"),
+        Row(
+            "Engine, aggregate at 1 / 2 / 4 / 8 streams",
+            lambda r: " / ".join(f"{r['engine']['aggregate_tps'][str(k)]:.1f}" for k in STREAMS) + " tok/s",
         ),
-        ("Bare llama.cpp loop, 8 streams", f"{eng['bare_loop_8_tps']:.1f} tok/s", ""),
-        ("High-level Llama.generate", f"{eng['high_level_tps']:.1f} tok/s", ""),
-        ("speedup at 8 streams", f"{eng['speedup_8']:.2f}x", ">= 1.4"),
-        ("batch efficiency (vs bare loop)", f"{eng['batch_efficiency']:.2f}", ">= 0.9"),
-        ("overhead ratio (vs Llama.generate)", f"{eng['overhead_ratio']:.2f}", ">= 0.9"),
-        (f"TTFT next turn, cold ({pre['tokens_cold']} tok)", f"{pre['ttft_cold_ms']:.1f} ms", ""),
-        (f"TTFT next turn, reused ({pre['tokens_warm']} tok)", f"{pre['ttft_warm_ms']:.1f} ms", ""),
-        ("prefix reuse speedup", f"{pre['speedup']:.1f}x", ">= 5"),
-    ]
-    width = max(len(r[0]) for r in rows)
+        Row(
+            "Bare low-level llama.cpp batched loop, 8 streams",
+            lambda r: f"{r['engine']['bare_loop_8_tps']:.1f} tok/s",
+        ),
+        Row(
+            "llama-cpp-python high-level `Llama.generate`",
+            lambda r: f"{r['engine']['high_level_tps']:.1f} tok/s",
+        ),
+        Row(
+            "`engine.speedup_8` (8 streams / 1 stream)",
+            lambda r: f"{r['engine']['speedup_8']:.2f}",
+            Target("engine.speedup_8", ">=", 1.4),
+        ),
+        Row(
+            "`engine.batch_efficiency` (Engine / bare loop at 8)",
+            lambda r: f"{r['engine']['batch_efficiency']:.2f}",
+            Target("engine.batch_efficiency", ">=", 0.9),
+        ),
+        Row(
+            "`engine.overhead_ratio` (Engine / `Llama.generate`, single stream)",
+            lambda r: f"{r['engine']['overhead_ratio']:.2f}",
+            Target("engine.overhead_ratio", ">=", 0.9),
+        ),
+        Row(
+            "Next-turn time to first token, 2,000-token conversation, cold",
+            lambda r: (
+                f"{r['prefix']['ttft_cold_ms']:.1f} ms ({r['prefix']['tokens_cold']:,} tokens prefilled)"
+            ),
+        ),
+        Row(
+            "Same with prefix reuse",
+            lambda r: (
+                f"{r['prefix']['ttft_warm_ms']:.1f} ms ({r['prefix']['tokens_warm']:,} tokens prefilled)"
+            ),
+        ),
+        Row(
+            "`prefix.speedup`", lambda r: f"{r['prefix']['speedup']:.1f}×", Target("prefix.speedup", ">=", 5)
+        ),
+    ),
+)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """Print the figures a reader compares as docs/benchmarks.md's table, with the targets they must meet."""
+    eng, pre = results["engine"], results["prefix"]
     print(
         f"Engine benchmark ({eng['model']}, {pre['model']}; {platform.machine()}, {eng['threads']} threads)"
     )
-    for label, value, target in rows:
-        print(f"  {label:<{width}}  {value:>14}  {target}")
-    for name, t in results["engine_targets"].items():
-        print(f"  target {name}: {t['value']} vs {t['target']}: {'met' if t['met'] else 'NOT met'}")
+    print(ENGINE_TABLE.markdown(results))
 
 
 def run_engine(quick: bool) -> dict[str, Any]:
@@ -319,5 +335,5 @@ def run_engine(quick: bool) -> dict[str, Any]:
     results["engine"]["llama_cpp_python"] = llama_cpp.__version__
     results["engine"]["system_info"] = llama_cpp.llama_print_system_info().decode().strip()
     results["engine"]["quick"] = quick
-    results["engine_targets"] = _targets(results)
+    results["engine_targets"] = ENGINE_TABLE.target_summary(results)
     return results
