@@ -29,6 +29,13 @@ ENGINE_RESULTS: dict[str, Any] = {
         "batch_efficiency": 0.99,
         "overhead_ratio": 0.99,
     },
+    "sampling": {
+        "python_ms_per_step": {
+            "chains": {"8": 2.0, "16": 4.0, "32": 8.0},
+            "batched": {"8": 1.0, "16": 1.5, "32": 2.5},
+        },
+        "sampling_gain_32": 3.2,
+    },
     "prefix": {
         "model": "random-bench.gguf",
         "ttft_cold_ms": 440.0,

@@ -442,6 +442,67 @@ def test_seeded_sampling_is_reproducible(random_model: Path) -> None:
     assert a == b
 
 
+MIXED_SAMPLING = [
+    GREEDY,
+    SamplingParams(seed=1),
+    SamplingParams(seed=2),
+    SamplingParams(temperature=0.6, seed=3),
+    SamplingParams(temperature=1.4, min_p=0.0, seed=4),
+    SamplingParams(top_p=0.9, seed=5),
+    SamplingParams(top_k=20, temperature=0.8, seed=6),
+    SamplingParams(temperature=0.0, top_p=0.5),
+]
+
+
+def _mixed_batch(model: Path, *, batched: bool) -> list[list[int]]:
+    """Run eight generations with different sampling at once; return each one's tokens."""
+    settings = EngineSettings(model_path=model, n_ctx=2048, n_slots=8, batched_sampling=batched)
+    with Engine(settings) as eng:
+        gens = [
+            eng.submit([11 + i, 22, 33], sampling=sampling, max_tokens=40, stop_tokens=NO_STOPS)
+            for i, sampling in enumerate(MIXED_SAMPLING)
+        ]
+        outputs = [list(gen) for gen in gens]
+        assert min(gen.token_steps[0] for gen in gens) == max(gen.token_steps[0] for gen in gens)
+    return outputs
+
+
+def test_batched_sampling_gives_every_sequence_the_tokens_llama_cpps_own_samplers_give(
+    random_model: Path,
+) -> None:
+    """Eight sequences sampled together, each with its own temperature, top-p, top-k and seed, get token for
+    token what each gets from its own llama.cpp sampler chain (the engine's sampling before batching)."""
+    batched = _mixed_batch(random_model, batched=True)
+    assert batched == _mixed_batch(random_model, batched=False)
+    assert len({tuple(tokens) for tokens in batched}) == len(MIXED_SAMPLING)
+
+
+def test_a_grammar_sequence_stays_constrained_among_batched_ones(engine: Engine) -> None:
+    """A JSON-schema answer sampled by llama.cpp's grammar sampler, in the steps of seven free streams."""
+    prompt = _prompt("Please think")
+    free = [
+        engine.submit(
+            _prompt("Tell an endless story"),
+            sampling=SamplingParams(seed=i),
+            max_tokens=150,
+            stop_tokens=STOPS,
+        )
+        for i in range(7)
+    ]
+    sampling = SamplingParams(temperature=1.0, seed=3, grammar=json_answer_grammar(MOOD_SCHEMA))
+    constrained = engine.submit(prompt, sampling=sampling, max_tokens=300, stop_tokens=STOPS)
+    tokens = list(constrained)
+    for gen in free:
+        list(gen)
+    assert constrained.stats.stop_reason == "stop_token" and tokens[-1] == RETURN
+    # Every one of its tokens was sampled in a step that sampled free streams too.
+    assert set(constrained.token_steps) <= {step for gen in free for step in gen.token_steps}
+    assert all(gen.stats.generated_tokens == 150 for gen in free)
+    header = len(tokens) - tokens[::-1].index(CHANNEL) + 2
+    answer = _text(engine, tokens[header:-1])
+    jsonschema.validate(json.loads(answer), MOOD_SCHEMA)
+
+
 def test_closing_fails_queued_work_and_refuses_new_work(random_model: Path) -> None:
     eng = Engine(EngineSettings(model_path=random_model, n_ctx=1024, n_slots=1))
     eng.start()

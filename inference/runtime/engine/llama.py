@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 from llama_cpp import _ggml
 
 from inference.runtime import gguf
@@ -36,6 +38,7 @@ __all__ = [
     "make_sampler",
     "model_meta",
     "read_gguf_info",
+    "step_logits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -403,6 +406,25 @@ class LlamaBatch:
         if not self._freed:
             llama_cpp.llama_batch_free(self.batch)
             self._freed = True
+
+
+def step_logits(
+    ctx: llama_cpp.llama_context_p, indices: list[int], n_vocab: int
+) -> tuple[npt.NDArray[np.float32], list[int]]:
+    """Return the last decode's logits as one (outputs × vocabulary) array, read in place, and the row of
+    each batch index in *indices* (where `llama_get_logits_ith` finds it, whatever order llama.cpp keeps).
+
+    The array lives in llama.cpp's buffer: valid until the next decode, and never to be written.
+    """
+    base = llama_cpp.llama_get_logits(ctx)
+    base_address = ctypes.cast(base, ctypes.c_void_p).value or 0
+    row_bytes = ctypes.sizeof(ctypes.c_float) * n_vocab
+    rows = []
+    for index in indices:
+        address = ctypes.cast(llama_cpp.llama_get_logits_ith(ctx, index), ctypes.c_void_p).value or 0
+        rows.append((address - base_address) // row_bytes)
+    block = np.ctypeslib.as_array(base, shape=(max(rows) + 1, n_vocab))
+    return block, rows
 
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF

@@ -64,6 +64,9 @@ class EngineSettings:
     flash_attn: bool = True
     n_threads: int | None = None
     prefill_chunk: int = 512
+    # Sample all sequences of a step together (sampling.py); False samples each with llama.cpp's own chain, as
+    # grammar-constrained sequences always are (the bench and the tests compare the two).
+    batched_sampling: bool = True
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def called(self, name: str) -> str:
