@@ -25,7 +25,7 @@ from inference.runtime.engine import llama as engine_llama
 from inference.runtime.engine.engine import Engine, Generation
 from inference.runtime.engine.errors import EngineStoppedError, GrammarError, ModelLoadError, SettingsError
 from inference.runtime.engine.grammar import json_answer_grammar
-from inference.runtime.engine.settings import EngineSettings, Grammar, SamplingParams
+from inference.runtime.engine.settings import EngineSettings, Grammar, SamplingParams, engine_settings
 from inference.runtime.harmony import STOP_TOKENS, PromptSpec, Turn, render_prompt
 from inference.runtime.tokens import CALL, CHANNEL, MESSAGE, RETURN
 
@@ -559,6 +559,59 @@ def test_a_kv_cache_that_cannot_fit_is_refused(random_model: Path, monkeypatch: 
     monkeypatch.setattr(engine_llama, "device_memory", lambda: tiny_ram)
     with pytest.raises(ModelLoadError, match=r"lower n_ctx \(or use kv_type=q8_0\)"):
         Engine(EngineSettings(model_path=random_model, n_ctx=1 << 20, n_slots=4)).start()
+
+
+AUTO_NAMES = {"slots": "GPTOSS_SLOTS", "context": "GPTOSS_CONTEXT"}
+GIB = 1 << 30
+
+
+def _one_slot_and_weights(model: Path, context: int) -> tuple[int, int]:
+    """Return the KV cache bytes of one slot of *context* tokens, and the weights' bytes, as loaded."""
+    with Engine(EngineSettings(model_path=model, n_ctx=context, n_slots=1)) as eng:
+        assert eng._model is not None
+        return engine_llama.kv_cache_bytes(eng._model, eng.settings), llama_cpp.llama_model_size(eng._model)
+
+
+def _ram(monkeypatch: pytest.MonkeyPatch, available: int) -> None:
+    """Make the machine report *available* bytes of RAM (ggml's CPU device says total; the kernel, this)."""
+    cpu = [engine_llama.DeviceMemory(name="CPU", is_cpu=True, free=64 * GIB, total=64 * GIB)]
+    monkeypatch.setattr(engine_llama, "device_memory", lambda: cpu)
+    monkeypatch.setattr(engine_llama, "available_ram", lambda: available)
+
+
+def test_auto_slots_fill_the_ram_left_after_loading_and_say_how(
+    random_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GPTOSS_SLOTS=auto on a CPU: the mapped weights and a reserve for llama.cpp's buffers come off the RAM
+    available; what is left holds five slots' KV caches (and a half), so the engine runs five at once."""
+    per_slot, weights = _one_slot_and_weights(random_model, 1024)
+    _ram(monkeypatch, weights + GIB + per_slot * 11 // 2)
+    settings = engine_settings(model_path=random_model, context=1024, slots=None, names=AUTO_NAMES)
+    assert (settings.auto_slots, settings.n_slots, settings.n_ctx) == (True, 1, 1024)
+    with caplog.at_level("INFO", logger="inference.runtime.engine.engine"), Engine(settings) as eng:
+        assert (eng.n_slots, eng.settings.n_slots, eng.settings.n_ctx) == (5, 5, 5 * 1024)
+        gens = [eng.submit([1, 2, 3], sampling=GREEDY, max_tokens=20, stop_tokens=NO_STOPS) for _ in range(6)]
+        for gen in gens:
+            list(gen)
+        assert len({gen.token_steps[0] for gen in gens[:5]}) == 1  # five at once
+        assert gens[5].token_steps[0] > gens[0].token_steps[-1]  # the sixth waited for a slot
+    said = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("GPTOSS_SLOTS=auto:"))
+    assert "of RAM free after loading the model" in said and "mapped weights" in said
+    assert "less 1.00 GiB kept for llama.cpp's buffers" in said
+    assert said.endswith(": 5 slots"), said
+
+
+def test_auto_slots_stop_at_the_cap_and_refuse_when_not_one_fits(
+    random_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    per_slot, weights = _one_slot_and_weights(random_model, 1024)
+    settings = engine_settings(model_path=random_model, context=1024, slots=None, names=AUTO_NAMES)
+    _ram(monkeypatch, weights + GIB + per_slot * 1000)
+    with Engine(settings) as eng:
+        assert eng.n_slots == 64
+    _ram(monkeypatch, weights + GIB)
+    with pytest.raises(ModelLoadError, match=r"GPTOSS_SLOTS=auto: .* too little for one slot's KV cache"):
+        Engine(settings).start()
 
 
 @pytest.mark.parametrize(

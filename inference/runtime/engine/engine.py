@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import llama_cpp
@@ -39,6 +39,12 @@ StopReason = Literal["stop_token", "max_tokens", "cancelled", "error", "context_
 # when every sequence in them is cancelled. Short decode steps skip it, because llama.cpp calls the
 # callback for every graph node and each call takes the GIL.
 ABORT_CHECK_MIN_TOKENS = 128
+
+# GPTOSS_SLOTS=auto keeps this share of the memory left after loading the model (at least the minimum) for
+# llama.cpp's compute buffers, which grow with the total context, and stops at this many slots.
+AUTO_RESERVE_SHARE = 0.1
+AUTO_RESERVE_MIN_BYTES = 1 << 30
+AUTO_MAX_SLOTS = 64
 
 _END = object()
 
@@ -377,6 +383,9 @@ class Engine:
             arch = ll.model_meta(model, "general.architecture")
             if arch != ll.GPT_OSS_ARCH:
                 raise ModelLoadError(f"{path.name} is a {arch!r} model, not gpt-oss: use a gpt-oss GGUF")
+            if settings.auto_slots:
+                self._size_slots(model)
+                settings = self.settings
             self._check_kv_fits(model)
             ctx = llama_cpp.llama_init_from_model(model, ll.context_params(settings))
             if not ctx:
@@ -417,19 +426,61 @@ class Engine:
             settings.cpu_moe,
         )
 
+    def _size_slots(self, model: llama_cpp.llama_model_p) -> None:
+        """Choose as many slots as the memory left after loading the model holds (GPTOSS_SLOTS=auto).
+
+        Each slot gets the KV cells of one conversation's context; a share of the free memory stays for
+        llama.cpp's compute buffers. On a CPU the mapped weights must stay in RAM too, so they count as used.
+        """
+        settings = self.settings
+        cells = settings.n_ctx // settings.n_slots
+        per_slot = ll.kv_cache_bytes(model, replace(settings, n_ctx=cells, n_slots=1, auto_slots=False))
+        memory = ll.kv_memory(settings)
+        if memory is None:
+            raise ModelLoadError(
+                f"{settings.called('n_slots')}=auto needs to know the free memory, and ggml lists no device: "
+                f"set {settings.called('n_slots')} to a number"
+            )
+        weights = 0 if memory.on_gpu or self._overrides is not None else llama_cpp.llama_model_size(model)
+        left = memory.free - weights
+        reserve = max(AUTO_RESERVE_MIN_BYTES, int(left * AUTO_RESERVE_SHARE))
+        fit = (left - reserve) // per_slot
+        if fit < 1:
+            raise ModelLoadError(
+                f"{settings.called('n_slots')}=auto: {_gib(left)} of {memory.where} is left after loading "
+                f"the model, too little for one slot's KV cache ({cells} tokens, {settings.kv_type}: "
+                f"{_gib(per_slot)}) beside {_gib(reserve)} for llama.cpp's buffers: "
+                f"{_smaller_kv_advice(settings)}"
+            )
+        slots = min(fit, AUTO_MAX_SLOTS, settings.n_batch)
+        logger.info(
+            "%s=auto: %s of %s free after loading the model%s, less %s kept for llama.cpp's buffers, "
+            "leaves %s; one slot's KV cache (%d tokens, %s) takes %s: %d slots%s",
+            settings.called("n_slots"),
+            _gib(memory.free),
+            memory.where,
+            f" ({_gib(weights)} of it the mapped weights)" if weights else "",
+            _gib(reserve),
+            _gib(left - reserve),
+            cells,
+            settings.kv_type,
+            _gib(per_slot),
+            slots,
+            f" (of {fit} that fit; at most {AUTO_MAX_SLOTS})" if slots < fit else "",
+        )
+        self.settings = replace(settings, n_ctx=cells * slots, n_slots=slots)
+        self.n_slots = slots
+        self._slots = [_Slot(seq=i) for i in range(slots)]
+
     def _check_kv_fits(self, model: llama_cpp.llama_model_p) -> None:
         """Refuse a KV cache larger than the memory it would live in, before llama.cpp tries."""
         settings = self.settings
         need = ll.kv_cache_bytes(model, settings)
-        devices = ll.device_memory()
-        gpus = [d for d in devices if not d.is_cpu]
-        on_gpu = bool(gpus) and settings.n_gpu_layers != 0
-        pool = gpus if on_gpu else [d for d in devices if d.is_cpu]
-        if not pool:
+        memory = ll.kv_memory(settings)
+        if memory is None:
             return
-        free = sum(d.free for d in pool)
+        free, where = memory.free, memory.where
         if need > free:
-            where = "GPU memory" if on_gpu else "RAM"
             raise ModelLoadError(
                 f"the KV cache for {settings.stated('n_ctx')} ({settings.kv_type}) needs "
                 f"{need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of {where} is free: "
@@ -786,6 +837,10 @@ class Engine:
             llama_cpp.llama_model_free(self._model)
             self._model = None
         self._overrides = None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
 
 
 def _smaller_kv_advice(settings: EngineSettings) -> str:

@@ -35,6 +35,7 @@ __all__ = [
     "device_memory",
     "expert_override_patterns",
     "grammar_sampler",
+    "kv_memory",
     "make_sampler",
     "model_meta",
     "read_gguf_info",
@@ -272,6 +273,45 @@ def device_memory() -> list[DeviceMemory]:
         is_cpu = lib.ggml_backend_dev_type(dev) == GGML_BACKEND_DEVICE_TYPE_CPU
         devices.append(DeviceMemory(name=name, is_cpu=is_cpu, free=free.value, total=total.value))
     return devices
+
+
+def available_ram() -> int:
+    """Return the RAM the kernel can give a new allocation (MemAvailable), in bytes.
+
+    ggml's CPU device reports the machine's total memory as free, so the RAM a KV cache may use is read here.
+    """
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class KVMemory:
+    """The memory a KV cache would live in: free GPU memory when layers run on a GPU, else RAM."""
+
+    free: int
+    on_gpu: bool
+
+    @property
+    def where(self) -> str:
+        return "GPU memory" if self.on_gpu else "RAM"
+
+
+def kv_memory(settings: EngineSettings) -> KVMemory | None:
+    """Return the free memory of the devices that would hold the KV cache, None when ggml lists none."""
+    devices = device_memory()
+    gpus = [d for d in devices if not d.is_cpu]
+    if gpus and settings.n_gpu_layers != 0:
+        return KVMemory(free=sum(d.free for d in gpus), on_gpu=True)
+    cpus = [d for d in devices if d.is_cpu]
+    if not cpus:
+        return None
+    return KVMemory(free=min(sum(d.free for d in cpus), available_ram()), on_gpu=False)
 
 
 # --------------------------------------------------------------------------------------------------
