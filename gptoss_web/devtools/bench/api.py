@@ -32,9 +32,9 @@ from django.core.management import call_command
 from django.db import connections
 
 from gptoss_web.devtools.bench.pipeline import bench_database
+from gptoss_web.devtools.bench.table import Results, Row, Table, Target
 from gptoss_web.devtools.stack import Stack
 
-TARGETS = {"api.ttft_overhead_ms_p50": (50.0, "<="), "api.tps_ratio": (0.95, ">=")}
 ENDLESS = "Tell me an endless story"
 
 
@@ -98,7 +98,7 @@ def _stored(response_ids: list[str]) -> dict[str, Any]:
     return stored
 
 
-async def _measure(port: int, key: str, quick: bool) -> dict[str, Any]:
+async def _measure(port: int, key: str, quick: bool) -> Results:
     headers = {"Authorization": f"Bearer {key}"}
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=300) as client:
         await _stream(client, "Hello")  # warm up: connections, prompt cache
@@ -143,7 +143,7 @@ async def _measure(port: int, key: str, quick: bool) -> dict[str, Any]:
     }
 
 
-def run_api(quick: bool) -> dict[str, Any]:
+def run_api(quick: bool) -> Results:
     """Start the stack, measure, stop; return the results keyed as in latest.json."""
     prefix = f"gptoss-bench-{secrets.token_hex(4)}"
     with bench_database() as database_url:
@@ -162,37 +162,50 @@ def run_api(quick: bool) -> dict[str, Any]:
         finally:
             stack.stop()
             connections.close_all()
-    results["api_targets"] = {}
-    for name, (target, op) in TARGETS.items():
-        section, figure = name.split(".")
-        value = results[section][figure]
-        met = value >= target if op == ">=" else value <= target
-        results["api_targets"][name] = {"value": value, "target": target, "met": met}
-    every = results["api50"]["streams"]
-    results["api_targets"]["api50.complete_and_equal"] = {
-        "value": results["api50"]["text_equal_to_stored"],
-        "target": every,
-        "met": results["api50"]["text_equal_to_stored"] == every,
-    }
+    results["api_targets"] = API_TABLE.target_summary(results)
     return results
 
 
-def print_api(results: dict[str, Any]) -> None:
-    a, m = results["api"], results["api50"]
-    rows = [
-        ("Engine decode, one response", f"{a['engine_tps']:.1f} tok/s", ""),
-        ("Seen by an API client (SSE)", f"{a['client_tps']:.1f} tok/s", ""),
-        ("ratio (client / engine)", f"{a['tps_ratio']:.3f}", ">= 0.95"),
-        ("TTFT overhead over the engine's, p50", f"{a['ttft_overhead_ms_p50']:.1f} ms", "<= 50"),
-        (f"{m['streams']} streams at once: completed", f"{m['completed']}/{m['streams']}", "all"),
-        ("  text equal to the stored text", f"{m['text_equal_to_stored']}/{m['streams']}", "all"),
-        ("  wall time", f"{m['seconds']} s", ""),
-    ]
-    width = max(len(r[0]) for r in rows)
+def _streams(results: Results, key: str) -> str:
+    return f"{results['api50'][key]} / {results['api50']['streams']}"
+
+
+API_TABLE = Table(
+    heading="## API: what an OpenAI client sees",
+    rows=(
+        Row("`api.engine_tps`: engine decode, one response", lambda r: f"{r['api']['engine_tps']:.1f} tok/s"),
+        Row("`api.client_tps`: seen by an API client (SSE)", lambda r: f"{r['api']['client_tps']:.1f} tok/s"),
+        Row(
+            "`api.tps_ratio` (median of per-response ratios)",
+            lambda r: f"{r['api']['tps_ratio']:.3f}",
+            Target("api.tps_ratio", ">=", 0.95),
+        ),
+        Row(
+            "`api.ttft_overhead_ms_p50`: first SSE text over the engine's own first token",
+            lambda r: f"{r['api']['ttft_overhead_ms_p50']:.1f} ms",
+            Target("api.ttft_overhead_ms_p50", "<=", 50),
+        ),
+        Row(
+            "`api50.completed` of `api50.streams` (ended `completed`)",
+            lambda r: _streams(r, "completed"),
+            Target("api50.completed", "all", total="streams"),
+        ),
+        Row(
+            "`api50.text_equal_to_stored`: text equal to the stored text",
+            lambda r: _streams(r, "text_equal_to_stored"),
+            Target("api50.text_equal_to_stored", "all", total="streams"),
+        ),
+        Row(
+            "`api50.seconds`: wall time for the 50 streams, 8 at a time",
+            lambda r: f"{r['api50']['seconds']} s",
+        ),
+    ),
+)
+
+
+def print_api(results: Results) -> None:
+    """Print the figures as docs/benchmarks.md's table, with the targets they must meet."""
     print(
         "API benchmark (/v1/responses; tiny model, Daphne + Celery worker with 8 slots + Redis + PostgreSQL)"
     )
-    for label, value, target in rows:
-        print(f"  {label:<{width}}  {value:>18}  {target}")
-    for name, t in results["api_targets"].items():
-        print(f"  target {name}: {t['value']} vs {t['target']}: {'met' if t['met'] else 'NOT met'}")
+    print(API_TABLE.markdown(results))
