@@ -1,4 +1,5 @@
-"""Django admin: users and groups (with their API switch), read-only conversations, invitations, API keys.
+"""Django admin: users and groups (with their API switch and reasoning visibility), read-only conversations,
+invitations, API keys.
 
 With staff privacy on (GPTOSS_STAFF_CAN_READ_MESSAGES unset), no admin page filters, searches or orders by
 what users, the model or tools wrote: a count or an order answers yes/no questions about text the page hides.
@@ -26,7 +27,7 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from chat.models import ApiKey, Conversation, GroupApiAccess, Invitation, Message
+from chat.models import ApiKey, Conversation, GroupApiAccess, GroupReasoning, Invitation, Message
 from chat.services import accounts, api_keys
 
 logger = logging.getLogger(__name__)
@@ -38,6 +39,7 @@ HIDDEN = "(hidden: set GPTOSS_STAFF_CAN_READ_MESSAGES=true to show message conte
 PRIVATE_FIELDS: dict[str, frozenset[str]] = {
     "chat.conversation": frozenset({"title", "instructions"}),
     "chat.message": frozenset({"content", "reasoning", "tool_calls", "error", "notice"}),
+    "chat.profile": frozenset({"about_me", "answer_style"}),
 }
 # Secrets no admin page filters by, whatever the setting: a count would spell them out.
 SECRET_FIELDS: dict[str, frozenset[str]] = {
@@ -180,9 +182,18 @@ class GroupApiAccessInline(admin.StackedInline):
     verbose_name_plural = "API access"
 
 
+class GroupReasoningInline(admin.StackedInline):
+    """Whether members see the model's reasoning: a group that hides it hides it, whatever the others say."""
+
+    model = GroupReasoning
+    can_delete = False
+    max_num = 1
+    verbose_name_plural = "Reasoning visibility"
+
+
 @admin.register(Group)
 class GroupAdmin(PrivateFieldsAdmin, BaseGroupAdmin):
-    inlines = (GroupApiAccessInline,)
+    inlines = (GroupApiAccessInline, GroupReasoningInline)
 
 
 @admin.register(User)

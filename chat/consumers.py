@@ -8,20 +8,21 @@ import logging
 import uuid
 from collections.abc import Coroutine, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, User
 from django.db import transaction
 from django.http import Http404
 
 from chat import selectors
 from chat.access import access_conversation, sessions_signed_in
 from chat.errors import ChatError
-from chat.events import conversation_group, user_group
+from chat.events import conversation_group, user_group, without_reasoning
 from chat.frames import (
     AckFrame,
     BroadcastFrame,
@@ -76,13 +77,26 @@ def _signed_in(session_key: str, user_id: int) -> bool:
     return bool(sessions_signed_in(sessions={session_key: user_id}))
 
 
-def _watch_read(
-    sessions: Mapping[str, int], conversation_ids: set[int], message_ids: set[int]
-) -> tuple[dict[int, tuple[int, dict[int, str]]], set[str]]:
+def _reasoning_shown(user: AbstractBaseUser | AnonymousUser) -> bool:
+    assert isinstance(user, User)
+    return selectors.reasoning_shown(user=user)
+
+
+@dataclass(frozen=True)
+class _WatchRead:
+    summaries: dict[int, tuple[int, dict[int, str]]]
+    signed_in: set[str]
+    reasoning_hidden: set[int]  # users a group hides the reasoning from
+
+
+def _watch_read(sessions: Mapping[str, int], conversation_ids: set[int], message_ids: set[int]) -> _WatchRead:
     """Read what the watcher compares, for every socket of the process, in one transaction."""
     with transaction.atomic():
-        summaries = selectors.socket_summaries(conversation_ids=conversation_ids, message_ids=message_ids)
-        return summaries, sessions_signed_in(sessions=sessions)
+        return _WatchRead(
+            summaries=selectors.socket_summaries(conversation_ids=conversation_ids, message_ids=message_ids),
+            signed_in=sessions_signed_in(sessions=sessions),
+            reasoning_hidden=selectors.reasoning_hidden_among(user_ids=set(sessions.values())),
+        )
 
 
 def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, raw: RawFrame) -> None:
@@ -152,8 +166,10 @@ class _Watcher:
     """The one periodic check of every socket of this process.
 
     Every WATCH_EVERY_S it reads, in one transaction whatever the number of sockets, whether their sessions
-    are still signed in and what is stored in their conversations; it closes the sockets whose session ended
-    and sends the state again to those that missed events. Group memberships are renewed only when Redis lost
+    are still signed in, what is stored in their conversations and whose reasoning a group hides; it closes
+    the sockets whose session ended and sends the state again to those that missed events or whose user's
+    reasoning visibility changed (an admin's switch, a group joined or left). Group memberships are renewed
+    only when Redis lost
     them: a sentinel key set with them is gone after a Redis restart or flush (one SET per round tells).
     """
 
@@ -192,7 +208,7 @@ class _Watcher:
         if not sockets:
             return
         await self._renew_groups(client, sockets)
-        summaries, signed_in = await database_sync_to_async(_watch_read)(
+        read = await database_sync_to_async(_watch_read)(
             {s.session_key: s.user_id for s in sockets},
             {s.conversation_id for s in sockets},
             {m for s in sockets for m in s.in_flight},
@@ -201,9 +217,13 @@ class _Watcher:
         for socket in sockets:
             if socket.closing:
                 continue
-            if socket.session_key not in signed_in:
+            shown = socket.user_id not in read.reasoning_hidden
+            if socket.session_key not in read.signed_in:
                 due[socket] = socket.signed_out()
-            elif socket.missed(*summaries.get(socket.conversation_id, (0, {}))):
+            elif shown != socket.reasoning_shown:
+                socket.reasoning_shown = shown  # the state sent now and every event after follow it
+                due[socket] = socket.send_state()
+            elif socket.missed(*read.summaries.get(socket.conversation_id, (0, {}))):
                 due[socket] = socket.send_state()
         for socket, outcome in zip(
             due, await asyncio.gather(*due.values(), return_exceptions=True), strict=True
@@ -235,6 +255,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     # The newest stream seq this socket has been sent, per reply: older live events are dropped.
     seqs: dict[int, int]
     in_flight: dict[int, str]  # reply id → status, as this socket last told the browser
+    # Whether the user may see reasoning (chat.selectors.reasoning_shown), read at connect and by the
+    # watcher; when not, every frame goes out with its reasoning emptied.
+    reasoning_shown = False
     newest: int = 0  # the newest message id this socket has told the browser of
     last_event: float = 0.0
     closing = False  # closed by the server: nothing more is sent
@@ -253,6 +276,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         assert user is not None
         self.user_id = user.pk
+        self.reasoning_shown = await database_sync_to_async(_reasoning_shown)(user)
         self.session_key = self.scope["session"].session_key or ""
         # Join the group before reading the state, so no event falls between the two (docs/protocol.md).
         self.groups = (conversation_group(self.conversation_id), user_group(self.user_id))
@@ -388,4 +412,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             if payload["seq"] <= self.seqs.get(payload["message"], 0):
                 return
             self.seqs[payload["message"]] = payload["seq"]
+        if not self.reasoning_shown:
+            payload = without_reasoning(payload)
         await self.send(text_data=json.dumps(payload))

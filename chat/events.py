@@ -101,6 +101,24 @@ def message_payload(
     }
 
 
+def without_reasoning(frame: BroadcastFrame) -> BroadcastFrame:
+    """Return *frame* as a user who may not see reasoning receives it: its reasoning text emptied.
+
+    A stream event keeps its `seq` (dropping it would be a gap the browser reloads for); a stored message
+    keeps everything else, its reasoning token count included.
+    """
+    if frame["type"] == "delta":
+        delta = frame.copy()
+        delta["reasoning"] = ""
+        return delta
+    if frame["type"] == "message" or frame["type"] == "done":
+        stored = frame.copy()
+        stored["message"] = stored["message"].copy()
+        stored["message"]["reasoning"] = ""
+        return stored
+    return frame
+
+
 # --- Sending -----------------------------------------------------------------------------------------------
 
 

@@ -12,10 +12,22 @@ from django.contrib.auth.password_validation import validate_password
 from django.utils import timezone
 
 from chat.errors import ChatError
-from chat.models import Conversation, ReasoningEffort, Tool
+from chat.models import (
+    MIN_ANSWER_TOKENS,
+    TEMPERATURE_MAX,
+    TOP_P_MIN,
+    Conversation,
+    Profile,
+    ReasoningEffort,
+    Theme,
+    Tool,
+)
 from chat.services.messages import validate_message_text
-from inference.selectors import served_model_list
+from inference.quotas import answer_budget
+from inference.selectors import default_model_name, served_model_list
 from inference.tools.selectors import AvailableTools, tools_available
+
+INSTRUCTIONS_MAX_CHARS = 8000
 
 
 class RenameForm(forms.Form):
@@ -40,43 +52,20 @@ class ToolCheckboxes(forms.CheckboxSelectMultiple):
         return option
 
 
-class SettingsForm(forms.Form):
-    model_name = forms.ChoiceField(label="Model", choices=[], required=False)  # blank: keep the model
-    reasoning_effort = forms.ChoiceField(choices=ReasoningEffort.choices, widget=forms.RadioSelect)
-    # Values "python", "browser", "functions.<name>"; for_conversation offers what the owner may use.
+class ToolChoiceForm(forms.Form):
+    """A form with an `enabled_tools` field that offers only the tools its user may switch on."""
+
+    # Values "python", "browser", "functions.<name>"; offer_tools sets what the user may use.
     enabled_tools = forms.MultipleChoiceField(
         choices=Tool.choices, required=False, widget=ToolCheckboxes, label="Tools"
-    )
-    instructions = forms.CharField(
-        required=False,
-        max_length=8000,
-        widget=forms.Textarea(
-            attrs={"rows": 4, "placeholder": "How should the assistant answer in this chat?"}
-        ),
     )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._unavailable_tools: set[str] = set()
 
-    @classmethod
-    def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:
-        initial = {
-            "model_name": conversation.model_name,
-            "reasoning_effort": conversation.reasoning_effort,
-            "enabled_tools": conversation.enabled_tools,
-            "instructions": conversation.instructions,
-        }
-        form = cls(data=data, initial=initial, prefix="settings")
-        field = form.fields["model_name"]
-        assert isinstance(field, forms.ChoiceField)
-        # Only the models the owner may use (enabled, and in one of their groups) can be chosen.
-        field.choices = [(m.name, m.display_name) for m in served_model_list(user=conversation.owner)]
-        form._offer_tools(tools_available(user=conversation.owner))
-        return form
-
-    def _offer_tools(self, available: AvailableTools) -> None:
-        """Offer only the tools the owner may use; show Browse switched off while it cannot work."""
+    def offer_tools(self, available: AvailableTools) -> None:
+        """Offer only the tools the user may use; show Browse switched off while it cannot work."""
         field = self.fields["enabled_tools"]
         assert isinstance(field, forms.MultipleChoiceField) and isinstance(field.widget, ToolCheckboxes)
         shown: list[tuple[str, str]] = []
@@ -99,8 +88,164 @@ class SettingsForm(forms.Form):
         tools: list[str] = self.cleaned_data.get("enabled_tools") or []
         refused = [t for t in tools if t in self._unavailable_tools]
         if refused:
-            raise forms.ValidationError(f"{refused[0]} cannot be switched on in this conversation.")
+            raise forms.ValidationError(f"{refused[0]} cannot be switched on now.")
         return tools
+
+
+def _number_input(*, step: str, low: float, high: float | None, placeholder: str) -> forms.NumberInput:
+    attrs: dict[str, Any] = {"step": step, "min": low, "placeholder": placeholder, "inputmode": "decimal"}
+    if high is not None:
+        attrs["max"] = high
+    return forms.NumberInput(attrs=attrs)
+
+
+def _in_range(value: float | None, *, name: str, low: float, high: float, unit: str = "") -> None:
+    """Raise ValidationError naming the field *name* and its range when *value* lies outside it."""
+    if value is not None and not low <= value <= high:
+        raise forms.ValidationError(
+            f"{name} must be between {low:g} and {high:,g}{unit}; leave it blank for the default."
+        )
+
+
+class SettingsForm(ToolChoiceForm):
+    """A conversation's settings (the Settings popover): model, effort, tools, instructions, sampling."""
+
+    model_name = forms.ChoiceField(label="Model", choices=[], required=False)  # blank: keep the model
+    reasoning_effort = forms.ChoiceField(choices=ReasoningEffort.choices, widget=forms.RadioSelect)
+    instructions = forms.CharField(
+        required=False,
+        max_length=INSTRUCTIONS_MAX_CHARS,
+        widget=forms.Textarea(
+            attrs={"rows": 4, "placeholder": "How should the assistant answer in this chat?"}
+        ),
+    )
+    # Blank: gpt-oss's recommended sampling and the model's whole answer budget. The ranges are checked in
+    # clean_*, so that each error names its field and range (Django's own words name neither).
+    temperature = forms.FloatField(
+        required=False,
+        error_messages={"invalid": "Temperature must be a number, e.g. 0.7."},
+        widget=_number_input(step="0.01", low=0, high=TEMPERATURE_MAX, placeholder="1"),
+        help_text=f"0 to {TEMPERATURE_MAX:g}; lower is more focused, 0 always picks the likeliest word.",
+    )
+    top_p = forms.FloatField(
+        label="Top-p",
+        required=False,
+        error_messages={"invalid": "Top-p must be a number, e.g. 0.9."},
+        widget=_number_input(step="0.01", low=TOP_P_MIN, high=1, placeholder="1"),
+        help_text=f"{TOP_P_MIN:g} to 1; only the likeliest words that add up to this share are kept.",
+    )
+    max_answer_tokens = forms.IntegerField(
+        label="Answer length limit",
+        required=False,
+        error_messages={"invalid": "Answer length limit must be a whole number of tokens."},
+        widget=_number_input(step="1", low=MIN_ANSWER_TOKENS, high=None, placeholder="Model's limit"),
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.conversation: Conversation | None = None
+
+    @classmethod
+    def for_conversation(cls, conversation: Conversation, data: Any = None) -> SettingsForm:
+        initial = {
+            "model_name": conversation.model_name,
+            "reasoning_effort": conversation.reasoning_effort,
+            "enabled_tools": conversation.enabled_tools,
+            "instructions": conversation.instructions,
+            "temperature": conversation.temperature,
+            "top_p": conversation.top_p,
+            "max_answer_tokens": conversation.max_answer_tokens,
+        }
+        form = cls(data=data, initial=initial, prefix="settings")
+        form.conversation = conversation
+        field = form.fields["model_name"]
+        assert isinstance(field, forms.ChoiceField)
+        # Only the models the owner may use (enabled, and in one of their groups) can be chosen.
+        field.choices = [(m.name, m.display_name) for m in served_model_list(user=conversation.owner)]
+        form.offer_tools(tools_available(user=conversation.owner))
+        budget = answer_budget(model_name=conversation.model_name, limit=None)
+        limit = form.fields["max_answer_tokens"]
+        limit.widget.attrs["max"] = budget
+        limit.help_text = (
+            f"{MIN_ANSWER_TOKENS} to {budget:,} tokens, reasoning included; it can only lower the model's "
+            f"own limit of {budget:,}."
+        )
+        return form
+
+    def clean_temperature(self) -> float | None:
+        value: float | None = self.cleaned_data.get("temperature")
+        _in_range(value, name="Temperature", low=0, high=TEMPERATURE_MAX)
+        return value
+
+    def clean_top_p(self) -> float | None:
+        value: float | None = self.cleaned_data.get("top_p")
+        _in_range(value, name="Top-p", low=TOP_P_MIN, high=1)
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        limit = data.get("max_answer_tokens")
+        if limit is not None and self.conversation is not None:
+            # Against the model chosen in this same form: a limit can only lower that model's budget.
+            model_name = data.get("model_name") or self.conversation.model_name
+            budget = answer_budget(model_name=model_name, limit=None)
+            try:
+                _in_range(
+                    limit, name="Answer length limit", low=MIN_ANSWER_TOKENS, high=budget, unit=" tokens"
+                )
+            except forms.ValidationError as error:
+                self.add_error("max_answer_tokens", error)
+        return data
+
+
+class ProfileForm(ToolChoiceForm):
+    """A user's profile page: custom instructions, defaults for new conversations, theme, notifications."""
+
+    about_me = forms.CharField(
+        label="About you",
+        required=False,
+        max_length=INSTRUCTIONS_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "e.g. I maintain our billing service in Go."}),
+        help_text="What the assistant should know about you, in every conversation.",
+    )
+    answer_style = forms.CharField(
+        label="How to answer",
+        required=False,
+        max_length=INSTRUCTIONS_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "e.g. Be brief. Use metric units."}),
+        help_text="How the assistant should answer you, in every conversation; a conversation's own "
+        "instructions come after these and win where they disagree.",
+    )
+    model_name = forms.ChoiceField(label="Model", choices=[], required=False)
+    reasoning_effort = forms.ChoiceField(
+        choices=[("", "Model's default"), *ReasoningEffort.choices], required=False, widget=forms.RadioSelect
+    )
+    theme = forms.ChoiceField(choices=Theme.choices, widget=forms.RadioSelect)
+    notifications = forms.BooleanField(
+        label="Notify me when an answer is ready while I look at another tab", required=False
+    )
+
+    @classmethod
+    def for_user(cls, user: Any, profile: Profile, data: Any = None) -> ProfileForm:
+        initial = {
+            "about_me": profile.about_me,
+            "answer_style": profile.answer_style,
+            "model_name": profile.model_name,
+            "reasoning_effort": profile.reasoning_effort,
+            "enabled_tools": profile.enabled_tools,
+            "theme": profile.theme,
+            "notifications": profile.notifications,
+        }
+        form = cls(data=data, initial=initial)
+        field = form.fields["model_name"]
+        assert isinstance(field, forms.ChoiceField)
+        site_default = default_model_name(user=user)
+        field.choices = [
+            ("", f"Site default ({site_default})"),
+            *((m.name, m.display_name) for m in served_model_list(user=user)),
+        ]
+        form.offer_tools(tools_available(user=user))
+        return form
 
 
 class MessageForm(forms.Form):

@@ -26,6 +26,26 @@ class Tool(models.TextChoices):
     BROWSER = "browser", "Browse"
 
 
+class Theme(models.TextChoices):
+    SYSTEM = "system", "As the system"
+    LIGHT = "light", "Light"
+    DARK = "dark", "Dark"
+
+
+class ReasoningVisibility(models.TextChoices):
+    COLLAPSED = "collapsed", "Shown, collapsed"
+    HIDDEN = "hidden", "Hidden"
+
+
+# An answer needs at least this many tokens (its channel header alone takes a few): a send with fewer left in
+# the quota is refused, and a conversation's answer length limit is at least this.
+MIN_ANSWER_TOKENS = 16
+# What a conversation's own sampling may be set to (chat.forms says so in these words; the database refuses
+# anything else). Temperature 0 samples the likeliest token every time; top-p 0 would allow no token at all.
+TEMPERATURE_MAX = 2.0
+TOP_P_MIN = 0.01
+
+
 class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
@@ -37,6 +57,11 @@ class Conversation(models.Model):
     )
     enabled_tools = ArrayField(models.CharField(max_length=80), default=list, blank=True)
     instructions = models.TextField(blank=True)
+    # Sampling of the chat page's replies; None: gpt-oss's recommended defaults (temperature 1, top-p 1) and
+    # the model's whole answer budget. The limit can only lower that budget (inference.worker.tasks).
+    temperature = models.FloatField(null=True, blank=True)
+    top_p = models.FloatField(null=True, blank=True)
+    max_answer_tokens = models.PositiveIntegerField(null=True, blank=True)
     # A conversation an API call made for itself (Chat Completions without `store`): never listed, deleted
     # once its reply is delivered; only the usage figures stay.
     ephemeral = models.BooleanField(default=False)
@@ -52,6 +77,19 @@ class Conversation(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(reasoning_effort__in=ReasoningEffort.values), name="conversation_effort_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(temperature__isnull=True)
+                | Q(temperature__gte=0, temperature__lte=TEMPERATURE_MAX),
+                name="conversation_temperature_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(top_p__isnull=True) | Q(top_p__gte=TOP_P_MIN, top_p__lte=1),
+                name="conversation_top_p_valid",
+            ),
+            models.CheckConstraint(
+                condition=Q(max_answer_tokens__isnull=True) | Q(max_answer_tokens__gte=MIN_ANSWER_TOKENS),
+                name="conversation_answer_limit_valid",
             ),
         ]
 
@@ -245,6 +283,86 @@ class GroupApiAccess(models.Model):
 
     def __str__(self) -> str:
         return f"API access of {self.group}"
+
+
+class GroupReasoning(models.Model):
+    """Whether the members of a group see the model's reasoning: shown collapsed (the default) or hidden.
+
+    Hidden is a refusal any group can impose, like `GroupApiAccess`: a user in several groups sees reasoning
+    unless one of them hides it (`chat.selectors.reasoning_shown`). Hidden reasoning never reaches their
+    browser: it is left out of the page and of every socket frame, live or stored. It is still generated and
+    stored (the model needs it while a turn runs tool calls), and tool calls stay visible.
+    """
+
+    group = models.OneToOneField("auth.Group", on_delete=models.CASCADE, related_name="reasoning")
+    visibility = models.CharField(
+        "reasoning",
+        max_length=9,
+        choices=ReasoningVisibility.choices,
+        default=ReasoningVisibility.COLLAPSED,
+        help_text="Hidden: members never see the model's reasoning, on the page or live, whatever their "
+        "other groups say. Shown: a folded “Reasoning” section above each answer.",
+    )
+
+    class Meta:
+        verbose_name = "reasoning visibility"
+        verbose_name_plural = "reasoning visibility"
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(visibility__in=ReasoningVisibility.values), name="groupreasoning_visibility_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Reasoning visibility of {self.group}"
+
+
+class Profile(models.Model):
+    """A user's own settings: what the model is told about them and how to answer (in every conversation's
+    prompt, docs/architecture.md), what a new conversation starts with, the colour scheme of the pages, and
+    whether a finished reply notifies them.
+
+    A user without a row has the defaults (`chat.selectors.profile_get`); the row is written the first time
+    they save their profile.
+    """
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="profile"
+    )
+    about_me = models.TextField("about you", blank=True)
+    answer_style = models.TextField("how to answer", blank=True)
+    # For new conversations: "" is the site's default model, and that model's default effort.
+    model_name = models.CharField("default model", max_length=100, blank=True)
+    reasoning_effort = models.CharField(
+        "default reasoning effort", max_length=6, choices=ReasoningEffort.choices, blank=True
+    )
+    enabled_tools = ArrayField(models.CharField(max_length=80), default=list, blank=True)
+    theme = models.CharField(max_length=6, choices=Theme.choices, default=Theme.SYSTEM)
+    notifications = models.BooleanField(default=False)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(condition=Q(theme__in=Theme.values), name="profile_theme_valid"),
+            models.CheckConstraint(
+                condition=Q(reasoning_effort__in=[*ReasoningEffort.values, ""]), name="profile_effort_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"Profile of user {self.user_id}"
+
+    @property
+    def color_scheme(self) -> str:
+        """Return the schemes the pages declare (`<meta name="color-scheme">`): what form controls follow."""
+        return {Theme.LIGHT: "light", Theme.DARK: "dark"}.get(Theme(self.theme), "light dark")
+
+    @property
+    def dark_media(self) -> str:
+        """Return the media query under which the dark palette (static/css/dark.css) applies: always, never,
+        or when the system prefers dark. Set on its <link> by the server, so the page never flashes."""
+        always = {Theme.LIGHT: "not all", Theme.DARK: "all"}
+        return always.get(Theme(self.theme), "(prefers-color-scheme: dark)")
 
 
 class ApiTurn(TypedDict):

@@ -9,7 +9,16 @@ from django.db.models import Max, Q, QuerySet
 
 from chat import events
 from chat.frames import StateFrame
-from chat.models import ApiKey, ApiRequest, Conversation, GroupApiAccess, Message
+from chat.models import (
+    ApiKey,
+    ApiRequest,
+    Conversation,
+    GroupApiAccess,
+    GroupReasoning,
+    Message,
+    Profile,
+    ReasoningVisibility,
+)
 from inference.selectors import waiting_note
 
 
@@ -55,8 +64,10 @@ def conversation_state(*, conversation: Conversation) -> StateFrame:
     """Return what a (re)connecting socket is sent first: the visible thread, caught up with live streams.
 
     A reply in flight is stored about once a second; the stream events published since (kept in Redis) are
-    folded in, so the state is as new as the last event sent to the group (docs/protocol.md).
+    folded in, so the state is as new as the last event sent to the group (docs/protocol.md). Reasoning is
+    left out when a group of the owner (the only one who may see the conversation) hides it.
     """
+    shown = reasoning_shown(user=conversation.owner)
     payloads = []
     for message in message_list(conversation=conversation):
         payload = events.message_payload(
@@ -68,6 +79,8 @@ def conversation_state(*, conversation: Conversation) -> StateFrame:
             for event in events.stream_events_after(message.pk, message.stream_seq) or []:
                 events.apply_stream_event(payload, event)
             payload["html"] = ""  # the browser shows streamed text as text until `done`
+        if not shown:
+            payload["reasoning"] = ""
         payloads.append(payload)
     return {
         "type": "state",
@@ -160,3 +173,26 @@ def api_allowed(*, user: User) -> bool:
     a single group with it off refuses it, whatever the user's other groups say.
     """
     return not GroupApiAccess.objects.filter(group__user=user.pk, api_enabled=False).exists()
+
+
+def reasoning_shown(*, user: User) -> bool:
+    """Return whether *user* may see the model's reasoning: yes, unless a group they are in hides it.
+
+    The one place this rule lives (like `api_allowed`): a group without a `GroupReasoning` row shows it
+    collapsed; a single group that hides it hides it, whatever the user's other groups say.
+    """
+    return not reasoning_hidden_among(user_ids=[user.pk])
+
+
+def reasoning_hidden_among(*, user_ids: Iterable[int]) -> set[int]:
+    """Return which of *user_ids* a group hides the reasoning from, in one query (the sockets' watcher)."""
+    return set(
+        GroupReasoning.objects.filter(
+            visibility=ReasoningVisibility.HIDDEN, group__user__in=set(user_ids)
+        ).values_list("group__user", flat=True)
+    )
+
+
+def profile_get(*, user: User) -> Profile:
+    """Return *user*'s profile: their saved settings, or the defaults (unsaved) while they never saved any."""
+    return Profile.objects.filter(user_id=user.pk).first() or Profile(user_id=user.pk)

@@ -7,7 +7,7 @@ from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -15,9 +15,16 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from chat import selectors
 from chat.access import access_api_key, access_conversation
 from chat.errors import ChatError
-from chat.forms import ApiKeyCreateForm, InvitationSignupForm, MessageForm, RenameForm, SettingsForm
+from chat.forms import (
+    ApiKeyCreateForm,
+    InvitationSignupForm,
+    MessageForm,
+    ProfileForm,
+    RenameForm,
+    SettingsForm,
+)
 from chat.models import Conversation, Invitation
-from chat.services import api_keys, conversations, invitations, messages
+from chat.services import api_keys, conversations, invitations, messages, profiles
 
 
 def _user(request: HttpRequest) -> User:
@@ -172,6 +179,31 @@ def api_key_revoke(request: HttpRequest, key_id: int) -> HttpResponse:
             request, f"Revoked “{key.name}” ({key.prefix}…): programs using it are refused from now on."
         )
     return redirect("chat:api_keys")
+
+
+@require_http_methods(["GET", "POST"])
+def profile_page(request: HttpRequest) -> HttpResponse:
+    """Show the user's profile; on POST, save it (the theme applies from the very next page)."""
+    user = _user(request)
+    form = ProfileForm.for_user(user, selectors.profile_get(user=user), data=request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            profiles.profile_update(user=user, **form.cleaned_data)
+        except ChatError as error:
+            form.add_error("model_name", str(error))
+        else:
+            flash.success(request, "Profile saved. New conversations start with these settings.")
+            return redirect("chat:profile")
+    context = {"conversations": selectors.conversation_list(user=user), "form": form}
+    return render(request, "chat/profile.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+def profile_notifications(request: HttpRequest) -> HttpResponse:
+    """Switch notifications on or off: the user menu's switch posts here (static/js/attention.js)."""
+    on = request.POST.get("notifications") == "on"
+    profiles.profile_notifications_set(user=_user(request), on=on)
+    return JsonResponse({"notifications": on})
 
 
 @login_not_required

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -14,7 +15,8 @@ from django.contrib.auth.models import User
 from django.utils import timezone
 
 from chat.errors import ChatError
-from chat.models import ApiPrompt, Conversation
+from chat.models import MIN_ANSWER_TOKENS, ApiPrompt, Conversation
+from chat.selectors import profile_get
 from inference import selectors
 from inference.runtime.harmony import (
     FunctionSpec,
@@ -54,11 +56,6 @@ class QuotaExceeded(ChatError):
     pass
 
 
-# An answer needs at least this many tokens (its channel header alone takes a few); with fewer left, a send is
-# refused.
-MIN_ANSWER_TOKENS = 16
-
-
 class MessageTooLong(ChatError):
     """The question cannot fit the model's context even with every earlier turn left out."""
 
@@ -78,15 +75,16 @@ def model_access_check(*, user: User, model_name: str) -> None:
         raise ModelNotAllowed(model_name)
 
 
-def reply_allowed_check(*, user: User, model_name: str) -> int:
+def reply_allowed_check(*, user: User, model_name: str, limit: int | None = None) -> int:
     """Return the tokens the next reply of *user* with *model_name* may generate, which it holds against the
     daily quota until its real count is recorded; raise ChatError with what to do when it may not be queued.
 
-    A reply gets the model's whole answer budget, or what is left of the quota once the replies in flight
-    hold theirs. The caller holds the owner's send lock, so no other send counts meanwhile.
+    A reply gets the model's whole answer budget (or the conversation's answer length *limit*, when lower), or
+    what is left of the quota once the replies in flight hold theirs. The caller holds the owner's send lock,
+    so no other send counts meanwhile.
     """
     model_access_check(user=user, model_name=model_name)
-    budget = selectors.model_budget_get(name=model_name).answer_tokens
+    budget = answer_budget(model_name=model_name, limit=limit)
     limit = selectors.limits_get(user=user).daily_tokens
     if limit is None:
         return budget
@@ -119,6 +117,44 @@ def reply_model_refusal(*, owner: User, model_name: str) -> str:
     return ""
 
 
+def answer_budget(*, model_name: str, limit: int | None) -> int:
+    """Return the tokens a chat reply may generate: the model's answer budget, or the conversation's answer
+    length *limit* where that is lower (a limit never raises the model's own budget)."""
+    budget = selectors.model_budget_get(name=model_name).answer_tokens
+    return budget if limit is None else min(budget, limit)
+
+
+@dataclass(frozen=True)
+class InstructionSource:
+    """One part of a chat reply's developer instructions: who wrote it (its heading) and what it says."""
+
+    heading: str
+    text: str
+
+
+def instruction_sources(conversation: Conversation) -> list[InstructionSource]:
+    """Return the instructions a chat reply's developer message carries, in the order they are written.
+
+    Broad to narrow, so that the narrower one comes later and wins where two disagree (docs/architecture.md,
+    "Instructions"): the owner's profile (about them, then how to answer), then a project's instructions once
+    projects exist (they go between the two), then the conversation's own. Empty ones are left out: the
+    prompt carries only what the user wrote.
+    """
+    profile = profile_get(user=conversation.owner)
+    sources = [
+        InstructionSource("About the user", profile.about_me),
+        InstructionSource("How to answer", profile.answer_style),
+        # A project's instructions go here, between the user's own and the conversation's.
+        InstructionSource("Instructions for this conversation", conversation.instructions),
+    ]
+    return [source for source in sources if source.text.strip()]
+
+
+def instructions_text(sources: Sequence[InstructionSource]) -> str:
+    """Return *sources* as the developer message's instructions: one headed section each, in order."""
+    return "\n\n".join(f"## {source.heading}\n\n{source.text.strip()}" for source in sources)
+
+
 def prompt_spec(
     conversation: Conversation,
     toolset: Toolset,
@@ -126,15 +162,22 @@ def prompt_spec(
     question: str,
     history: Sequence[Turn] = (),
     steps: Sequence[ToolStep] = (),
+    instructions: str | None = None,
 ) -> PromptSpec:
-    """Return what a reply's prompt is rendered from: the conversation's settings, *toolset*, the turns."""
+    """Return what a reply's prompt is rendered from: the conversation's settings, *toolset*, the turns.
+
+    *instructions* (default: read now, `instruction_sources`) are fixed once per turn by the worker, so that a
+    profile saved while a turn calls its tools does not change what the model was told.
+    """
+    if instructions is None:
+        instructions = instructions_text(instruction_sources(conversation))
     return PromptSpec(
         effort=conversation.reasoning_effort,
         date=date.today().isoformat(),
         browser=toolset.browser,
         python=toolset.python,
         python_timeout_s=settings.GPTOSS_PYTHON_TIMEOUT_S,
-        instructions=conversation.instructions,
+        instructions=instructions,
         functions=list(toolset.functions),
         history=list(history),
         user=question,
@@ -226,16 +269,17 @@ def prompt_fit_check(*, conversation: Conversation, text: str) -> None:
     """Raise MessageTooLong when *text* cannot fit the model's context even as the conversation's only turn.
 
     Exact: the prompt is rendered as the GPU worker renders it (effort, instructions, tools), without the
-    earlier turns, which the worker leaves out first when they do not fit. Where this process has no
-    vocabulary for harmony (it is derived from the model file by the worker), nothing is refused here and the
-    worker's own check fails the reply instead, without Retry.
+    earlier turns, which the worker leaves out first when they do not fit, and with room for the answer the
+    conversation allows. Where this process has no vocabulary for harmony (it is derived from the model file
+    by the worker), nothing is refused here and the worker's own check fails the reply instead, without Retry.
     """
     if not _harmony_ready():
         return
-    budget = selectors.model_budget_get(name=conversation.model_name)
+    context = selectors.model_budget_get(name=conversation.model_name).context
+    reserve = answer_budget(model_name=conversation.model_name, limit=conversation.max_answer_tokens)
     spec = prompt_spec(conversation, toolset_for(conversation), question=text)
     try:
-        fit_prompt(spec, n_ctx=budget.context, reserve=budget.answer_tokens)
+        fit_prompt(spec, n_ctx=context, reserve=reserve)
     except PromptTooLong as too_long:
         raise MessageTooLong(str(too_long)) from None
 

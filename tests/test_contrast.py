@@ -39,10 +39,9 @@ def contrast(a: str, b: str) -> float:
 
 
 def palettes() -> dict[str, dict[str, str]]:
-    """The custom properties of app.css: the light ones, and the dark ones over them."""
-    css = (CSS / "app.css").read_text()
-    light_block = re.search(r":root \{(.*?)\}", css, re.S)
-    dark_block = re.search(r"prefers-color-scheme: dark\) \{\s*:root \{(.*?)\}", css, re.S)
+    """The custom properties of app.css (light), and those of dark.css over them (dark)."""
+    light_block = re.search(r":root \{(.*?)\}", (CSS / "app.css").read_text(), re.S)
+    dark_block = re.search(r":root \{(.*?)\}", (CSS / "dark.css").read_text(), re.S)
     assert light_block and dark_block
 
     def read(block: str) -> dict[str, str]:
@@ -71,10 +70,8 @@ def test_the_sidebar_times_meet_aa_on_the_active_conversation() -> None:
 
 @pytest.mark.parametrize("scheme", ["light", "dark"])
 def test_every_highlighted_token_meets_aa_on_the_code_block(scheme: str) -> None:
-    css = (CSS / "code.css").read_text()
-    light, dark = css.split("@media (prefers-color-scheme: dark)")
-    rules = light if scheme == "light" else dark
-    background = palettes()[scheme]["bg-soft"]  # app.css gives .codeblock this background in both schemes
+    rules = (CSS / ("code.css" if scheme == "light" else "code-dark.css")).read_text()
+    background = palettes()[scheme]["bg-soft"]  # .codeblock has it in both schemes (app.css, dark.css)
     low = {}
     for selector, body in re.findall(r"\.codeblock (\.[\w.]+) \{([^}]*)\}", rules):
         colour = re.search(r"(?<!-)color: (#[0-9a-fA-F]{3,6})", body)
@@ -87,5 +84,6 @@ def test_every_highlighted_token_meets_aa_on_the_code_block(scheme: str) -> None
     assert low == {}
 
 
-def test_the_code_stylesheet_is_the_one_pygments_writes() -> None:
-    assert (CSS / "code.css").read_text() == pygments_css()
+def test_the_code_stylesheets_are_the_ones_pygments_writes() -> None:
+    assert (CSS / "code.css").read_text() == pygments_css("light")
+    assert (CSS / "code-dark.css").read_text() == pygments_css("dark")

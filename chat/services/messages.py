@@ -175,7 +175,9 @@ def reply_queue_check(conversation: Conversation) -> int:
     limit = limits_get(user=conversation.owner).max_in_flight
     if selectors.replies_in_flight_count(user=conversation.owner) >= limit:
         raise TooManyInFlight(limit)
-    return reply_allowed_check(user=conversation.owner, model_name=conversation.model_name)
+    return reply_allowed_check(
+        user=conversation.owner, model_name=conversation.model_name, limit=conversation.max_answer_tokens
+    )
 
 
 def _check_fits(conversation: Conversation, text: str) -> None:

@@ -7,11 +7,11 @@ sampled as the request asks, ending at a call to one of the client's functions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chat import selectors
-from chat.models import ApiRequest, Message
-from inference.quotas import MIN_ANSWER_TOKENS, api_prompt_spec, prompt_spec
+from chat.models import MIN_ANSWER_TOKENS, ApiRequest, Conversation, Message
+from inference.quotas import api_prompt_spec, instruction_sources, instructions_text, prompt_spec
 from inference.runtime.engine.grammar import function_call_grammar, json_answer_grammar
 from inference.runtime.engine.settings import SamplingParams
 from inference.runtime.harmony import PromptTooLong, ToolStep, Turn, fit_prompt, render_prompt
@@ -41,6 +41,10 @@ class TurnPlan:
     stops: tuple[str, ...] = ()
     client_functions: frozenset[str] = frozenset()
     cache_key: str = ""
+    # A chat reply's developer instructions (the owner's and the conversation's, inference.quotas), and the
+    # conversation's answer length limit (None: the model's whole budget).
+    instructions: str = ""
+    max_tokens: int | None = None
 
     def prompt(self, steps: list[ToolStep], *, context: int, budget: int) -> Prompt:
         """Return the next generation's prompt, after the turn's *steps*; raise PromptRefused."""
@@ -52,6 +56,7 @@ class TurnPlan:
                 question=self.message.reply_to.content,
                 history=[Turn(user=u, final=a) for u, a in selectors.finished_turns(reply=self.message)],
                 steps=steps,
+                instructions=self.instructions,
             )
             try:
                 fitted = fit_prompt(spec, n_ctx=context, reserve=budget)
@@ -73,6 +78,17 @@ class TurnPlan:
         return Prompt(tokens, 0, min(budget, room))
 
 
+def chat_sampling(conversation: Conversation) -> SamplingParams:
+    """Return how a chat reply samples: the conversation's temperature and top-p, gpt-oss's defaults where
+    it has none."""
+    default = SamplingParams()
+    return replace(
+        default,
+        temperature=default.temperature if conversation.temperature is None else conversation.temperature,
+        top_p=default.top_p if conversation.top_p is None else conversation.top_p,
+    )
+
+
 def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
     """Return how *message*'s turn is asked; raise GrammarError for a response format or forced function
     call that llama.cpp cannot express.
@@ -80,11 +96,15 @@ def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
     Decided once per turn: a setting changed mid-turn must not change what the model was told.
     """
     if api is None:
+        conversation = message.conversation
         return TurnPlan(
             message,
             None,
-            toolset_for(message.conversation),
+            toolset_for(conversation),
+            chat_sampling(conversation),
             cache_key=f"conversation:{message.conversation_id}",
+            instructions=instructions_text(instruction_sources(conversation)),
+            max_tokens=conversation.max_answer_tokens,
         )
     json_format, call = api.sampling.get("json"), api.sampling.get("call")
     grammar = None

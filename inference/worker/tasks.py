@@ -263,6 +263,14 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
     logger.info("reply %s finished: %s", message.pk, outcome.status)
 
 
+def limit_notice(limit: int) -> str:
+    """Return what a user reads under an answer cut by the conversation's answer length limit."""
+    return (
+        f"The answer stopped at this conversation's length limit of {limit:,} tokens (reasoning included); "
+        "raise it in Settings."
+    )
+
+
 def garbled_text(error_id: str) -> str:
     """Return what a user reads about a reply the model wrote in a form that cannot be read."""
     return (
@@ -304,15 +312,18 @@ def _generate(
         return ReplyOutcome(Message.Status.FAILED, refusal, retryable=False)
     engine, config = process.current()
     max_calls = settings.GPTOSS_MAX_TOOL_CALLS
-    # The tokens the reply holds against its owner's quota (replies queued before reservations hold none).
-    budget = config.max_answer_tokens
-    if 0 < message.reserved_tokens < budget:
-        budget = message.reserved_tokens
-        state.cut_notice = QUOTA_NOTICE
     try:
         plan = _until_database("the tool settings", message.pk, lambda: plan_for(message, api))
     except GrammarError as refused:
         return ReplyOutcome(Message.Status.FAILED, _grammar_refusal(api, refused), retryable=False)
+    budget = config.max_answer_tokens
+    if plan.max_tokens is not None and plan.max_tokens < budget:  # a limit only ever lowers the budget
+        budget = plan.max_tokens
+        state.cut_notice = limit_notice(budget)
+    # The tokens the reply holds against its owner's quota (replies queued before reservations hold none).
+    if 0 < message.reserved_tokens < budget:
+        budget = message.reserved_tokens
+        state.cut_notice = QUOTA_NOTICE
     while True:
         try:
             ask = partial(plan.prompt, state.steps, context=config.context, budget=budget)

@@ -1,7 +1,7 @@
-// The page's one entry module: behaviour that needs no server round trip (the phone menu, the composer
-// keys, copy buttons, the notification switch), and on a conversation page the live conversation
+// The page's one entry module: behaviour every page has (the phone menu, the composer keys, copy buttons,
+// the notification switch and its profile setting), and on a conversation page the live conversation
 // (chat/main.js).
-import { wireNotifySwitch } from "./attention.js";
+import { wireNotifySwitch, wireProfileNotifications } from "./attention.js";
 import { addCopyButtons, wireCopyTargets } from "./copy.js";
 import { startChat } from "./chat/main.js";
 
@@ -43,6 +43,7 @@ if (composer) {
 addCopyButtons(document);
 wireCopyTargets(document);
 wireNotifySwitch(document);
+wireProfileNotifications(document);
 
 const thread = document.getElementById("thread");
 if (thread) { thread.scrollTop = thread.scrollHeight; }

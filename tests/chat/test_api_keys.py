@@ -303,6 +303,9 @@ def test_the_group_switch_is_edited_on_the_group_admin(alice: Any) -> None:
         "api_access-0-group": str(group.pk),
         # api_enabled unticked: off
         "api_access-0-id": "",
+        # The group's other inline (reasoning visibility), left as it is.
+        "reasoning-TOTAL_FORMS": "0", "reasoning-INITIAL_FORMS": "0",
+        "reasoning-MIN_NUM_FORMS": "0", "reasoning-MAX_NUM_FORMS": "1",
         "_save": "Save",
     })  # fmt: skip
     assert response.status_code == 302, response.content.decode()[:3000]
