@@ -13,13 +13,15 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth.models import Group
 from django.contrib.sessions.models import Session
 from django.db import connections
 from django.test import Client
 from django.utils import timezone
 
+from chat import events
 from chat.consumers import WATCH_EVERY_S
-from chat.models import Message
+from chat.models import GroupReasoning, Message, ReasoningVisibility
 from chat.services.messages import message_send
 from gptoss_web.asgi import application
 from gptoss_web.devtools.tinymodel import SCRIPTS
@@ -578,4 +580,72 @@ async def test_after_redis_loses_the_group_memberships_live_events_flow_again_wi
         assert sorted(f["type"] for f in seen) == ["message", "message", "title"]
     finally:
         await client.aclose()
+        await communicator.disconnect()
+
+
+# --- Reasoning a group hides -------------------------------------------------------------------------------
+
+
+def _hide_reasoning_from(user: Any) -> None:
+    group = Group.objects.create(name=f"no-reasoning-{user.pk}")
+    GroupReasoning.objects.create(group=group, visibility=ReasoningVisibility.HIDDEN)
+    user.groups.add(group)
+
+
+async def test_reasoning_a_group_hides_never_reaches_the_socket_live_or_stored(alice: Any) -> None:
+    """Neither the live deltas nor the stored state carry it; the answer streams as it always does."""
+    analysis = SCRIPTS["reasoning"].first.analysis
+    await sync_to_async(_hide_reasoning_from)(alice)
+    conversation = await sync_to_async(make_conversation)(alice)
+    _, reply = await sync_to_async(message_send)(conversation=conversation, text="Please think about it")
+    communicator, state = await _connected(alice, conversation.pk)
+    try:
+        task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
+        frames = await _frames_until_done(communicator)
+        await task
+        stored = await sync_to_async(Message.objects.get)(pk=reply.pk)
+        assert stored.reasoning == analysis and stored.reasoning_tokens > 0  # generated and kept
+        text, seqs = _replay(state["messages"][1], frames)
+        assert text == stored.content == SCRIPTS["reasoning"].first.final
+        assert seqs == list(range(1, len(seqs) + 1))  # no gap: reasoning-only deltas still come, empty
+        assert all(f["reasoning"] == "" for f in frames if f["type"] == "delta")
+        assert frames[-1]["message"]["reasoning"] == ""
+        assert frames[-1]["message"]["stats"]["reasoning_tokens"] == stored.reasoning_tokens
+        assert analysis[:12] not in json.dumps(frames)
+    finally:
+        await communicator.disconnect()
+    again, state = await _connected(alice, conversation.pk)  # the stored state, on a reconnect
+    try:
+        assert [m["reasoning"] for m in state["messages"]] == ["", ""]
+        assert analysis[:12] not in json.dumps(state)
+    finally:
+        await again.disconnect()
+
+
+async def test_an_open_socket_stops_showing_reasoning_within_a_round_of_the_admins_switch(
+    alice: Any,
+) -> None:
+    conversation = await sync_to_async(make_conversation)(alice)
+    _, reply = await sync_to_async(message_send)(conversation=conversation, text="Please think about it")
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        shown = {
+            "type": "delta",
+            "message": reply.pk,
+            "seq": 1,
+            "at": 0.0,
+            "reasoning": "THINKING",
+            "content": "",
+        }
+        await sync_to_async(events.broadcast)(conversation.pk, shown)  # type: ignore[arg-type]
+        assert (await communicator.receive_json_from(timeout=5))["reasoning"] == "THINKING"
+
+        await sync_to_async(_hide_reasoning_from)(alice)
+        state = await communicator.receive_json_from(timeout=WATCH_EVERY_S + 10)
+        assert state["type"] == "state"  # sent again, as the user now sees it
+        hidden = {**shown, "seq": 2, "reasoning": "STILL THINKING"}
+        await sync_to_async(events.broadcast)(conversation.pk, hidden)  # type: ignore[arg-type]
+        frame = await communicator.receive_json_from(timeout=5)
+        assert (frame["type"], frame["seq"], frame["reasoning"]) == ("delta", 2, "")
+    finally:
         await communicator.disconnect()

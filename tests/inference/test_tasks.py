@@ -19,13 +19,16 @@ from django.contrib.auth.models import Group
 from django.db import connections
 from django.test import Client
 
-from chat.models import Message
+from chat.models import Conversation, Message
 from chat.rendering import message_sources, render_markdown
+from chat.services.conversations import conversation_update_settings
 from chat.services.messages import message_send
 from gptoss_web.devtools.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.runtime.catalog import queue_for_model
+from inference.runtime.engine.engine import Engine, Generation
+from inference.runtime.engine.settings import SamplingParams
 from inference.tools.models import Function, ToolSettings
-from inference.worker.tasks import generate_reply_task
+from inference.worker.tasks import generate_reply_task, limit_notice
 from tests.factories import make_conversation
 from tests.fakes import Hit, Reply, serve
 from tests.live import test_database_url as database_url_of_tests
@@ -455,6 +458,64 @@ def test_an_answer_cut_at_its_length_limit_is_kept_and_the_user_is_told(alice: o
     assert reply.content.startswith(SCRIPTS["endless"].first.final)
     assert reply.notice == "The answer stopped at its length limit."
     assert reply.answer_tokens == 4096 - 3  # the budget, less the channel header tokens
+
+
+def test_a_conversations_temperature_top_p_and_length_limit_reach_the_engine(
+    alice: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chat reply samples as its conversation says, and its limit ends the answer before the model's own
+    budget would; the user is told which limit it was."""
+    generations = _spy_on_the_engine(monkeypatch)
+    conversation = make_conversation(alice)
+    conversation_update_settings(
+        conversation=conversation,
+        reasoning_effort="low",
+        enabled_tools=[],
+        instructions="",
+        temperature=0.25,
+        top_p=0.9,
+        max_answer_tokens=40,
+    )
+    _, reply = message_send(conversation=conversation, text="Tell me an endless story")
+    assert reply.reserved_tokens == 40  # only the limit is held against the quota
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    [generation] = generations
+    assert generation.sampling == SamplingParams(temperature=0.25, top_p=0.9)
+    assert generation.max_tokens == 40
+    assert reply.status == "done" and reply.error == ""
+    assert reply.answer_tokens == 40 - 3  # the limit, less the channel header tokens
+    assert reply.content.startswith(SCRIPTS["endless"].first.final)
+    assert reply.notice == limit_notice(40)
+    assert "length limit of 40 tokens" in reply.notice
+
+
+def test_a_length_limit_above_the_models_budget_does_not_raise_it(
+    alice: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Say the admin lowered the model's budget after the limit was set: the model's budget holds."""
+    generations = _spy_on_the_engine(monkeypatch)
+    reply = _reply_to("Hello there", alice)
+    Conversation.objects.filter(pk=reply.conversation_id).update(max_answer_tokens=100_000)
+    generate_reply_task.run(reply.pk)
+    reply.refresh_from_db()
+    assert reply.status == "done"
+    assert [g.max_tokens for g in generations] == [django_settings.GPTOSS_MAX_ANSWER_TOKENS]
+    assert [g.sampling for g in generations] == [SamplingParams()]  # no settings: gpt-oss's defaults
+
+
+def _spy_on_the_engine(monkeypatch: pytest.MonkeyPatch) -> list[Generation]:
+    """Return the list that every generation the worker submits to the engine is added to."""
+    generations: list[Generation] = []
+    submit = Engine.submit
+
+    def spy(self: Engine, prompt: list[int], **options: Any) -> Generation:
+        generation = submit(self, prompt, **options)
+        generations.append(generation)
+        return generation
+
+    monkeypatch.setattr(Engine, "submit", spy)
+    return generations
 
 
 def test_a_call_past_the_tool_call_limit_runs_nothing_and_the_model_answers_anyway(
