@@ -218,7 +218,7 @@ class ProfileForm(ToolChoiceForm):
     )
     model_name = forms.ChoiceField(label="Model", choices=[], required=False)
     reasoning_effort = forms.ChoiceField(
-        choices=[("", "Model's default"), *ReasoningEffort.choices], required=False, widget=forms.RadioSelect
+        choices=[("", "Default"), *ReasoningEffort.choices], required=False, widget=forms.RadioSelect
     )
     theme = forms.ChoiceField(choices=Theme.choices, widget=forms.RadioSelect)
     notifications = forms.BooleanField(

@@ -55,6 +55,14 @@ def test_shots_of_the_empty_state_and_the_settings(shot: Any, alice_user: Any) -
     take("settings")
 
 
+def test_shots_of_the_profile_page(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    page.goto("/settings/profile/")
+    take("profile")
+    page.locator(".profile-form .btn-primary").scroll_into_view_if_needed()
+    take("profile-end")
+
+
 def test_shots_of_a_finished_markdown_answer_with_a_tool_card(shot: Any, alice_user: Any) -> None:
     page, take = shot
     chat = ChatPage(page).open(make_conversation(alice_user).pk)
