@@ -12,6 +12,7 @@ import pytest
 
 from gptoss_web.devtools.bench import __main__ as bench
 from gptoss_web.devtools.bench.api import API_TABLE
+from gptoss_web.devtools.bench.browser import BROWSER_TABLE
 from gptoss_web.devtools.bench.engine import ENGINE_TABLE
 from gptoss_web.devtools.bench.pipeline import PIPELINE_TABLE
 from gptoss_web.devtools.bench.table import Table
@@ -81,7 +82,9 @@ def _documented_rows(table: Table) -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize(
-    "table", [ENGINE_TABLE, PIPELINE_TABLE, API_TABLE], ids=["engine", "pipeline", "api"]
+    "table",
+    [ENGINE_TABLE, PIPELINE_TABLE, API_TABLE, BROWSER_TABLE],
+    ids=["engine", "pipeline", "api", "browser"],
 )
 def test_docs_list_the_figures_and_targets_the_bench_prints(table: Table) -> None:
     assert _documented_rows(table) == [(row.figure, str(row.target or "")) for row in table.rows]
