@@ -1,0 +1,202 @@
+"""Full-text search over the conversations a user may read: their titles and message text, and on request the
+model's reasoning.
+
+PostgreSQL does the work: each text has a stored generated `tsvector` (English stemming and stop words) with a
+GIN index (chat/migrations/0008_search_vectors.py). Every typed word is a prefix (`llam` finds "llama"), all
+of them must match, and the best hits come first: conversations whose title matches, then messages by
+`ts_rank` (normalized by the text's length, so a short focused message beats a passing mention in a long
+one; a match in the reasoning counts half), the newest first among equals.
+
+Snippets come from `ts_headline` over the HTML-escaped text, with random markers around the matches, which
+become `<mark>` only after `<` and `>` are escaped once more: the marks are the only markup a snippet holds.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from html import unescape
+from typing import TypedDict
+
+from django.contrib.auth.models import User
+from django.db import connection
+from django.urls import reverse
+from django.utils.safestring import SafeString, mark_safe
+from django.utils.timesince import timesince
+
+MAX_TERMS = 8
+MAX_TERM_CHARS = 64
+LIMIT = 20
+# Letters and digits; everything else (punctuation, `_`, quotes) separates words, as PostgreSQL's parser does.
+_WORD = re.compile(r"[^\W_]+")
+_MARKS = re.compile(r"(</?mark>)")
+
+# The conversations a user may search: today only their own, never an API call's ephemeral one. Shared
+# conversations, once they exist, join here (a UNION with the shares granted to the user) and nowhere else.
+_VISIBLE = "SELECT id FROM chat_conversation WHERE owner_id = %(user)s AND NOT ephemeral"
+
+_MESSAGE_MATCH = {
+    False: "m.content_tsv @@ query.q",
+    True: "(m.content_tsv @@ query.q OR m.reasoning_tsv @@ query.q)",
+}
+
+
+def _escaped(column: str) -> str:
+    """Return SQL that HTML-escapes *column* before ts_headline sees it: its parser would drop `<div>` and the
+    like from a snippet as markup, while `&lt;div&gt;` stays text."""
+    return f"replace(replace(replace({column}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
+
+
+_SQL = """
+WITH query AS (SELECT to_tsquery('english', %(query)s) AS q),
+hits AS (
+    (SELECT c.id AS conversation_id, NULL::bigint AS message_id, false AS in_reasoning,
+            1 + ts_rank(c.title_tsv, query.q, 33) AS rank, c.updated_at AS at
+     FROM chat_conversation c, query
+     WHERE c.id IN ({visible}) AND c.title_tsv @@ query.q)
+    UNION ALL
+    (SELECT m.conversation_id, m.id, NOT m.content_tsv @@ query.q,
+            CASE WHEN m.content_tsv @@ query.q THEN ts_rank(m.content_tsv, query.q, 33)
+                 ELSE 0.5 * ts_rank(m.reasoning_tsv, query.q, 33) END,
+            m.created_at
+     FROM chat_message m, query
+     WHERE m.conversation_id IN ({visible}) AND m.superseded_at IS NULL AND {match})
+),
+top AS (SELECT * FROM hits ORDER BY rank DESC, at DESC, message_id DESC NULLS FIRST LIMIT %(limit)s)
+SELECT top.conversation_id, top.message_id, top.in_reasoning, top.rank, top.at, coalesce(m.role, ''),
+       ts_headline('english', {title}, query.q, %(title_options)s),
+       CASE WHEN top.message_id IS NULL THEN ''
+            WHEN top.in_reasoning THEN ts_headline('english', {reasoning}, query.q, %(snippet_options)s)
+            ELSE ts_headline('english', {content}, query.q, %(snippet_options)s) END
+FROM top
+JOIN chat_conversation c ON c.id = top.conversation_id
+LEFT JOIN chat_message m ON m.id = top.message_id
+CROSS JOIN query
+ORDER BY top.rank DESC, top.at DESC, top.message_id DESC NULLS FIRST
+"""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result: a message whose text (or reasoning) matched, or a conversation whose title matched."""
+
+    conversation_id: int
+    message_id: int | None  # None: the title matched
+    in_reasoning: bool
+    rank: float
+    at: datetime  # when the message was written, or the conversation last active
+    role: str  # "user" or "assistant"; "" for a title hit
+    title_html: SafeString  # the conversation's title, escaped, matches in <mark>
+    snippet_html: SafeString  # the matching passage, escaped, matches in <mark>; "" for a title hit
+
+    @property
+    def url(self) -> str:
+        """Where the hit opens: the conversation, scrolled to the message."""
+        url = reverse("chat:conversation", args=[self.conversation_id])
+        if self.message_id is None:
+            return url
+        return f"{url}#message-{self.message_id}"
+
+
+def prefix_query(text: str) -> str:
+    """Return *text* as a `to_tsquery` expression: every word a quoted prefix, all of them required.
+
+    The words hold letters and digits only, so quoting them is safe; `to_tsquery('english', …)` then stems
+    them and drops stop words. "" when *text* has no word.
+    """
+    terms = _WORD.findall(text.lower())[:MAX_TERMS]
+    return " & ".join(f"'{term[:MAX_TERM_CHARS]}':*" for term in terms)
+
+
+def _marked(headline: str, start: str, stop: str) -> SafeString:
+    """Turn the match markers of *headline* (a text escaped before ts_headline cut it) into <mark> elements.
+
+    `<` and `>` are escaped once more first, whatever ts_headline did: the marks are the only markup the
+    result can hold. The markers are letters and digits, which no escaping touches.
+    """
+    text = headline.replace("<", "&lt;").replace(">", "&gt;")
+    return mark_safe(text.replace(start, "<mark>").replace(stop, "</mark>"))  # noqa: S308
+
+
+def search(*, user: User, text: str, include_reasoning: bool = False, limit: int = LIMIT) -> list[SearchHit]:
+    """Return the best *limit* hits for *text* among the conversations *user* may read, best first."""
+    query = prefix_query(text)
+    if not query:
+        return []
+    # Markers nobody can type in advance: a fresh random token per search.
+    token = secrets.token_hex(8)
+    start, stop = f"hlstart{token}", f"hlstop{token}"
+    marks = f"StartSel={start}, StopSel={stop}"
+    sql = _SQL.format(
+        visible=_VISIBLE,
+        match=_MESSAGE_MATCH[include_reasoning],
+        title=_escaped("coalesce(nullif(c.title, ''), 'New conversation')"),
+        reasoning=_escaped("m.reasoning"),
+        content=_escaped("m.content"),
+    )
+    params: dict[str, str | int] = {
+        "query": query,
+        "user": user.pk,
+        "limit": limit,
+        "title_options": f"{marks}, HighlightAll=true",
+        "snippet_options": f'{marks}, MaxFragments=2, MaxWords=24, MinWords=12, FragmentDelimiter=" … "',
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        rows = cursor.fetchall()
+    return [
+        SearchHit(
+            conversation_id=conversation_id,
+            message_id=message_id,
+            in_reasoning=in_reasoning,
+            rank=rank,
+            at=at,
+            role=role,
+            title_html=_marked(title, start, stop),
+            snippet_html=_marked(snippet, start, stop),
+        )
+        for conversation_id, message_id, in_reasoning, rank, at, role, title, snippet in rows
+    ]
+
+
+class HitJson(TypedDict):
+    """A hit as the search palette receives it: text and marked parts, for the browser to set as text."""
+
+    url: str
+    conversation: int
+    message: int | None
+    role: str
+    in_reasoning: bool
+    at: str
+    when: str  # "3 days ago"
+    title: list[tuple[str, bool]]
+    snippet: list[tuple[str, bool]]
+
+
+def marked_parts(html: SafeString) -> list[tuple[str, bool]]:
+    """Split a snippet from `search()` into (plain text, marked?) parts."""
+    parts = []
+    marked = False
+    for piece in _MARKS.split(str(html)):
+        if piece in ("<mark>", "</mark>"):
+            marked = piece == "<mark>"
+        elif piece:
+            parts.append((unescape(piece), marked))
+    return parts
+
+
+def hit_json(hit: SearchHit) -> HitJson:
+    """Return *hit* as the search palette receives it."""
+    return {
+        "url": hit.url,
+        "conversation": hit.conversation_id,
+        "message": hit.message_id,
+        "role": hit.role,
+        "in_reasoning": hit.in_reasoning,
+        "at": hit.at.isoformat(),
+        "when": f"{timesince(hit.at)} ago",
+        "title": marked_parts(hit.title_html),
+        "snippet": marked_parts(hit.snippet_html),
+    }
