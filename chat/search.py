@@ -16,19 +16,24 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from html import unescape
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-from django.contrib.auth.models import User
 from django.db import connection
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.timesince import timesince
+
+if TYPE_CHECKING:  # the models need the app registry: this module is imported before it is ready too
+    from django.contrib.auth.models import User
 
 MAX_TERMS = 8
 MAX_TERM_CHARS = 64
 LIMIT = 20
+# A text this short is its own snippet; a longer one is cut to the passages around its matches.
+WHOLE_TEXT_CHARS = 240
 # Letters and digits; everything else (punctuation, `_`, quotes) separates words, as PostgreSQL's parser does.
 _WORD = re.compile(r"[^\W_]+")
 _MARKS = re.compile(r"(</?mark>)")
@@ -68,8 +73,10 @@ top AS (SELECT * FROM hits ORDER BY rank DESC, at DESC, message_id DESC NULLS FI
 SELECT top.conversation_id, top.message_id, top.in_reasoning, top.rank, top.at, coalesce(m.role, ''),
        ts_headline('english', {title}, query.q, %(title_options)s),
        CASE WHEN top.message_id IS NULL THEN ''
-            WHEN top.in_reasoning THEN ts_headline('english', {reasoning}, query.q, %(snippet_options)s)
-            ELSE ts_headline('english', {content}, query.q, %(snippet_options)s) END
+            WHEN top.in_reasoning THEN ts_headline('english', {reasoning}, query.q,
+                 CASE WHEN length(m.reasoning) <= {whole} THEN %(whole)s ELSE %(snippet_options)s END)
+            ELSE ts_headline('english', {content}, query.q,
+                 CASE WHEN length(m.content) <= {whole} THEN %(whole)s ELSE %(snippet_options)s END) END
 FROM top
 JOIN chat_conversation c ON c.id = top.conversation_id
 LEFT JOIN chat_message m ON m.id = top.message_id
@@ -90,6 +97,13 @@ class SearchHit:
     role: str  # "user" or "assistant"; "" for a title hit
     title_html: SafeString  # the conversation's title, escaped, matches in <mark>
     snippet_html: SafeString  # the matching passage, escaped, matches in <mark>; "" for a title hit
+
+    @property
+    def when(self) -> str:
+        """Say how long ago: "just now", "3 days ago"."""
+        if timezone.now() - self.at < timedelta(minutes=1):
+            return "just now"
+        return f"{timesince(self.at, depth=1)} ago"
 
     @property
     def url(self) -> str:
@@ -135,12 +149,14 @@ def search(*, user: User, text: str, include_reasoning: bool = False, limit: int
         title=_escaped("coalesce(nullif(c.title, ''), 'New conversation')"),
         reasoning=_escaped("m.reasoning"),
         content=_escaped("m.content"),
+        whole=WHOLE_TEXT_CHARS,
     )
     params: dict[str, str | int] = {
         "query": query,
         "user": user.pk,
         "limit": limit,
         "title_options": f"{marks}, HighlightAll=true",
+        "whole": f"{marks}, HighlightAll=true",
         "snippet_options": f'{marks}, MaxFragments=2, MaxWords=24, MinWords=12, FragmentDelimiter=" … "',
     }
     with connection.cursor() as cursor:
@@ -196,7 +212,7 @@ def hit_json(hit: SearchHit) -> HitJson:
         "role": hit.role,
         "in_reasoning": hit.in_reasoning,
         "at": hit.at.isoformat(),
-        "when": f"{timesince(hit.at)} ago",
+        "when": hit.when,
         "title": marked_parts(hit.title_html),
         "snippet": marked_parts(hit.snippet_html),
     }

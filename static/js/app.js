@@ -1,7 +1,10 @@
 // The page's one entry module: behaviour that needs no server round trip (the phone menu, the composer
-// keys, copy buttons), and on a conversation page the live conversation (chat/main.js).
+// keys, copy buttons), the search palette (Ctrl+K), and on a conversation page the live conversation
+// (chat/main.js).
 import { addCopyButtons, wireCopyTargets } from "./copy.js";
+import { showHit } from "./chat/hit.js";
 import { startChat } from "./chat/main.js";
+import { startSearchPalette } from "./search_palette.js";
 
 document.querySelectorAll("[data-toggle-sidebar]").forEach((node) => {
   node.addEventListener("click", () => { document.body.classList.toggle("sidebar-open"); });
@@ -28,6 +31,7 @@ addCopyButtons(document);
 wireCopyTargets(document);
 
 const thread = document.getElementById("thread");
-if (thread) { thread.scrollTop = thread.scrollHeight; }
+if (thread && !showHit(thread)) { thread.scrollTop = thread.scrollHeight; }
 
+startSearchPalette();
 startChat();

@@ -1,6 +1,7 @@
 // The thread: the message views in order, following the stream unless the reader scrolled up, and the
 // conversation's title.
 import { button } from "./dom.js";
+import { showHit } from "./hit.js";
 import { MessageView } from "./message_view.js";
 
 export class Thread {
@@ -15,6 +16,7 @@ export class Thread {
     this.lastScrollTop = threadEl.scrollTop;
     this.lastScrollHeight = threadEl.scrollHeight;
     this.scrollQueued = false;
+    this.readingHit = false; // a search result's message is shown: nothing new below it yet
     this.jumpButton = button("jump-btn", "↓ New text", "jump", "Scroll to the newest text");
     this.jumpButton.hidden = true;
     main.insertBefore(this.jumpButton, composerEl);
@@ -56,7 +58,7 @@ export class Thread {
     window.requestAnimationFrame(() => {
       this.scrollQueued = false;
       if (this.stickToBottom) { this.toBottom(); }
-      else if (this.distanceFromBottom() > 48) { this.jumpButton.hidden = false; }
+      else if (this.distanceFromBottom() > 48 && !this.readingHit) { this.jumpButton.hidden = false; }
     });
   }
 
@@ -87,6 +89,7 @@ export class Thread {
   }
 
   upsert(m, partial) {
+    this.readingHit = false;
     let view = this.views.get(m.id);
     if (view) {
       view.setFull(m, partial);
@@ -116,9 +119,23 @@ export class Thread {
     (frame.messages || []).forEach((m) => { seen.add(m.id); this.upsert(m); });
     Array.from(this.views.keys()).forEach((id) => { if (!seen.has(id)) { this.remove(id); } });
     if (typeof frame.title === "string") { setTitle(frame.title, false); }
-    if (!this.initialised || this.stickToBottom) { this.toBottom(); }
+    if (!this.initialised && this.showHit()) {
+      // Arrived from a search result: stay at its message.
+    } else if (!this.initialised || this.stickToBottom) {
+      this.toBottom();
+    }
     this.initialised = true;
     this.refresh();
+  }
+
+  /** Show the message the address names (a search result), if it is in this thread; return whether it is. */
+  showHit() {
+    if (!showHit(this.threadEl)) { return false; }
+    this.stickToBottom = false;
+    this.readingHit = true;
+    this.jumpButton.hidden = true;
+    this.lastScrollTop = this.threadEl.scrollTop;
+    return true;
   }
 
   refresh() {
