@@ -1,11 +1,15 @@
 """Full-text search over the conversations a user may read: their titles and message text, and on request the
 model's reasoning.
 
-PostgreSQL does the work: each text has a stored generated `tsvector` (English stemming and stop words) with a
-GIN index (chat/migrations/0008_search_vectors.py). Every typed word is a prefix (`llam` finds "llama"), all
-of them must match, and the best hits come first: conversations whose title matches, then messages by
-`ts_rank` (normalized by the text's length, so a short focused message beats a passing mention in a long
-one; a match in the reasoning counts half), the newest first among equals.
+PostgreSQL does the work: each text has a stored generated `tsvector` (English stemming and stop words)
+with a GIN index (chat/migrations/0008_search_vectors.py). All the words must match, the last one typed as
+a prefix (`llam` finds "llama"), and the best hits come first: conversations whose title matches, then
+messages by `ts_rank` (normalized by the text's length, so a short focused message beats a passing mention
+in a long one; a match in the reasoning counts half), the newest first among equals.
+
+Ranking reads every hit it ranks, so a common word ("error" in tens of thousands of messages) is ranked
+among the newest `RECENT_MESSAGES` messages when they hold a page of hits; a rarer word is ranked over
+everything, which is cheap exactly because it is rare (docs/benchmarks.md, "Search").
 
 Snippets come from `ts_headline` over the HTML-escaped text, with random markers around the matches, which
 become `<mark>` only after `<` and `>` are escaped once more: the marks are the only markup a snippet holds.
@@ -32,6 +36,8 @@ if TYPE_CHECKING:  # the models need the app registry: this module is imported b
 MAX_TERMS = 8
 MAX_TERM_CHARS = 64
 LIMIT = 20
+# Common words are first searched among the newest this many messages (of everybody's: ids are global).
+RECENT_MESSAGES = 20_000
 # A text this short is its own snippet; a longer one is cut to the passages around its matches.
 WHOLE_TEXT_CHARS = 240
 # Letters and digits; everything else (punctuation, `_`, quotes) separates words, as PostgreSQL's parser does.
@@ -42,9 +48,13 @@ _MARKS = re.compile(r"(</?mark>)")
 # conversations, once they exist, join here (a UNION with the shares granted to the user) and nowhere else.
 _VISIBLE = "SELECT id FROM chat_conversation WHERE owner_id = %(user)s AND NOT ephemeral"
 
+# The query is written out at each use, not taken from a CTE: as a constant the planner sees which words it
+# holds and how common they are, and picks the index that suits them.
+_QUERY = "to_tsquery('english', %(query)s)"
+
 _MESSAGE_MATCH = {
-    False: "m.content_tsv @@ query.q",
-    True: "(m.content_tsv @@ query.q OR m.reasoning_tsv @@ query.q)",
+    False: f"m.content_tsv @@ {_QUERY}",
+    True: f"(m.content_tsv @@ {_QUERY} OR m.reasoning_tsv @@ {_QUERY})",
 }
 
 
@@ -55,32 +65,31 @@ def _escaped(column: str) -> str:
 
 
 _SQL = """
-WITH query AS (SELECT to_tsquery('english', %(query)s) AS q),
-hits AS (
+WITH hits AS (
     (SELECT c.id AS conversation_id, NULL::bigint AS message_id, false AS in_reasoning,
-            1 + ts_rank(c.title_tsv, query.q, 33) AS rank, c.updated_at AS at
-     FROM chat_conversation c, query
-     WHERE c.id IN ({visible}) AND c.title_tsv @@ query.q)
+            1 + ts_rank(c.title_tsv, {q}, 33) AS rank, c.updated_at AS at
+     FROM chat_conversation c
+     WHERE c.id IN ({visible}) AND c.title_tsv @@ {q})
     UNION ALL
-    (SELECT m.conversation_id, m.id, NOT m.content_tsv @@ query.q,
-            CASE WHEN m.content_tsv @@ query.q THEN ts_rank(m.content_tsv, query.q, 33)
-                 ELSE 0.5 * ts_rank(m.reasoning_tsv, query.q, 33) END,
+    (SELECT m.conversation_id, m.id, NOT m.content_tsv @@ {q},
+            CASE WHEN m.content_tsv @@ {q} THEN ts_rank(m.content_tsv, {q}, 33)
+                 ELSE 0.5 * ts_rank(m.reasoning_tsv, {q}, 33) END,
             m.created_at
-     FROM chat_message m, query
-     WHERE m.conversation_id IN ({visible}) AND m.superseded_at IS NULL AND {match})
+     FROM chat_message m
+     WHERE m.conversation_id IN ({visible}) AND m.superseded_at IS NULL AND {match}
+       AND m.id > %(after)s)
 ),
 top AS (SELECT * FROM hits ORDER BY rank DESC, at DESC, message_id DESC NULLS FIRST LIMIT %(limit)s)
 SELECT top.conversation_id, top.message_id, top.in_reasoning, top.rank, top.at, coalesce(m.role, ''),
-       ts_headline('english', {title}, query.q, %(title_options)s),
+       ts_headline('english', {title}, {q}, %(title_options)s),
        CASE WHEN top.message_id IS NULL THEN ''
-            WHEN top.in_reasoning THEN ts_headline('english', {reasoning}, query.q,
+            WHEN top.in_reasoning THEN ts_headline('english', {reasoning}, {q},
                  CASE WHEN length(m.reasoning) <= {whole} THEN %(whole)s ELSE %(snippet_options)s END)
-            ELSE ts_headline('english', {content}, query.q,
+            ELSE ts_headline('english', {content}, {q},
                  CASE WHEN length(m.content) <= {whole} THEN %(whole)s ELSE %(snippet_options)s END) END
 FROM top
 JOIN chat_conversation c ON c.id = top.conversation_id
 LEFT JOIN chat_message m ON m.id = top.message_id
-CROSS JOIN query
 ORDER BY top.rank DESC, top.at DESC, top.message_id DESC NULLS FIRST
 """
 
@@ -115,13 +124,15 @@ class SearchHit:
 
 
 def prefix_query(text: str) -> str:
-    """Return *text* as a `to_tsquery` expression: every word a quoted prefix, all of them required.
+    """Return *text* as a `to_tsquery` expression: all its words required, the last one as a prefix.
 
-    The words hold letters and digits only, so quoting them is safe; `to_tsquery('english', …)` then stems
-    them and drops stop words. "" when *text* has no word.
+    The last word is the one being typed (`llam` finds "llama"); the ones before it are whole, which also
+    spares the index a prefix scan, the costly kind for a common word. The words hold letters and digits
+    only, so quoting them is safe; `to_tsquery('english', …)` then stems them and drops stop words.
+    "" when *text* has no word.
     """
-    terms = _WORD.findall(text.lower())[:MAX_TERMS]
-    return " & ".join(f"'{term[:MAX_TERM_CHARS]}':*" for term in terms)
+    terms = [term[:MAX_TERM_CHARS] for term in _WORD.findall(text.lower())[:MAX_TERMS]]
+    return " & ".join([*(f"'{term}'" for term in terms[:-1]), *(f"'{term}':*" for term in terms[-1:])])
 
 
 def _marked(headline: str, start: str, stop: str) -> SafeString:
@@ -144,6 +155,7 @@ def search(*, user: User, text: str, include_reasoning: bool = False, limit: int
     start, stop = f"hlstart{token}", f"hlstop{token}"
     marks = f"StartSel={start}, StopSel={stop}"
     sql = _SQL.format(
+        q=_QUERY,
         visible=_VISIBLE,
         match=_MESSAGE_MATCH[include_reasoning],
         title=_escaped("coalesce(nullif(c.title, ''), 'New conversation')"),
@@ -152,6 +164,7 @@ def search(*, user: User, text: str, include_reasoning: bool = False, limit: int
         whole=WHOLE_TEXT_CHARS,
     )
     params: dict[str, str | int] = {
+        "after": 0,
         "query": query,
         "user": user.pk,
         "limit": limit,
@@ -160,8 +173,20 @@ def search(*, user: User, text: str, include_reasoning: bool = False, limit: int
         "snippet_options": f'{marks}, MaxFragments=2, MaxWords=24, MinWords=12, FragmentDelimiter=" … "',
     }
     with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+        # The newest messages first: a common word's hits are ranked among them, without reading every one
+        # of its (maybe tens of thousands of) matches. Fewer hits there than asked for: search everything,
+        # which is cheap exactly then, for a rarer word.
+        cursor.execute("SELECT coalesce(max(id), 0) FROM chat_message")
+        newest = cursor.fetchone()
+        params["after"] = max(0, (newest[0] if newest else 0) - RECENT_MESSAGES)
+        rows = []
+        if params["after"] > 0:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        if len(rows) < limit:
+            params["after"] = 0
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
     return [
         SearchHit(
             conversation_id=conversation_id,

@@ -10,7 +10,7 @@ Only the first 250,000 characters of a text are indexed: a tsvector is limited t
 must never make the row's own write fail.
 """
 
-from django.db import migrations
+from django.db import migrations, models
 
 VECTORS = [
     # (table, column, source)
@@ -40,4 +40,14 @@ class Migration(migrations.Migration):
         ("chat", "0007_apirequest"),
     ]
 
-    operations = [migrations.RunSQL(_forward(), _backward())]
+    operations = [
+        migrations.RunSQL(_forward(), _backward()),
+        migrations.AddIndex(
+            model_name="conversation",
+            index=models.Index(
+                condition=models.Q(("ephemeral", False)),
+                fields=["owner", "id"],
+                name="conversation_owner_visible",
+            ),
+        ),
+    ]

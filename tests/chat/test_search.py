@@ -22,12 +22,13 @@ def test_a_typed_prefix_finds_the_whole_word(alice: Any) -> None:
     assert "<mark>llama" in hits[0].snippet_html
 
 
-def test_every_word_must_match_and_each_is_a_prefix(alice: Any) -> None:
+def test_every_word_must_match_and_the_last_one_is_a_prefix(alice: Any) -> None:
     conversation = make_conversation(alice)
     _, both = make_exchange(conversation, "Docker?", "Start PostgreSQL with docker compose up.")
     make_exchange(conversation, "Compose?", "Compose a poem about autumn.")
-    assert [h.message_id for h in search(user=alice, text="dock comp")] == [both.pk]
-    assert search(user=alice, text="dock zebra") == []
+    assert [h.message_id for h in search(user=alice, text="docker comp")] == [both.pk]
+    assert search(user=alice, text="docker zebra") == []
+    assert search(user=alice, text="dock compose") == []  # only the word being typed is a prefix
 
 
 def test_stemming_finds_other_forms_of_a_word(alice: Any) -> None:
@@ -113,9 +114,9 @@ def test_superseded_messages_are_not_found(alice: Any) -> None:
     assert search(user=alice, text="zebra") == []
 
 
-def test_words_become_quoted_prefixes_and_punctuation_is_dropped() -> None:
+def test_words_are_quoted_the_last_one_a_prefix_and_punctuation_is_dropped() -> None:
     assert prefix_query("llam") == "'llam':*"
-    assert prefix_query("  Docker-Compose's  'x' & | ! :* \\ ") == "'docker':* & 'compose':* & 's':* & 'x':*"
+    assert prefix_query("  Docker-Compose's  'x' & | ! :* \\ ") == "'docker' & 'compose' & 's' & 'x':*"
     assert prefix_query("!!! ---") == ""
 
 
@@ -125,3 +126,18 @@ def test_text_without_searchable_words_finds_nothing(alice: Any, text: str) -> N
     make_exchange(conversation, "the", "the")
     assert search(user=alice, text=text) == []
     assert Message.objects.count() == 2
+
+
+def test_a_common_word_is_ranked_among_the_newest_messages_a_rare_one_everywhere(
+    alice: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("chat.search.RECENT_MESSAGES", 6)
+    conversation = make_conversation(alice)
+    _, old = make_exchange(conversation, "Old", "Zebra zebra zebra, and a walrus.")
+    newer = [
+        make_exchange(conversation, f"New {n}", f"A zebra among many other animals {n}")[1] for n in range(5)
+    ]
+    hits = search(user=alice, text="zebra", limit=3)
+    assert {h.message_id for h in hits} <= {m.pk for m in newer}  # enough hits among the newest six
+    assert [h.message_id for h in search(user=alice, text="walrus", limit=3)] == [old.pk]
+    assert old.pk in {h.message_id for h in search(user=alice, text="zebra", limit=20)}  # too few: all
