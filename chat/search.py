@@ -7,9 +7,10 @@ a prefix (`llam` finds "llama"), and the best hits come first: conversations who
 messages by `ts_rank` (normalized by the text's length, so a short focused message beats a passing mention
 in a long one; a match in the reasoning counts half), the newest first among equals.
 
-Ranking reads every hit it ranks, so a common word ("error" in tens of thousands of messages) is ranked
-among the newest `RECENT_MESSAGES` messages when they hold a page of hits; a rarer word is ranked over
-everything, which is cheap exactly because it is rare (docs/benchmarks.md, "Search").
+Ranking reads every hit it ranks, so a query that matches more than `RANKED_MATCHES` messages (by the
+planner's estimate: "error" in tens of thousands of them) is ranked among about its newest `RANKED_MATCHES`
+matches, and over all of them only when those hold less than a page of the user's hits. A rarer query is
+ranked over all its matches, which is cheap exactly because they are few (docs/benchmarks.md, "Search").
 
 Snippets come from `ts_headline` over the HTML-escaped text, with random markers around the matches, which
 become `<mark>` only after `<` and `>` are escaped once more: the marks are the only markup a snippet holds.
@@ -17,6 +18,7 @@ become `<mark>` only after `<` and `>` are escaped once more: the marks are the 
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ from html import unescape
 from typing import TYPE_CHECKING, TypedDict
 
 from django.db import connection
+from django.db.backends.utils import CursorWrapper
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
@@ -36,8 +39,9 @@ if TYPE_CHECKING:  # the models need the app registry: this module is imported b
 MAX_TERMS = 8
 MAX_TERM_CHARS = 64
 LIMIT = 20
-# Common words are first searched among the newest this many messages (of everybody's: ids are global).
-RECENT_MESSAGES = 20_000
+# A query expected to match more messages than this (everybody's) is ranked among about this many of its
+# newest matches.
+RANKED_MATCHES = 1_000
 # A text this short is its own snippet; a longer one is cut to the passages around its matches.
 WHOLE_TEXT_CHARS = 240
 # Letters and digits; everything else (punctuation, `_`, quotes) separates words, as PostgreSQL's parser does.
@@ -63,6 +67,8 @@ def _escaped(column: str) -> str:
     like from a snippet as markup, while `&lt;div&gt;` stays text."""
     return f"replace(replace(replace({column}, '&', '&amp;'), '<', '&lt;'), '>', '&gt;')"
 
+
+_ESTIMATE_SQL = "EXPLAIN (FORMAT JSON) SELECT 1 FROM chat_message m WHERE {match}"
 
 _SQL = """
 WITH hits AS (
@@ -145,6 +151,25 @@ def _marked(headline: str, start: str, stop: str) -> SafeString:
     return mark_safe(text.replace(start, "<mark>").replace(stop, "</mark>"))  # noqa: S308
 
 
+def _newest_matches_after(cursor: CursorWrapper, match: str, query: str) -> int:
+    """Return the message id after which *query* is expected to match about `RANKED_MATCHES` messages, or 0
+    when it is expected to match fewer than that in all (then every match is ranked).
+
+    The expectation is the planner's own estimate (`EXPLAIN` plans the query without running it, from the
+    words' statistics), and message ids grow with time, so the window holds the newest matches.
+    """
+    cursor.execute(_ESTIMATE_SQL.format(match=match), {"query": query})
+    row = cursor.fetchone()
+    plan = row[0] if row else [{"Plan": {"Plan Rows": 0}}]
+    expected = float((json.loads(plan) if isinstance(plan, str) else plan)[0]["Plan"]["Plan Rows"])
+    if expected <= RANKED_MATCHES:
+        return 0
+    cursor.execute("SELECT coalesce(min(id), 0), coalesce(max(id), 0) FROM chat_message")
+    ids = cursor.fetchone()
+    oldest, newest = (int(ids[0]), int(ids[1])) if ids else (0, 0)
+    return max(0, newest - int((newest - oldest) * RANKED_MATCHES / expected))
+
+
 def search(*, user: User, text: str, include_reasoning: bool = False, limit: int = LIMIT) -> list[SearchHit]:
     """Return the best *limit* hits for *text* among the conversations *user* may read, best first."""
     query = prefix_query(text)
@@ -173,17 +198,12 @@ def search(*, user: User, text: str, include_reasoning: bool = False, limit: int
         "snippet_options": f'{marks}, MaxFragments=2, MaxWords=24, MinWords=12, FragmentDelimiter=" … "',
     }
     with connection.cursor() as cursor:
-        # The newest messages first: a common word's hits are ranked among them, without reading every one
-        # of its (maybe tens of thousands of) matches. Fewer hits there than asked for: search everything,
-        # which is cheap exactly then, for a rarer word.
-        cursor.execute("SELECT coalesce(max(id), 0) FROM chat_message")
-        newest = cursor.fetchone()
-        params["after"] = max(0, (newest[0] if newest else 0) - RECENT_MESSAGES)
+        after = _newest_matches_after(cursor, _MESSAGE_MATCH[include_reasoning], query)
         rows = []
-        if params["after"] > 0:
-            cursor.execute(sql, params)
+        if after > 0:
+            cursor.execute(sql, {**params, "after": after})
             rows = cursor.fetchall()
-        if len(rows) < limit:
+        if len(rows) < limit:  # too few among the newest: rank them all
             params["after"] = 0
             cursor.execute(sql, params)
             rows = cursor.fetchall()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from chat.models import Conversation, Message
-from chat.search import prefix_query, search
+from chat.search import _MESSAGE_MATCH, _newest_matches_after, prefix_query, search
 from tests.factories import make_conversation, make_exchange
 
 pytestmark = pytest.mark.django_db
@@ -128,16 +129,23 @@ def test_text_without_searchable_words_finds_nothing(alice: Any, text: str) -> N
     assert Message.objects.count() == 2
 
 
-def test_a_common_word_is_ranked_among_the_newest_messages_a_rare_one_everywhere(
+def test_a_common_word_is_ranked_among_its_newest_matches_a_rare_one_over_all(
     alice: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("chat.search.RECENT_MESSAGES", 6)
     conversation = make_conversation(alice)
     _, old = make_exchange(conversation, "Old", "Zebra zebra zebra, and a walrus.")
-    newer = [
-        make_exchange(conversation, f"New {n}", f"A zebra among many other animals {n}")[1] for n in range(5)
-    ]
-    hits = search(user=alice, text="zebra", limit=3)
-    assert {h.message_id for h in hits} <= {m.pk for m in newer}  # enough hits among the newest six
-    assert [h.message_id for h in search(user=alice, text="walrus", limit=3)] == [old.pk]
-    assert old.pk in {h.message_id for h in search(user=alice, text="zebra", limit=20)}  # too few: all
+    newer = Message.objects.bulk_create(
+        Message(conversation=conversation, role="user", content=f"A zebra among many other animals {n}")
+        for n in range(300)
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE chat_message")  # the planner's estimate decides
+        monkeypatch.setattr("chat.search.RANKED_MATCHES", 20)
+        assert _newest_matches_after(cursor, _MESSAGE_MATCH[False], prefix_query("walrus")) == 0
+        after = _newest_matches_after(cursor, _MESSAGE_MATCH[False], prefix_query("zebra"))
+    assert old.pk < after < newer[-1].pk
+    # The old message would rank first ("zebra" three times), but the newest matches are enough.
+    hits = search(user=alice, text="zebra", limit=5)
+    assert len(hits) == 5 and {h.message_id for h in hits} <= {m.pk for m in newer if m.pk > after}
+    assert [h.message_id for h in search(user=alice, text="walrus", limit=5)] == [old.pk]
+    assert old.pk in {h.message_id for h in search(user=alice, text="zebra", limit=100)}  # too few: all
