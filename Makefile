@@ -58,6 +58,7 @@ test: lint
 bench: $(STAMP)
 	$(PY) -m gptoss_web.devtools.bench engine
 	$(PY) -m gptoss_web.devtools.bench pipeline
+	$(PY) -m gptoss_web.devtools.bench search
 
 clean:
 	rm -rf var/static var/bench

@@ -1,5 +1,5 @@
-"""`python -m gptoss_web.devtools.bench engine|pipeline|sockets`: run one part of `make bench`, print its
-table and figures, and merge them into var/bench/latest.json."""
+"""`python -m gptoss_web.devtools.bench engine|pipeline|search|sockets`: run one part of `make bench`, print
+its table and figures, merge them into var/bench/latest.json, and exit 1 when a target is missed."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 from gptoss_web.devtools.bench.engine import LATEST, merge_latest, print_table, run_engine
 from gptoss_web.devtools.bench.pipeline import print_pipeline, run_pipeline
+from gptoss_web.devtools.bench.search import print_search, run_search
 from gptoss_web.devtools.bench.sockets import print_sockets, run_sockets
 
 
@@ -28,12 +29,18 @@ def main(argv: list[str] | None = None) -> int:
     sockets_parser.add_argument("--sockets", type=int, default=1000, help="idle sockets to hold open")
     sockets_parser.add_argument("--seconds", type=float, default=60, help="how long to measure")
     sockets_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
+    search_parser = sub.add_parser("search", help="full-text search over a million messages, against ILIKE")
+    search_parser.add_argument("--quick", action="store_true", help="a tenth of the data")
+    search_parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     logging.getLogger("inference.runtime.engine.llama").setLevel(logging.ERROR)  # llama.cpp's load chatter
     if args.part == "sockets":
         results = run_sockets(args.sockets, args.seconds)
         print_sockets(results)
+    elif args.part == "search":
+        results = run_search(args.quick)
+        print_search(results)
     elif args.part == "pipeline":
         results = run_pipeline(args.quick)
         print_pipeline(results)
@@ -42,6 +49,16 @@ def main(argv: list[str] | None = None) -> int:
         print_table(results)
     print(json.dumps(results, indent=2))
     merge_latest(args.out, results)
+    missed = [
+        name
+        for key, targets in results.items()
+        if key.endswith("_targets")
+        for name, target in targets.items()
+        if not target["met"]
+    ]
+    if missed:
+        print(f"Targets missed: {', '.join(missed)}", file=sys.stderr)
+        return 1
     return 0
 
 
