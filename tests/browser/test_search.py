@@ -114,7 +114,7 @@ def test_without_javascript_the_search_page_finds_and_links_to_the_message(
     page = user_page(alice_user, java_script_enabled=False, viewport={"width": 1280, "height": 800})
     page.goto("/")
     page.click("[data-testid=search]")  # a plain link without JavaScript
-    page.fill("input[name=q]", "zeppel hang")
+    page.fill("input[name=q]", "zeppelin hang")
     page.click("form[role=search] button[type=submit]")
     expect(page.locator(".search-hit")).to_have_count(1)
     expect(page.locator(".search-hit mark")).to_have_text(["zeppelin", "hangar"])
