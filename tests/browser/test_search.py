@@ -121,3 +121,5 @@ def test_without_javascript_the_search_page_finds_and_links_to_the_message(
     page.click(".search-hit")
     page.wait_for_url(f"**/c/{conversation.pk}/#message-{hit}")
     assert _in_view(page, hit)
+    outline = page.eval_on_selector(f"#message-{hit} > .bubble", "e => getComputedStyle(e).boxShadow")
+    assert outline != "none"  # marked by the address alone
