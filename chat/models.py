@@ -40,6 +40,9 @@ class Conversation(models.Model):
     # A conversation an API call made for itself (Chat Completions without `store`): never listed, deleted
     # once its reply is delivered; only the usage figures stay.
     ephemeral = models.BooleanField(default=False)
+    # A stored chain of Responses API calls (`store`, `previous_response_id`): listed with the user's other
+    # conversations, marked as coming from the API.
+    from_api = models.BooleanField(default=False)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -262,6 +265,7 @@ class ApiToolStep(TypedDict):
 
     call_id: str
     name: str
+    namespace: NotRequired[str]  # the harmony namespace of the function (absent: "functions")
     arguments: str
     analysis: str  # the reasoning the model wrote before the call (kept in the prompt while the turn runs)
     result: str
@@ -271,6 +275,8 @@ class ApiFunction(TypedDict):
     name: str
     description: str
     parameters: dict[str, Any]
+    namespace: NotRequired[str]  # a Responses `namespace` tool's name (absent: "functions")
+    namespace_description: NotRequired[str]
 
 
 class ApiPrompt(TypedDict):
@@ -282,6 +288,11 @@ class ApiPrompt(TypedDict):
     steps: list[ApiToolStep]
     # The client's functions: a call to one ends the reply, for the client to run.
     functions: list[ApiFunction]
+    # The instructions that came as input items (developer/system messages), part of *instructions*: a
+    # response chained to this one (previous_response_id) keeps them, but not the request's `instructions`.
+    carried: NotRequired[str]
+    # The server's own tools the request asked for and may use ("browser", "python"): run by the worker.
+    builtins: NotRequired[list[str]]
 
 
 class ApiJsonFormat(TypedDict):
@@ -289,6 +300,13 @@ class ApiJsonFormat(TypedDict):
 
     name: str  # the schema's name; "" for json_object
     schema: dict[str, Any] | None  # None: any JSON object
+
+
+class ApiForcedCall(TypedDict):
+    """A `tool_choice` of `required` or a named function: the reply must call one of *recipients*."""
+
+    recipients: list[str]  # namespace.name
+    schema: dict[str, Any] | None  # the arguments' JSON Schema (None: any object, for a choice of several)
 
 
 class ApiSampling(TypedDict):
@@ -300,6 +318,7 @@ class ApiSampling(TypedDict):
     # The request's prompt_cache_key: which of the user's cached prompts the engine should reuse ("": one
     # per user).
     cache_key: NotRequired[str]
+    call: NotRequired[ApiForcedCall | None]  # the reply must be a call to one of the client's functions
 
 
 class ApiRequest(models.Model):
@@ -311,11 +330,16 @@ class ApiRequest(models.Model):
 
     class Kind(models.TextChoices):
         CHAT_COMPLETIONS = "chat.completions", "Chat Completions"
+        RESPONSES = "responses", "Responses"
 
     reply = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="api_request")
     kind = models.CharField(max_length=40, choices=Kind.choices)
     prompt = models.JSONField()
     sampling = models.JSONField()
+    # A Responses API call's public id (`resp_...`), and what its response object echoes back (instructions,
+    # tools, tool_choice, store, background, ...: chat.api.responses).
+    response_id = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    options = models.JSONField(default=dict, blank=True)
     # Why the reply ended, in OpenAI's words (stop, length, tool_calls), set with the reply's final write.
     finish_reason = models.CharField(max_length=20, blank=True)
     created_at = models.DateTimeField(default=timezone.now)

@@ -2,7 +2,7 @@
 model's reasoning.
 
 PostgreSQL does the work: each text has a stored generated `tsvector` (English stemming and stop words)
-with a GIN index (chat/migrations/0008_search_vectors.py). All the words must match, the last one typed as
+with a GIN index (chat/migrations/0009_search_vectors.py). All the words must match, the last one typed as
 a prefix (`llam` finds "llama"), and the best hits come first: conversations whose title matches, then
 messages by `ts_rank` (normalized by the text's length, so a short focused message beats a passing mention
 in a long one; a match in the reasoning counts half), the newest first among equals.

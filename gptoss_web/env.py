@@ -56,6 +56,14 @@ def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int
     return value
 
 
+def env_int_or_auto(name: str, default: int, *, minimum: int, maximum: int) -> int | None:
+    """Return the variable *name* read as an integer within [minimum, maximum], or None for ``auto``."""
+    raw = os.environ.get(name)
+    if raw is not None and raw.strip().lower() == "auto":
+        return None
+    return env_int(name, default, minimum=minimum, maximum=maximum)
+
+
 def env_choice(name: str, default: str, choices: Iterable[str]) -> str:
     """Return the variable *name*, which must be one of *choices*."""
     value = env_str(name, default)

@@ -19,6 +19,7 @@ from gptoss_web.env import (
     env_bool,
     env_choice,
     env_int,
+    env_int_or_auto,
     env_list,
     env_str,
     parse_database_url,
@@ -251,7 +252,8 @@ GPTOSS_MODEL_PATH = env_str("GPTOSS_MODEL_PATH", "")
 # process reads these, so that a bad value stops whichever starts first, naming the variable. The web side
 # also holds an answer's budget (GPTOSS_MAX_ANSWER_TOKENS) against the daily quota while it is in flight.
 GPTOSS_CONTEXT = env_int("GPTOSS_CONTEXT", DEFAULT_CONTEXT, minimum=MIN_CONTEXT)
-GPTOSS_SLOTS = env_int("GPTOSS_SLOTS", DEFAULT_SLOTS, minimum=1, maximum=MAX_SLOTS)
+# A number, or `auto`: as many as the memory left after the model loads holds (None here; the worker decides).
+GPTOSS_SLOTS = env_int_or_auto("GPTOSS_SLOTS", DEFAULT_SLOTS, minimum=1, maximum=MAX_SLOTS)
 GPTOSS_N_GPU_LAYERS = env_int("GPTOSS_N_GPU_LAYERS", DEFAULT_N_GPU_LAYERS, minimum=-1)
 GPTOSS_N_CPU_MOE = env_int("GPTOSS_N_CPU_MOE", 0, minimum=0)
 GPTOSS_CPU_MOE = env_bool("GPTOSS_CPU_MOE", False)

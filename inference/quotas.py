@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -142,15 +142,20 @@ def prompt_spec(
     )
 
 
-def api_prompt_spec(prompt: ApiPrompt, *, effort: str, steps: Sequence[ToolStep] = ()) -> PromptSpec:
+def api_prompt_spec(
+    prompt: ApiPrompt, *, effort: str, steps: Sequence[ToolStep] = (), builtins: Collection[str] | None = None
+) -> PromptSpec:
     """Return what an API request's prompt is rendered from: its messages, its functions, *steps* after them.
 
-    The server's own tools are not declared: an API request declares its functions, which its client runs.
+    The request declares its functions, which its client runs; of the server's own tools only *builtins*
+    (default: those the request asked for and was allowed, `prompt["builtins"]`), which the worker runs.
     """
+    if builtins is None:
+        builtins = prompt.get("builtins", [])
     client_steps = [
         ToolStep(
             channel="commentary",
-            recipient=f"functions.{step['name']}",
+            recipient=f"{step.get('namespace', 'functions')}.{step['name']}",
             content_type="<|constrain|>json",
             arguments=step["arguments"],
             analysis=step["analysis"],
@@ -161,10 +166,20 @@ def api_prompt_spec(prompt: ApiPrompt, *, effort: str, steps: Sequence[ToolStep]
     return PromptSpec(
         effort=effort,
         date=date.today().isoformat(),
-        browser=False,
-        python=False,
+        browser="browser" in builtins,
+        python="python" in builtins,
+        python_timeout_s=settings.GPTOSS_PYTHON_TIMEOUT_S,
         instructions=prompt["instructions"],
-        functions=[FunctionSpec(f["name"], f["description"], f["parameters"]) for f in prompt["functions"]],
+        functions=[
+            FunctionSpec(
+                f["name"],
+                f["description"],
+                f["parameters"],
+                f.get("namespace", "functions"),
+                f.get("namespace_description"),
+            )
+            for f in prompt["functions"]
+        ],
         history=[Turn(user=turn["user"], final=turn["final"]) for turn in prompt["history"]],
         user=prompt["user"],
         tool_steps=[*client_steps, *steps],

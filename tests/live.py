@@ -64,14 +64,18 @@ def live_stack(
     if static_root is None:
         tmp = Path(tempfile.mkdtemp(prefix="gptoss-static-"))
         static_root = collect_static(tmp)
+    worker_env = dict(worker_env or {})
+    # The model's budget, which the web process checks requests against too (one environment, as deployed).
+    shared = ("GPTOSS_CONTEXT", "GPTOSS_MAX_ANSWER_TOKENS")
+    budget = {name: worker_env[name] for name in shared if name in worker_env}
     stack = Stack(
         database_url=test_database_url(),
         redis_prefix=settings.GPTOSS_REDIS_PREFIX,
         redis_url=settings.REDIS_URL,
-        worker_env=dict(worker_env or {}),
+        worker_env=worker_env,
         DJANGO_STATIC_ROOT=str(static_root),
         GPTOSS_VAR_DIR=str(settings.GPTOSS_VAR_DIR),
-        GPTOSS_CONTEXT="2048",
+        **{"GPTOSS_CONTEXT": "2048", **budget},
     )
     try:
         yield stack.start()

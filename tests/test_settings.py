@@ -139,6 +139,19 @@ def test_every_engine_variable_is_checked_at_start_and_named_in_one_line(
     assert line.startswith(f"Configuration error: {message}"), line
 
 
+@pytest.mark.parametrize("value", ["auto", " AUTO "])
+def test_gptoss_slots_auto_leaves_the_slots_to_the_worker_with_one_conversations_context(value: str) -> None:
+    """GPTOSS_SLOTS=auto: the engine settings say so and hold one slot of GPTOSS_CONTEXT tokens until the
+    model has loaded and the worker's engine sizes them (tests/inference/test_engine.py)."""
+    probe = (
+        "import django; django.setup(); from django.conf import settings; e = settings.GPTOSS_ENGINE; "
+        "print(settings.GPTOSS_SLOTS, e.auto_slots, e.n_slots, e.n_ctx, e.called('n_slots'))"
+    )
+    result = run(["-c", probe], {**PRODUCTION, "GPTOSS_SLOTS": value, "GPTOSS_CONTEXT": "4096"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "True", "1", "4096", "GPTOSS_SLOTS"]
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -23,12 +23,13 @@ CHECK_EVERY_S = 1.0
 TERMINAL = {Message.Status.DONE, Message.Status.CANCELLED, Message.Status.FAILED, Message.Status.INTERRUPTED}
 
 
-def _catch_up(reply_id: int) -> tuple[list[StreamEvent], MessagePayload | None]:
-    """Return the reply's stream events so far and, once it has ended, its stored state."""
+def _catch_up(reply_id: int, seq: int = 0) -> tuple[list[StreamEvent], MessagePayload | None]:
+    """Return the reply's stream events after *seq* and, once it has ended, its stored state."""
     reply = Message.objects.get(pk=reply_id)
+    missed = events.stream_events_after(reply_id, seq) or []
     if reply.status in TERMINAL:
-        return [], events.message_payload(reply)
-    return events.stream_events_after(reply_id, 0) or [], None
+        return missed, events.message_payload(reply)
+    return missed, None
 
 
 async def follow(
@@ -53,21 +54,42 @@ async def follow(
         if ended is not None:
             yield {"type": "done", "message": ended}
             return
-        checked = time.monotonic()
+        checked = heard = time.monotonic()
         while True:
             try:
                 message = await asyncio.wait_for(layer.receive(channel), CHECK_EVERY_S)
             except TimeoutError:
                 message = {}
-            if alive is not None and time.monotonic() - checked >= CHECK_EVERY_S:
-                await database_sync_to_async(alive)()
+            if time.monotonic() - checked >= CHECK_EVERY_S:
+                if alive is not None:
+                    await database_sync_to_async(alive)()
                 checked = time.monotonic()
+                if checked - heard >= CHECK_EVERY_S:  # a second without news: its end may have been dropped
+                    heard = checked
+                    missed, ended = await database_sync_to_async(_catch_up)(reply.pk, seq)
+                    if ended is not None:
+                        for event in missed:
+                            yield event
+                        yield {"type": "done", "message": ended}
+                        return
             frame = message.get("payload", {})
             kind = frame.get("type")
             if kind in ("delta", "tool", "notice") and frame["message"] == reply.pk and frame["seq"] > seq:
+                heard = time.monotonic()
+                if frame["seq"] > seq + 1:
+                    # Events dropped on the way (the channel layer drops what a busy reader's channel cannot
+                    # hold): read them from the reply's Redis list, in order, before this one.
+                    missed = await database_sync_to_async(events.stream_events_after)(reply.pk, seq) or []
+                    for event in missed:
+                        if event["seq"] < frame["seq"]:
+                            yield event
                 seq = frame["seq"]
                 yield frame
             elif kind == "done" and frame["message"]["id"] == reply.pk:
+                if frame["message"]["seq"] > seq:  # its last events were dropped on the way
+                    missed = await database_sync_to_async(events.stream_events_after)(reply.pk, seq) or []
+                    for event in missed:
+                        yield event
                 yield frame
                 return
     finally:

@@ -124,11 +124,14 @@ def get_encoding() -> HarmonyEncoding:
 
 @dataclass(frozen=True)
 class FunctionSpec:
-    """A developer-defined function the model may call as ``functions.NAME``."""
+    """A developer-defined function the model may call as ``NAMESPACE.NAME`` (``functions.NAME`` unless an
+    API client groups its functions in a namespace of their own)."""
 
     name: str
     description: str
     parameters: dict[str, Any]
+    namespace: str = "functions"
+    namespace_description: str | None = None
 
 
 @dataclass(frozen=True)
@@ -202,9 +205,14 @@ def _developer_message(spec: PromptSpec) -> Message | None:
     content = DeveloperContent.new()
     if spec.instructions:
         content = content.with_instructions(spec.instructions)
-    if spec.functions:
-        content = content.with_function_tools(
-            [ToolDescription.new(f.name, f.description, parameters=f.parameters) for f in spec.functions]
+    namespaces: dict[str, list[FunctionSpec]] = {}
+    for function in spec.functions:
+        namespaces.setdefault(function.namespace, []).append(function)
+    for namespace, functions in namespaces.items():
+        tools = [ToolDescription.new(f.name, f.description, parameters=f.parameters) for f in functions]
+        description = next((f.namespace_description for f in functions if f.namespace_description), None)
+        content = content.with_tools(
+            ToolNamespaceConfig(name=namespace, description=description, tools=tools)
         )
     return Message.from_role_and_content(Role.DEVELOPER, content)
 

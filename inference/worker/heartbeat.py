@@ -92,5 +92,3 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(HEARTBEAT_EVERY_S):
             self.beat()
-
-

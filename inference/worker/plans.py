@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from chat import selectors
 from chat.models import ApiRequest, Message
 from inference.quotas import MIN_ANSWER_TOKENS, api_prompt_spec, prompt_spec
-from inference.runtime.engine.grammar import json_answer_grammar
+from inference.runtime.engine.grammar import function_call_grammar, json_answer_grammar
 from inference.runtime.engine.settings import SamplingParams
 from inference.runtime.harmony import PromptTooLong, ToolStep, Turn, fit_prompt, render_prompt
+from inference.tools.selectors import tools_available
 from inference.tools.toolset import Toolset, toolset_for
 
 
@@ -58,7 +59,12 @@ class TurnPlan:
                 raise PromptRefused(str(too_long)) from None
             return Prompt(fitted.tokens, fitted.dropped_turns, budget)
         # An API request's messages are the client's: none is left out, the answer gets what is left.
-        spec = api_prompt_spec(self.api.prompt, effort=self.message.reasoning_effort, steps=steps)
+        builtins = [
+            name for name, on in (("browser", self.toolset.browser), ("python", self.toolset.python)) if on
+        ]
+        spec = api_prompt_spec(
+            self.api.prompt, effort=self.message.reasoning_effort, steps=steps, builtins=builtins
+        )
         tokens = render_prompt(spec)
         room = context - len(tokens)
         if room < MIN_ANSWER_TOKENS:
@@ -68,7 +74,8 @@ class TurnPlan:
 
 
 def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
-    """Return how *message*'s turn is asked; raise GrammarError for a response format llama.cpp refuses.
+    """Return how *message*'s turn is asked; raise GrammarError for a response format or forced function
+    call that llama.cpp cannot express.
 
     Decided once per turn: a setting changed mid-turn must not change what the model was told.
     """
@@ -79,20 +86,35 @@ def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
             toolset_for(message.conversation),
             cache_key=f"conversation:{message.conversation_id}",
         )
-    json_format = api.sampling.get("json")
+    json_format, call = api.sampling.get("json"), api.sampling.get("call")
+    grammar = None
+    if call is not None:  # the reply is a call, so its answer never needs the JSON format's grammar
+        grammar = function_call_grammar(call["recipients"], call["schema"])
+    elif json_format is not None:
+        grammar = json_answer_grammar(json_format["schema"])
     sampling = SamplingParams(
         temperature=api.sampling["temperature"],
         top_p=api.sampling["top_p"],
         seed=api.sampling["seed"],
-        grammar=None if json_format is None else json_answer_grammar(json_format["schema"]),
+        grammar=grammar,
     )
+    # Of the server's own tools, those the request asked for and its user may still use.
+    asked = api.prompt.get("builtins", [])
+    toolset = Toolset()
+    if asked:
+        available = tools_available(user=message.conversation.owner)
+        toolset = Toolset(
+            browser="browser" in asked and available.browser, python="python" in asked and available.python
+        )
     return TurnPlan(
         message,
         api,
-        Toolset(),  # the server's tools are not declared to an API request
+        toolset,
         sampling,
         stops=tuple(api.sampling["stop"]),
-        client_functions=frozenset(f"functions.{f['name']}" for f in api.prompt["functions"]),
+        client_functions=frozenset(
+            f"{f.get('namespace', 'functions')}.{f['name']}" for f in api.prompt["functions"]
+        ),
         # A client resends the whole conversation each time: the engine reuses the cached prefix of the user's
         # earlier request, one cache per prompt_cache_key the client names (one per user without).
         cache_key=f"api:{message.conversation.owner_id}:{api.sampling.get('cache_key', '')}",

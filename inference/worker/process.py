@@ -125,12 +125,12 @@ def start_engine() -> Engine:
 def _load() -> tuple[Engine, WorkerConfig]:
     config = worker_config()
     configure_vocab(config.engine.model_path, Path(settings.GPTOSS_VAR_DIR) / "vocab")
-    logger.info(
-        "loading %s from %s (%d slots)", config.model_name, config.engine.model_path, config.engine.n_slots
-    )
+    slots = "auto" if config.engine.auto_slots else config.engine.n_slots
+    logger.info("loading %s from %s (%s slots)", config.model_name, config.engine.model_path, slots)
     engine = Engine(config.engine)
     engine.start()
-    return engine, config
+    # With GPTOSS_SLOTS=auto the engine chose the slots (and so the task threads) once the model had loaded.
+    return engine, replace(config, engine=engine.settings)
 
 
 def _sample(status: WorkerStatus) -> None:

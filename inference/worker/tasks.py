@@ -312,7 +312,7 @@ def _generate(
     try:
         plan = _until_database("the tool settings", message.pk, lambda: plan_for(message, api))
     except GrammarError as refused:
-        return ReplyOutcome(Message.Status.FAILED, f"response_format: {refused}", retryable=False)
+        return ReplyOutcome(Message.Status.FAILED, _grammar_refusal(api, refused), retryable=False)
     while True:
         try:
             ask = partial(plan.prompt, state.steps, context=config.context, budget=budget)
@@ -329,7 +329,7 @@ def _generate(
                 cache_key=plan.cache_key,
             )
         except GrammarError as refused:  # a schema the converter took but llama.cpp cannot parse
-            return ReplyOutcome(Message.Status.FAILED, f"response_format: {refused}", retryable=False)
+            return ReplyOutcome(Message.Status.FAILED, _grammar_refusal(api, refused), retryable=False)
         state.prompt_tokens = len(tokens)
         if not state.steps:  # the first generation of the turn: announced while the engine prefills
             _until_database("the start", message.pk, lambda: replies.reply_announce(message=message))
@@ -378,6 +378,12 @@ def _generate(
         # Stored as soon as it is known, so a browser that reloads sees the call and its result.
         if not state.save(message, publisher):
             return ReplyOutcome(Message.Status.CANCELLED)
+
+
+def _grammar_refusal(api: ApiRequest | None, refused: GrammarError) -> str:
+    """Return what the client reads about a grammar llama.cpp refused, naming the parameter behind it."""
+    parameter = "tool_choice" if api is not None and api.sampling.get("call") else "response_format"
+    return f"{parameter}: {refused}"
 
 
 def _over_the_limit(started: ToolCallRecord, max_calls: int) -> ToolResult:

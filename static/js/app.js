@@ -1,13 +1,28 @@
 // The page's one entry module: behaviour that needs no server round trip (the phone menu, the composer
-// keys, copy buttons), the search palette (Ctrl+K), and on a conversation page the live conversation
-// (chat/main.js).
+// keys, copy buttons, the notification switch), the search palette (Ctrl+K), and on a conversation page the
+// live conversation (chat/main.js).
+import { wireNotifySwitch } from "./attention.js";
 import { addCopyButtons, wireCopyTargets } from "./copy.js";
 import { showHit } from "./chat/hit.js";
 import { startChat } from "./chat/main.js";
 import { startSearchPalette } from "./search_palette.js";
 
+// The phone menu: opening it moves the focus into it, Escape or its ✕ closes it and gives the focus back.
+const menuButton = document.querySelector(".topbar [data-toggle-sidebar]");
+function showSidebar(open) {
+  document.body.classList.toggle("sidebar-open", open);
+  if (menuButton) { menuButton.setAttribute("aria-expanded", open ? "true" : "false"); }
+  const target = open ? document.querySelector(".sidebar [data-toggle-sidebar]") : menuButton;
+  if (target && target.offsetParent !== null) { target.focus(); }
+}
 document.querySelectorAll("[data-toggle-sidebar]").forEach((node) => {
-  node.addEventListener("click", () => { document.body.classList.toggle("sidebar-open"); });
+  node.addEventListener("click", () => showSidebar(!document.body.classList.contains("sidebar-open")));
+});
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && document.body.classList.contains("sidebar-open")) {
+    event.preventDefault();
+    showSidebar(false);
+  }
 });
 
 const composer = document.querySelector("[data-role=composer]");
@@ -29,6 +44,7 @@ if (composer) {
 
 addCopyButtons(document);
 wireCopyTargets(document);
+wireNotifySwitch(document);
 
 const thread = document.getElementById("thread");
 if (thread && !showHit(thread)) { thread.scrollTop = thread.scrollHeight; }

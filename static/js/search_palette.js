@@ -62,6 +62,9 @@ class Palette {
     this.input.addEventListener("input", () => this.schedule());
     this.reasoning.addEventListener("change", () => { this.input.focus(); this.schedule(); });
     this.input.addEventListener("keydown", (event) => this.key(event));
+    // Escape belongs to the palette (the dialog closes itself): the page's own Escape (closing the phone menu)
+    // must not see it, or prevent the dialog from closing.
+    this.dialog.addEventListener("keydown", (event) => { if (event.key === "Escape") { event.stopPropagation(); } });
     this.form.addEventListener("submit", (event) => {
       // A chosen result opens, unless it was chosen for words since changed (their results are on the way).
       if (this.active >= 0 && this.shownFor === this.input.value.trim()) {

@@ -13,6 +13,7 @@ from tests.live import live_stack
 @pytest.fixture(scope="package")
 def live(django_db_setup: None) -> Iterator[Stack]:
     """Daphne, a tiny-model GPU worker (2 slots) and the reaper, for the package's tests."""
-    # Room for an "endless" answer to stream for a few seconds before its length limit.
-    with live_stack(worker_env={"GPTOSS_CONTEXT": "4096", "GPTOSS_MAX_ANSWER_TOKENS": "2000"}) as stack:
+    # Room for an "endless" answer to stream for a few seconds before its length limit, and for the prompt of
+    # a coding agent (Codex CLI: about 10,000 tokens of instructions and tools).
+    with live_stack(worker_env={"GPTOSS_CONTEXT": "16384", "GPTOSS_MAX_ANSWER_TOKENS": "2000"}) as stack:
         yield stack

@@ -277,3 +277,35 @@ def test_a_key_revoked_during_a_stream_ends_it(live: Stack, key: str) -> None:
     while Message.objects.filter(role="assistant", status__in=Message.IN_FLIGHT).exists():
         assert time.monotonic() < deadline, "the reply still runs"
         time.sleep(0.1)
+
+
+UNITS_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "set_units",
+        "description": "Choose the units of the answer.",
+        "parameters": {
+            "type": "object",
+            "properties": {"unit": {"enum": ["celsius", "fahrenheit"]}},
+            "required": ["unit"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def test_tool_choice_forces_a_call_the_model_would_not_have_made(client: openai.OpenAI) -> None:
+    think = [{"role": "user", "content": "Please think"}]
+    tools = [WEATHER_TOOL, UNITS_TOOL]
+    free = client.chat.completions.create(model="tiny", messages=think, tools=tools)
+    assert free.choices[0].message.content == REASONING_ANSWER  # left to itself, the model answers
+    for choice in ("required", {"type": "function", "function": {"name": "set_units"}}):
+        forced = client.chat.completions.create(
+            model="tiny", messages=think, tools=[UNITS_TOOL] if choice == "required" else tools,
+            tool_choice=choice, max_tokens=300, temperature=0,
+        )  # fmt: skip
+        message = forced.choices[0].message
+        assert forced.choices[0].finish_reason == "tool_calls", forced
+        assert message.reasoning == REASONING_ANALYSIS  # type: ignore[attr-defined]  # it still reasons first
+        assert message.tool_calls is not None and message.tool_calls[0].function.name == "set_units"
+        assert json.loads(message.tool_calls[0].function.arguments)["unit"] in ("celsius", "fahrenheit")

@@ -68,6 +68,7 @@ def test_sampling_and_limits_are_read_and_checked() -> None:
         "stop": ["END"],
         "json": None,
         "cache_key": "",
+        "call": None,
     }
     assert (request.max_tokens, request.effort, request.exclude_reasoning) == (64, "low", True)
     assert request.stream and request.include_usage
@@ -96,7 +97,8 @@ def test_a_json_response_format_is_kept_for_the_worker() -> None:
         ({"n": 2}, "n"),
         ({"logprobs": True}, "logprobs"),
         ({"frequency_penalty": 0.5}, "frequency_penalty"),
-        ({"tool_choice": "required"}, "tool_choice"),
+        ({"tool_choice": "required"}, "tool_choice"),  # with no function to call
+        ({"tool_choice": {"type": "function", "function": {"name": "nope"}}}, "tool_choice"),
         ({"response_format": {"type": "xml"}}, "response_format"),
         ({"response_format": {"type": "json_schema"}}, "response_format.json_schema"),
         (

@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 
 from gptoss_web.devtools.stack import Stack
+from inference.status import WorkerStatus
+from inference.worker.heartbeat import Heartbeat
+from tests.browser.worker_play import WORKER
 from tests.factories import PASSWORD, UserFactory
 from tests.live import collect_static, live_stack
 
@@ -130,3 +133,11 @@ def alice_user(transactional_db: None) -> Any:
 @pytest.fixture
 def bob_user(transactional_db: None) -> Any:
     return UserFactory(username="bob")
+
+
+@pytest.fixture
+def worker_heartbeat(live: Stack) -> Iterator[Heartbeat]:
+    """A worker the reaper sees alive and that lists no replies, so it leaves the test's replies streaming."""
+    beat = Heartbeat(WorkerStatus(name=WORKER, model="render-test", state="ready"), lambda _: None).start()
+    yield beat
+    beat.stop()

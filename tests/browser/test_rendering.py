@@ -7,27 +7,23 @@ services and the stream, as inference.worker.tasks does, so each state holds sti
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
 from playwright.sync_api import expect
 
-from chat.events import stream_publish
-from chat.models import Conversation, Message
 from chat.services import messages, replies
 from gptoss_web.devtools.stack import Stack, wait_until
 from inference.models import ServedModel
-from inference.status import WorkerStatus
-from inference.worker.heartbeat import Heartbeat
 from tests.browser.chat_page import ChatPage
+from tests.browser.worker_play import finish, start, stream
 from tests.factories import make_conversation
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
 # The thread as a tree of {tag, attributes, children}: whitespace between elements and inside text collapsed,
-# class names sorted. Left out: what only a connected page has (the Retry/Edit buttons, the code blocks'
-# Copy buttons) and `data-seq`, the live view's own bookkeeping.
+# class names sorted. Left out: what only a connected page has (the Copy, Retry and Edit buttons of a message,
+# the code blocks' Copy buttons) and `data-seq`, the live view's own bookkeeping.
 NORMALISE = """
 (root) => {
   const norm = (node) => {
@@ -83,32 +79,6 @@ def assert_same_as_server(chat: ChatPage, reply: int, status: str) -> list[dict[
     except Exception:
         assert live == server  # pytest shows where they differ
     return live
-
-
-def stream(message: Message, seq: int, **event: Any) -> None:
-    stream_publish(
-        message.conversation_id, message.pk, {"message": message.pk, "seq": seq, "at": time.time(), **event}
-    )
-
-
-def start(conversation: Conversation, text: str) -> Message:
-    """Send *text* and claim its reply as a GPU worker does; return the reply."""
-    _, reply = messages.message_send(conversation=conversation, text=text)
-    claimed = replies.reply_start(message_id=reply.pk, task_id=f"render-{reply.pk}", worker=WORKER)
-    assert claimed is not None and claimed.pk == reply.pk
-    replies.reply_announce(message=claimed)
-    return claimed
-
-
-WORKER = "render-test-worker"
-
-
-@pytest.fixture
-def worker_heartbeat(live: Stack) -> Any:
-    """A worker the reaper sees alive and that lists no replies, so it leaves the test's replies streaming."""
-    beat = Heartbeat(WorkerStatus(name=WORKER, model="render-test", state="ready"), lambda _: None).start()
-    yield beat
-    beat.stop()
 
 
 def test_every_status_renders_the_same_live_and_after_a_reload(
@@ -177,18 +147,3 @@ def test_every_status_renders_the_same_live_and_after_a_reload(
     stream(reply, 1, type="delta", reasoning="A short one.", content="Once upon")
     assert replies.reply_interrupt(message=reply, reason="The GPU worker stopped while writing this reply.")
     assert_same_as_server(chat, reply.pk, "interrupted")
-
-
-def finish(
-    reply: Message, status: str, content: str, tool_calls: list[dict], *, seq: int, **fields: Any
-) -> None:
-    """Store the end of *reply* as the GPU worker's task does."""
-    figures = {"queue_wait_ms": None, "ttft_ms": None, "tokens_per_second": None}
-    if fields.get("ttft_ms") is not None:
-        figures["tokens_per_second"] = 23.45
-    figures.update({k: v for k, v in fields.items() if k in figures})
-    replies.reply_finish(
-        message=reply, status=status, content=content, reasoning=fields.get("reasoning", ""),
-        tool_calls=tool_calls, seq=seq,
-        prompt_tokens=120, reasoning_tokens=7, answer_tokens=9, error=fields.get("error", ""), **figures,
-    )  # fmt: skip

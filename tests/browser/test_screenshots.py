@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
+from inference.models import ServedModel
 from tests.browser.chat_page import ChatPage
 from tests.browser.test_client import FakeServer, msg, question, state
+from tests.browser.worker_play import finish, start
 from tests.factories import make_conversation, make_exchange
 
 pytestmark = [
@@ -133,6 +135,39 @@ def test_shots_of_editing_an_error_reconnecting_and_the_jump_button(shot: Any, a
     server.routes[-1].close(code=1011)
     page.wait_for_selector("[data-role=conn]:visible")
     take("reconnecting")
+
+
+def test_shots_of_math_copy_buttons_the_notification_switch_and_the_skip_link(
+    shot: Any, alice_user: Any, worker_heartbeat: Any
+) -> None:
+    page, take = shot
+    ServedModel.objects.create(name="orphan-oss", source="tiny")  # no worker serves it: the test plays one
+    conversation = make_conversation(alice_user, model_name="orphan-oss", title="Gaussian integral")
+    question = "What is $\\int_{-\\infty}^{\\infty} e^{-x^2}\\,dx$? It costs $5 and $6 to ask."
+    reply = start(conversation, question)
+    answer = (
+        "Square it and switch to polar coordinates:\n\n"
+        "$$\nI^2 = \\int_0^{2\\pi}\\!\\int_0^\\infty e^{-r^2} r\\,dr\\,d\\theta = \\pi\n$$\n\n"
+        "so \\(I = \\sqrt{\\pi}\\). A matrix for good measure: "
+        "\\[\\begin{pmatrix} a & b \\\\ c & d \\end{pmatrix}^{-1} = \\frac{1}{ad-bc}"
+        "\\begin{pmatrix} d & -b \\\\ -c & a \\end{pmatrix}\\]\n\n"
+        "A formula that cannot be read stays as written: $\\frac{1}{$."
+    )
+    finish(reply, "done", answer, [], seq=0, queue_wait_ms=4, ttft_ms=120)
+    ChatPage(page).open(conversation.pk)
+    take("math")
+    page.locator(f"#message-{reply.pk} [data-role=copy-message]").focus()
+    take("copy-focused")
+    menu = page.locator(".topbar [data-toggle-sidebar]")
+    if menu.is_visible():
+        menu.click()
+    page.locator(".user-menu summary").click()
+    take("notify-switch")
+    page.goto(f"/c/{conversation.pk}/")
+    top = "() => { const b = document.body; b.tabIndex = -1; b.focus(); b.removeAttribute('tabindex'); }"
+    page.evaluate(top)  # the focus at the page's start, as from the address bar
+    page.keyboard.press("Tab")
+    take("skip-link")
 
 
 def test_shots_of_the_search_palette_the_search_page_and_a_found_message(shot: Any, alice_user: Any) -> None:

@@ -5,6 +5,7 @@ serves says so and fails in time, and a model served from a path carries its own
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
 import time
@@ -24,6 +25,7 @@ from websockets.asyncio.client import ClientConnection
 from chat.models import Conversation, Message
 from gptoss_web.devtools.stack import Process, Stack, wait_until
 from inference.models import ServedModel
+from inference.status import worker_key
 from tests.faults.sockets import (
     latest_reply,
     new_conversation,
@@ -62,6 +64,27 @@ def running(
 
 
 # --- Issue 12.5: the worker's task threads follow the engine's slots ---------------------------------------
+
+
+def test_with_gptoss_slots_auto_the_worker_runs_one_task_thread_per_slot_its_engine_sized() -> None:
+    """GPTOSS_SLOTS=auto: the engine sizes the slots once the model has loaded, logs how, and the Celery pool
+    gets as many threads (the heartbeat says the same)."""
+    with running(without=("web", "reaper"), GPTOSS_SLOTS="auto") as stack:
+        output = stack.output("worker")
+        said = re.search(r"GPTOSS_SLOTS=auto: .* of RAM free after loading the model.*: (\d+) slots", output)
+        assert said, output
+        slots = int(said.group(1))
+        assert slots > 1
+        assert f"concurrency: {slots} (thread)" in output
+        client = redis.Redis.from_url(stack.env["REDIS_URL"])
+        wait_until(lambda: _heartbeat_slots(client) == [slots], 10, "a heartbeat with the sized slots")
+
+
+def _heartbeat_slots(client: redis.Redis) -> list[int]:
+    """Return the slots each live worker's heartbeat reports."""
+    return [
+        json.loads(client.get(key) or "{}").get("slots_total") for key in client.scan_iter(worker_key("*"))
+    ]
 
 
 async def test_a_registry_row_of_one_slot_keeps_the_second_reply_in_line_not_answering(

@@ -24,8 +24,8 @@ from gptoss_web.devtools.tinymodel import SCRIPTS, SHAPES, tiny_model_path, writ
 from inference.runtime.engine import llama as engine_llama
 from inference.runtime.engine.engine import Engine, Generation
 from inference.runtime.engine.errors import EngineStoppedError, GrammarError, ModelLoadError, SettingsError
-from inference.runtime.engine.grammar import json_answer_grammar
-from inference.runtime.engine.settings import EngineSettings, Grammar, SamplingParams
+from inference.runtime.engine.grammar import function_call_grammar, json_answer_grammar
+from inference.runtime.engine.settings import EngineSettings, Grammar, SamplingParams, engine_settings
 from inference.runtime.harmony import STOP_TOKENS, PromptSpec, Turn, render_prompt
 from inference.runtime.tokens import CALL, CHANNEL, MESSAGE, RETURN
 
@@ -138,6 +138,21 @@ def test_a_json_schema_grammar_constrains_the_answer_and_leaves_the_reasoning_al
     answer = _text(engine, tokens[header:-1])
     jsonschema.validate(json.loads(answer), MOOD_SCHEMA)
     assert json.loads(answer)["mood"] in ("happy", "sad")
+
+
+def test_a_forced_call_grammar_makes_the_reply_a_call_after_the_model_s_own_reasoning(engine: Engine) -> None:
+    """tool_choice required: the model reasons as it would, then calls the function instead of answering."""
+    grammar = function_call_grammar(["functions.set_mood"], MOOD_SCHEMA)
+    gen = engine.submit(
+        _prompt("Please think"), sampling=SamplingParams(temperature=0.0, grammar=grammar), max_tokens=300,
+        stop_tokens=STOPS,
+    )  # fmt: skip
+    text = _text(engine, list(gen))
+    assert gen.stats.stop_reason == "stop_token" and gen.error is None, text
+    analysis = "<|channel|>analysis<|message|>" + SCRIPTS["reasoning"].first.analysis + "<|end|>"
+    assert text.startswith(analysis + "<|start|>assistant<|channel|>commentary to=functions.set_mood"), text
+    arguments = text.split("<|message|>")[-1].removesuffix("<|call|>")
+    assert json.loads(arguments)["mood"] in ("happy", "sad")
 
 
 def test_a_grammar_llama_cpp_cannot_parse_is_refused_at_submit(
@@ -442,6 +457,67 @@ def test_seeded_sampling_is_reproducible(random_model: Path) -> None:
     assert a == b
 
 
+MIXED_SAMPLING = [
+    GREEDY,
+    SamplingParams(seed=1),
+    SamplingParams(seed=2),
+    SamplingParams(temperature=0.6, seed=3),
+    SamplingParams(temperature=1.4, min_p=0.0, seed=4),
+    SamplingParams(top_p=0.9, seed=5),
+    SamplingParams(top_k=20, temperature=0.8, seed=6),
+    SamplingParams(temperature=0.0, top_p=0.5),
+]
+
+
+def _mixed_batch(model: Path, *, batched: bool) -> list[list[int]]:
+    """Run eight generations with different sampling at once; return each one's tokens."""
+    settings = EngineSettings(model_path=model, n_ctx=2048, n_slots=8, batched_sampling=batched)
+    with Engine(settings) as eng:
+        gens = [
+            eng.submit([11 + i, 22, 33], sampling=sampling, max_tokens=40, stop_tokens=NO_STOPS)
+            for i, sampling in enumerate(MIXED_SAMPLING)
+        ]
+        outputs = [list(gen) for gen in gens]
+        assert min(gen.token_steps[0] for gen in gens) == max(gen.token_steps[0] for gen in gens)
+    return outputs
+
+
+def test_batched_sampling_gives_every_sequence_the_tokens_llama_cpps_own_samplers_give(
+    random_model: Path,
+) -> None:
+    """Eight sequences sampled together, each with its own temperature, top-p, top-k and seed, get token for
+    token what each gets from its own llama.cpp sampler chain (the engine's sampling before batching)."""
+    batched = _mixed_batch(random_model, batched=True)
+    assert batched == _mixed_batch(random_model, batched=False)
+    assert len({tuple(tokens) for tokens in batched}) == len(MIXED_SAMPLING)
+
+
+def test_a_grammar_sequence_stays_constrained_among_batched_ones(engine: Engine) -> None:
+    """A JSON-schema answer sampled by llama.cpp's grammar sampler, in the steps of seven free streams."""
+    prompt = _prompt("Please think")
+    free = [
+        engine.submit(
+            _prompt("Tell an endless story"),
+            sampling=SamplingParams(seed=i),
+            max_tokens=150,
+            stop_tokens=STOPS,
+        )
+        for i in range(7)
+    ]
+    sampling = SamplingParams(temperature=1.0, seed=3, grammar=json_answer_grammar(MOOD_SCHEMA))
+    constrained = engine.submit(prompt, sampling=sampling, max_tokens=300, stop_tokens=STOPS)
+    tokens = list(constrained)
+    for gen in free:
+        list(gen)
+    assert constrained.stats.stop_reason == "stop_token" and tokens[-1] == RETURN
+    # Every one of its tokens was sampled in a step that sampled free streams too.
+    assert set(constrained.token_steps) <= {step for gen in free for step in gen.token_steps}
+    assert all(gen.stats.generated_tokens == 150 for gen in free)
+    header = len(tokens) - tokens[::-1].index(CHANNEL) + 2
+    answer = _text(engine, tokens[header:-1])
+    jsonschema.validate(json.loads(answer), MOOD_SCHEMA)
+
+
 def test_closing_fails_queued_work_and_refuses_new_work(random_model: Path) -> None:
     eng = Engine(EngineSettings(model_path=random_model, n_ctx=1024, n_slots=1))
     eng.start()
@@ -498,6 +574,59 @@ def test_a_kv_cache_that_cannot_fit_is_refused(random_model: Path, monkeypatch: 
     monkeypatch.setattr(engine_llama, "device_memory", lambda: tiny_ram)
     with pytest.raises(ModelLoadError, match=r"lower n_ctx \(or use kv_type=q8_0\)"):
         Engine(EngineSettings(model_path=random_model, n_ctx=1 << 20, n_slots=4)).start()
+
+
+AUTO_NAMES = {"slots": "GPTOSS_SLOTS", "context": "GPTOSS_CONTEXT"}
+GIB = 1 << 30
+
+
+def _one_slot_and_weights(model: Path, context: int) -> tuple[int, int]:
+    """Return the KV cache bytes of one slot of *context* tokens, and the weights' bytes, as loaded."""
+    with Engine(EngineSettings(model_path=model, n_ctx=context, n_slots=1)) as eng:
+        assert eng._model is not None
+        return engine_llama.kv_cache_bytes(eng._model, eng.settings), llama_cpp.llama_model_size(eng._model)
+
+
+def _ram(monkeypatch: pytest.MonkeyPatch, available: int) -> None:
+    """Make the machine report *available* bytes of RAM (ggml's CPU device says total; the kernel, this)."""
+    cpu = [engine_llama.DeviceMemory(name="CPU", is_cpu=True, free=64 * GIB, total=64 * GIB)]
+    monkeypatch.setattr(engine_llama, "device_memory", lambda: cpu)
+    monkeypatch.setattr(engine_llama, "available_ram", lambda: available)
+
+
+def test_auto_slots_fill_the_ram_left_after_loading_and_say_how(
+    random_model: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """GPTOSS_SLOTS=auto on a CPU: the mapped weights and a reserve for llama.cpp's buffers come off the RAM
+    available; what is left holds five slots' KV caches (and a half), so the engine runs five at once."""
+    per_slot, weights = _one_slot_and_weights(random_model, 1024)
+    _ram(monkeypatch, weights + GIB + per_slot * 11 // 2)
+    settings = engine_settings(model_path=random_model, context=1024, slots=None, names=AUTO_NAMES)
+    assert (settings.auto_slots, settings.n_slots, settings.n_ctx) == (True, 1, 1024)
+    with caplog.at_level("INFO", logger="inference.runtime.engine.engine"), Engine(settings) as eng:
+        assert (eng.n_slots, eng.settings.n_slots, eng.settings.n_ctx) == (5, 5, 5 * 1024)
+        gens = [eng.submit([1, 2, 3], sampling=GREEDY, max_tokens=20, stop_tokens=NO_STOPS) for _ in range(6)]
+        for gen in gens:
+            list(gen)
+        assert len({gen.token_steps[0] for gen in gens[:5]}) == 1  # five at once
+        assert gens[5].token_steps[0] > gens[0].token_steps[-1]  # the sixth waited for a slot
+    said = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("GPTOSS_SLOTS=auto:"))
+    assert "of RAM free after loading the model" in said and "mapped weights" in said
+    assert "less 1.00 GiB kept for llama.cpp's buffers" in said
+    assert said.endswith(": 5 slots"), said
+
+
+def test_auto_slots_stop_at_the_cap_and_refuse_when_not_one_fits(
+    random_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    per_slot, weights = _one_slot_and_weights(random_model, 1024)
+    settings = engine_settings(model_path=random_model, context=1024, slots=None, names=AUTO_NAMES)
+    _ram(monkeypatch, weights + GIB + per_slot * 1000)
+    with Engine(settings) as eng:
+        assert eng.n_slots == 64
+    _ram(monkeypatch, weights + GIB)
+    with pytest.raises(ModelLoadError, match=r"GPTOSS_SLOTS=auto: .* too little for one slot's KV cache"):
+        Engine(settings).start()
 
 
 @pytest.mark.parametrize(

@@ -170,6 +170,19 @@ def test_prompt_with_effort_tools_instructions_and_functions_matches_harmony_ref
     assert "type get_weather" in text
 
 
+def test_functions_in_a_namespace_of_their_own_are_declared_under_it(encoding: HarmonyEncoding) -> None:
+    spec = make_spec(
+        functions=[
+            FunctionSpec("get_weather", "Get the current weather.", WEATHER_SCHEMA),
+            FunctionSpec("spawn", "Start a helper.", {"type": "object"}, "agents", "Tools for helpers."),
+        ]
+    )
+    text = encoding.decode(render_prompt(spec))
+
+    assert "namespace functions {" in text and "type get_weather" in text
+    assert "// Tools for helpers.\nnamespace agents {" in text and "type spawn" in text
+
+
 def test_prompt_without_instructions_or_functions_has_no_developer_message(encoding: HarmonyEncoding) -> None:
     text = encoding.decode(render_prompt(make_spec(effort="low")))
 

@@ -1,1 +1,1 @@
-"""`make bench`: `python -m gptoss_web.devtools.bench engine|pipeline|sockets`."""
+"""`make bench`: `python -m gptoss_web.devtools.bench engine pipeline` (and `sockets`)."""

@@ -7,6 +7,8 @@ generated models:
 - a bare low-level llama.cpp batched decode loop at 8 streams (no Engine, minimal Python), to show
   what the Engine's scheduling costs (``batch_efficiency``);
 - llama-cpp-python's high-level ``Llama.generate`` single stream (``overhead_ratio``);
+- the engine's own Python time per step at 8, 16 and 32 streams, sampling each sequence with its own
+  llama.cpp sampler chain (as it did first) and all of them together (``sampling_gain_32``);
 - time to first token of a 2,000-token conversation's next turn, cold and with prefix reuse
   (random "bench" model, 512 wide, 4 layers).
 
@@ -30,6 +32,7 @@ from typing import Any
 
 import llama_cpp
 
+from gptoss_web.devtools.bench.table import Row, Table, Target
 from gptoss_web.devtools.tinymodel import SHAPES, write_random_model
 from inference.runtime.engine import llama as ll
 from inference.runtime.engine.engine import Engine
@@ -41,14 +44,9 @@ logger = logging.getLogger(__name__)
 BENCH_DIR = Path("var/bench")
 LATEST = BENCH_DIR / "latest.json"
 STREAMS = (1, 2, 4, 8)
+MANY_STREAMS = (8, 16, 32)
 GREEDY = SamplingParams(temperature=0.0)
 NO_STOPS: frozenset[int] = frozenset()
-TARGETS = {
-    "engine.speedup_8": 1.4,
-    "engine.batch_efficiency": 0.9,
-    "engine.overhead_ratio": 0.9,
-    "prefix.speedup": 5.0,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +69,6 @@ def _random_prompt(rng: random.Random, n: int) -> list[int]:
 
 def _model(name: str) -> Path:
     """Return a generated random-weight model of the named shape, written once under var/bench."""
-
 
     # The name carries the shape, so a changed shape never reuses a stale file.
     digest = hashlib.sha256(repr(SHAPES[name]).encode()).hexdigest()[:10]
@@ -211,6 +208,67 @@ def bench_throughput(plan: Plan) -> dict[str, Any]:
     }
 
 
+def engine_python_ms(engine: Engine, streams: int, n_tokens: int, rng: random.Random) -> float:
+    """Return the engine thread's own (Python) time per step while *streams* sampled generations run."""
+    before = engine.timings()
+    gens = [
+        engine.submit(
+            _random_prompt(rng, 16),
+            sampling=SamplingParams(seed=rng.randrange(2**32)),  # gpt-oss's recommended sampling
+            max_tokens=n_tokens,
+            stop_tokens=NO_STOPS,
+        )
+        for _ in range(streams)
+    ]
+    for gen in gens:
+        for _ in gen:
+            pass
+    return engine.timings().python_ms_per_step(before)
+
+
+def bench_sampling(plan: Plan) -> dict[str, Any]:
+    """Measure the engine's Python time per step at 8, 16 and 32 streams, interleaved on the random tiny
+    model: each sequence sampled with its own llama.cpp chain (as before), and all together (sampling.py)."""
+    path = _model("tiny")
+    slots = max(MANY_STREAMS)
+    rng = random.Random(13)  # noqa: S311 - reproducible prompts, not secrets
+    runs: dict[str, list[float]] = {f"{way}_{k}": [] for way in ("chains", "batched") for k in MANY_STREAMS}
+    engines = {
+        way: Engine(
+            EngineSettings(
+                model_path=path,
+                n_ctx=slots * (plan.decode_tokens + 64),
+                n_slots=slots,
+                batched_sampling=batched,
+            )
+        )
+        for way, batched in (("chains", False), ("batched", True))
+    }
+    try:
+        for engine in engines.values():
+            engine.start()
+        for _ in range(plan.repeats):
+            for k in MANY_STREAMS:
+                for way, engine in engines.items():
+                    runs[f"{way}_{k}"].append(engine_python_ms(engine, k, plan.decode_tokens, rng))
+    finally:
+        for engine in engines.values():
+            engine.close()
+    med = {name: statistics.median(values) for name, values in runs.items()}
+    return {
+        "python_ms_per_step": {
+            way: {str(k): round(med[f"{way}_{k}"], 3) for k in MANY_STREAMS} for way in ("chains", "batched")
+        },
+        "sampling_gain_32": round(
+            statistics.median(
+                a / b for a, b in zip(runs[f"chains_{slots}"], runs[f"batched_{slots}"], strict=True)
+            ),
+            2,
+        ),
+        "runs": {name: [round(v, 3) for v in values] for name, values in runs.items()},
+    }
+
+
 def bench_prefix(plan: Plan) -> dict[str, Any]:
     """Time the first token of a long conversation's next turn, cold and with its KV cache reused."""
     path = _model("bench")
@@ -261,15 +319,6 @@ def bench_prefix(plan: Plan) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 
 
-def _targets(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    out = {}
-    for name, target in TARGETS.items():
-        section, key = name.split(".")
-        value = results[section][key]
-        out[name] = {"value": value, "target": target, "met": value >= target}
-    return out
-
-
 def merge_latest(path: Path, update: dict[str, Any]) -> dict[str, Any]:
     """Read-modify-write the shared results file; other benchmark parts own the other keys."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -284,40 +333,92 @@ def merge_latest(path: Path, update: dict[str, Any]) -> dict[str, Any]:
     return latest
 
 
-def print_table(results: dict[str, Any]) -> None:
-    """Print the figures a reader compares, with the targets they must meet."""
-    eng, pre = results["engine"], results["prefix"]
-    rows = [
-        ("Engine single stream", f"{eng['single_stream_tps']:.1f} tok/s", ""),
-        *(
-            (f"Engine aggregate, {k} streams", f"{eng['aggregate_tps'][str(k)]:.1f} tok/s", "")
-            for k in STREAMS
+def _per_streams(figures: dict[str, float]) -> str:
+    return " / ".join(f"{figures[str(k)]:.2f}" for k in MANY_STREAMS) + " ms"
+
+
+ENGINE_TABLE = Table(
+    heading="## Engine on the development machine",
+    rows=(
+        Row("Engine, single stream", lambda r: f"{r['engine']['single_stream_tps']:.1f} tok/s"),
+        Row(
+            "Engine, aggregate at 1 / 2 / 4 / 8 streams",
+            lambda r: " / ".join(f"{r['engine']['aggregate_tps'][str(k)]:.1f}" for k in STREAMS) + " tok/s",
         ),
-        ("Bare llama.cpp loop, 8 streams", f"{eng['bare_loop_8_tps']:.1f} tok/s", ""),
-        ("High-level Llama.generate", f"{eng['high_level_tps']:.1f} tok/s", ""),
-        ("speedup at 8 streams", f"{eng['speedup_8']:.2f}x", ">= 1.4"),
-        ("batch efficiency (vs bare loop)", f"{eng['batch_efficiency']:.2f}", ">= 0.9"),
-        ("overhead ratio (vs Llama.generate)", f"{eng['overhead_ratio']:.2f}", ">= 0.9"),
-        (f"TTFT next turn, cold ({pre['tokens_cold']} tok)", f"{pre['ttft_cold_ms']:.1f} ms", ""),
-        (f"TTFT next turn, reused ({pre['tokens_warm']} tok)", f"{pre['ttft_warm_ms']:.1f} ms", ""),
-        ("prefix reuse speedup", f"{pre['speedup']:.1f}x", ">= 5"),
-    ]
-    width = max(len(r[0]) for r in rows)
+        Row(
+            "Bare low-level llama.cpp batched loop, 8 streams",
+            lambda r: f"{r['engine']['bare_loop_8_tps']:.1f} tok/s",
+        ),
+        Row(
+            "llama-cpp-python high-level `Llama.generate`",
+            lambda r: f"{r['engine']['high_level_tps']:.1f} tok/s",
+        ),
+        Row(
+            "`engine.speedup_8` (8 streams / 1 stream)",
+            lambda r: f"{r['engine']['speedup_8']:.2f}",
+            Target("engine.speedup_8", ">=", 1.4),
+        ),
+        Row(
+            "`engine.batch_efficiency` (Engine / bare loop at 8)",
+            lambda r: f"{r['engine']['batch_efficiency']:.2f}",
+            Target("engine.batch_efficiency", ">=", 0.9),
+        ),
+        Row(
+            "`engine.overhead_ratio` (Engine / `Llama.generate`, single stream)",
+            lambda r: f"{r['engine']['overhead_ratio']:.2f}",
+            Target("engine.overhead_ratio", ">=", 0.9),
+        ),
+        Row(
+            "Engine's Python time per step at 8 / 16 / 32 streams, one llama.cpp sampler chain per sequence",
+            lambda r: _per_streams(r["sampling"]["python_ms_per_step"]["chains"]),
+        ),
+        Row(
+            "Same with the sequences sampled together (numpy)",
+            lambda r: _per_streams(r["sampling"]["python_ms_per_step"]["batched"]),
+        ),
+        Row(
+            "`sampling.sampling_gain_32` (Python time per step at 32 streams, chains / together)",
+            lambda r: f"{r['sampling']['sampling_gain_32']:.2f}",
+            Target("sampling.sampling_gain_32", ">=", 1.5),
+        ),
+        Row(
+            "Next-turn time to first token, 2,000-token conversation, cold",
+            lambda r: (
+                f"{r['prefix']['ttft_cold_ms']:.1f} ms ({r['prefix']['tokens_cold']:,} tokens prefilled)"
+            ),
+        ),
+        Row(
+            "Same with prefix reuse",
+            lambda r: (
+                f"{r['prefix']['ttft_warm_ms']:.1f} ms ({r['prefix']['tokens_warm']:,} tokens prefilled)"
+            ),
+        ),
+        Row(
+            "`prefix.speedup`", lambda r: f"{r['prefix']['speedup']:.1f}×", Target("prefix.speedup", ">=", 5)
+        ),
+    ),
+)
+
+
+def print_table(results: dict[str, Any]) -> None:
+    """Print the figures a reader compares as docs/benchmarks.md's table, with the targets they must meet."""
+    eng, pre = results["engine"], results["prefix"]
     print(
         f"Engine benchmark ({eng['model']}, {pre['model']}; {platform.machine()}, {eng['threads']} threads)"
     )
-    for label, value, target in rows:
-        print(f"  {label:<{width}}  {value:>14}  {target}")
-    for name, t in results["engine_targets"].items():
-        print(f"  target {name}: {t['value']} vs {t['target']}: {'met' if t['met'] else 'NOT met'}")
+    print(ENGINE_TABLE.markdown(results))
 
 
 def run_engine(quick: bool) -> dict[str, Any]:
     """Run the engine benchmarks and return the results keyed as in latest.json."""
     plan = QUICK if quick else FULL
-    results: dict[str, Any] = {"engine": bench_throughput(plan), "prefix": bench_prefix(plan)}
+    results: dict[str, Any] = {
+        "engine": bench_throughput(plan),
+        "sampling": bench_sampling(plan),
+        "prefix": bench_prefix(plan),
+    }
     results["engine"]["llama_cpp_python"] = llama_cpp.__version__
     results["engine"]["system_info"] = llama_cpp.llama_print_system_info().decode().strip()
     results["engine"]["quick"] = quick
-    results["engine_targets"] = _targets(results)
+    results["engine_targets"] = ENGINE_TABLE.target_summary(results)
     return results

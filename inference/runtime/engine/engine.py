@@ -3,9 +3,10 @@
 Task threads call `Engine.submit` and iterate the returned `Generation`; a single engine thread owns
 the llama.cpp model and context. Every step it admits waiting requests into free slots, builds one
 batch holding the next token of every decoding sequence plus bounded prefill chunks, runs one
-`llama_decode`, samples each sequence with its own sampler chain and hands tokens to the waiting
-iterators. Slots are llama.cpp sequence ids; a finished generation with a `cache_key` leaves its KV in
-place so the conversation's next turn only prefills what is new.
+`llama_decode`, samples every sequence at once (`sampling.py`: numpy over the step's logits, each sequence
+with its own settings and seed; grammar-constrained ones on llama.cpp's own sampler chain) and hands tokens
+to the waiting iterators. Slots are llama.cpp sequence ids; a finished generation with a `cache_key` leaves
+its KV in place so the conversation's next turn only prefills what is new.
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import llama_cpp
 
 from . import llama as ll
 from .errors import EngineStoppedError, GrammarError, ModelLoadError
+from .sampling import SequenceSampler, sample_rows
 from .settings import EngineSettings, SamplingParams
 
-__all__ = ["Engine", "Generation", "GenerationStats", "StopReason"]
+__all__ = ["Engine", "EngineTimings", "Generation", "GenerationStats", "StopReason"]
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +39,12 @@ StopReason = Literal["stop_token", "max_tokens", "cancelled", "error", "context_
 # when every sequence in them is cancelled. Short decode steps skip it, because llama.cpp calls the
 # callback for every graph node and each call takes the GIL.
 ABORT_CHECK_MIN_TOKENS = 128
+
+# GPTOSS_SLOTS=auto keeps this share of the memory left after loading the model (at least the minimum) for
+# llama.cpp's compute buffers, which grow with the total context, and stops at this many slots.
+AUTO_RESERVE_SHARE = 0.1
+AUTO_RESERVE_MIN_BYTES = 1 << 30
+AUTO_MAX_SLOTS = 64
 
 _END = object()
 
@@ -132,12 +140,33 @@ class Generation(Iterator[int]):
         self._queue.put(_END)
 
 
+@dataclass(frozen=True, slots=True)
+class EngineTimings:
+    """Where the engine thread's time went since it started: in `llama_decode`, and everything else."""
+
+    steps: int
+    busy_s: float  # admitting, building batches, decoding, sampling, handing tokens over
+    decode_s: float  # inside llama_decode
+
+    def python_ms_per_step(self, since: EngineTimings | None = None) -> float:
+        """Return the engine's own (Python) time per step, in ms, over the steps after *since*."""
+        base = since or EngineTimings(0, 0.0, 0.0)
+        steps = self.steps - base.steps
+        python_s = (self.busy_s - base.busy_s) - (self.decode_s - base.decode_s)
+        return 1000 * python_s / steps if steps else 0.0
+
+
 @dataclass(slots=True)
 class _Active:
-    """Engine-thread state of a generation that holds a slot."""
+    """Engine-thread state of a generation that holds a slot.
+
+    It samples with *batched* (numpy, with the step's other sequences) or, under a grammar, with llama.cpp's
+    *chain*; exactly one of the two is set.
+    """
 
     gen: Generation
-    sampler: llama_cpp.llama_sampler_p
+    batched: SequenceSampler | None
+    chain: llama_cpp.llama_sampler_p | None
     prefill_pos: int  # index into gen.prompt of the next token to prefill
     admitted: int  # admission order, to find the youngest
     next_token: int | None = None  # sampled but not yet decoded
@@ -185,6 +214,8 @@ class Engine:
         self.n_vocab = 0
         self.n_layer = 0
         self.step_count = 0
+        self._busy_s = 0.0
+        self._decode_s = 0.0
         self.aborted_decodes = 0  # decodes cut short because every sequence in them was cancelled
         self._cond = threading.Condition()
         self._waiting: deque[Generation] = deque()
@@ -280,6 +311,10 @@ class Engine:
         """Return how many submitted generations wait for a slot."""
         return len(self._waiting)
 
+    def timings(self) -> EngineTimings:
+        """Return the engine thread's time so far (read it before and after a run to time that run)."""
+        return EngineTimings(self.step_count, self._busy_s, self._decode_s)
+
     def cached_keys(self) -> list[str]:
         """Return the cache keys of idle slots that keep their KV, least recently used first."""
         idle = [s for s in self._slots if s.active is None and s.cache_key is not None]
@@ -348,6 +383,9 @@ class Engine:
             arch = ll.model_meta(model, "general.architecture")
             if arch != ll.GPT_OSS_ARCH:
                 raise ModelLoadError(f"{path.name} is a {arch!r} model, not gpt-oss: use a gpt-oss GGUF")
+            if settings.auto_slots:
+                self._size_slots(model)
+                settings = self.settings
             self._check_kv_fits(model)
             ctx = llama_cpp.llama_init_from_model(model, ll.context_params(settings))
             if not ctx:
@@ -388,19 +426,61 @@ class Engine:
             settings.cpu_moe,
         )
 
+    def _size_slots(self, model: llama_cpp.llama_model_p) -> None:
+        """Choose as many slots as the memory left after loading the model holds (GPTOSS_SLOTS=auto).
+
+        Each slot gets the KV cells of one conversation's context; a share of the free memory stays for
+        llama.cpp's compute buffers. On a CPU the mapped weights must stay in RAM too, so they count as used.
+        """
+        settings = self.settings
+        cells = settings.n_ctx // settings.n_slots
+        per_slot = ll.kv_cache_bytes(model, replace(settings, n_ctx=cells, n_slots=1, auto_slots=False))
+        memory = ll.kv_memory(settings)
+        if memory is None:
+            raise ModelLoadError(
+                f"{settings.called('n_slots')}=auto needs to know the free memory, and ggml lists no device: "
+                f"set {settings.called('n_slots')} to a number"
+            )
+        weights = 0 if memory.on_gpu or self._overrides is not None else llama_cpp.llama_model_size(model)
+        left = memory.free - weights
+        reserve = max(AUTO_RESERVE_MIN_BYTES, int(left * AUTO_RESERVE_SHARE))
+        fit = (left - reserve) // per_slot
+        if fit < 1:
+            raise ModelLoadError(
+                f"{settings.called('n_slots')}=auto: {_gib(left)} of {memory.where} is left after loading "
+                f"the model, too little for one slot's KV cache ({cells} tokens, {settings.kv_type}: "
+                f"{_gib(per_slot)}) beside {_gib(reserve)} for llama.cpp's buffers: "
+                f"{_smaller_kv_advice(settings)}"
+            )
+        slots = min(fit, AUTO_MAX_SLOTS, settings.n_batch)
+        logger.info(
+            "%s=auto: %s of %s free after loading the model%s, less %s kept for llama.cpp's buffers, "
+            "leaves %s; one slot's KV cache (%d tokens, %s) takes %s: %d slots%s",
+            settings.called("n_slots"),
+            _gib(memory.free),
+            memory.where,
+            f" ({_gib(weights)} of it the mapped weights)" if weights else "",
+            _gib(reserve),
+            _gib(left - reserve),
+            cells,
+            settings.kv_type,
+            _gib(per_slot),
+            slots,
+            f" (of {fit} that fit; at most {AUTO_MAX_SLOTS})" if slots < fit else "",
+        )
+        self.settings = replace(settings, n_ctx=cells * slots, n_slots=slots)
+        self.n_slots = slots
+        self._slots = [_Slot(seq=i) for i in range(slots)]
+
     def _check_kv_fits(self, model: llama_cpp.llama_model_p) -> None:
         """Refuse a KV cache larger than the memory it would live in, before llama.cpp tries."""
         settings = self.settings
         need = ll.kv_cache_bytes(model, settings)
-        devices = ll.device_memory()
-        gpus = [d for d in devices if not d.is_cpu]
-        on_gpu = bool(gpus) and settings.n_gpu_layers != 0
-        pool = gpus if on_gpu else [d for d in devices if d.is_cpu]
-        if not pool:
+        memory = ll.kv_memory(settings)
+        if memory is None:
             return
-        free = sum(d.free for d in pool)
+        free, where = memory.free, memory.where
         if need > free:
-            where = "GPU memory" if on_gpu else "RAM"
             raise ModelLoadError(
                 f"the KV cache for {settings.stated('n_ctx')} ({settings.kv_type}) needs "
                 f"{need / 2**30:.1f} GiB but only {free / 2**30:.1f} GiB of {where} is free: "
@@ -435,9 +515,11 @@ class Engine:
                     if self._stopping:
                         break
                     admitted = self._take_admissible()
+                started = time.perf_counter()
                 for gen, slot in admitted:
                     self._admit(gen, slot)
                 self._step()
+                self._busy_s += time.perf_counter() - started
         except BaseException:
             logger.exception("engine loop crashed; failing every generation")
             raise
@@ -481,12 +563,17 @@ class Engine:
     def _admit(self, gen: Generation, slot: _Slot) -> None:
         """Bind a generation to a slot, keeping the longest prefix of the slot's KV it can reuse."""
         assert self._mem is not None and self._vocab is not None
-        try:
-            sampler = ll.make_sampler(gen.sampling, self._vocab)
-        except GrammarError as error:  # checked at submit, so only a llama.cpp surprise lands here
-            logger.error("generation %d failed: %s", gen.id, error)
-            gen._finish("error", str(error))
-            return
+        batched: SequenceSampler | None = None
+        chain: llama_cpp.llama_sampler_p | None = None
+        if gen.sampling.grammar is None and self.settings.batched_sampling:
+            batched = SequenceSampler.for_params(gen.sampling)
+        else:
+            try:
+                chain = ll.make_sampler(gen.sampling, self._vocab)
+            except GrammarError as error:  # checked at submit, so only a llama.cpp surprise lands here
+                logger.error("generation %d failed: %s", gen.id, error)
+                gen._finish("error", str(error))
+                return
         if slot.cache_key is not None and slot.cache_key != gen.cache_key:
             logger.debug(
                 "evicting idle cache %s from slot %d for generation %d", slot.cache_key, slot.seq, gen.id
@@ -514,7 +601,9 @@ class Engine:
             del slot.tokens[lcp:]
         gen.stats.reused_tokens = lcp
         gen.stats.queue_wait_s = time.monotonic() - gen.submitted_at
-        slot.active = _Active(gen=gen, sampler=sampler, prefill_pos=lcp, admitted=next(self._admissions))
+        slot.active = _Active(
+            gen=gen, batched=batched, chain=chain, prefill_pos=lcp, admitted=next(self._admissions)
+        )
         self._busy += 1
         logger.debug(
             "generation %d admitted to slot %d: %d reused, %d to prefill",
@@ -568,7 +657,9 @@ class Engine:
             return
         self._batch_gens = [e.slot.active.gen for e in entries if e.slot.active is not None]
         self._arm_abort(batch.n_tokens >= ABORT_CHECK_MIN_TOKENS)
+        decode_started = time.perf_counter()
         rc = batch.decode(self._ctx)
+        self._decode_s += time.perf_counter() - decode_started
         if rc == 0:
             self._after_decode(entries)
         elif rc == 1:
@@ -579,26 +670,28 @@ class Engine:
             self._on_decode_error(entries, rc)
 
     def _after_decode(self, entries: list[_Entry]) -> None:
-        assert self._ctx is not None
-        ctx = self._ctx
         step = self.step_count
         now = time.monotonic()
+        sampled: list[_Entry] = []
         for entry in entries:
             slot = entry.slot
             active = slot.active
             assert active is not None
-            gen = active.gen
             if entry.prefill:
                 start = active.prefill_pos
-                slot.tokens.extend(gen.prompt[start : start + entry.n_tokens])
+                slot.tokens.extend(active.gen.prompt[start : start + entry.n_tokens])
                 active.prefill_pos = start + entry.n_tokens
-                gen.stats.prefilled_tokens += entry.n_tokens
+                active.gen.stats.prefilled_tokens += entry.n_tokens
             else:
                 assert active.next_token is not None
                 slot.tokens.append(active.next_token)
-            if entry.sample_index < 0:
-                continue
-            token = int(llama_cpp.llama_sampler_sample(active.sampler, ctx, entry.sample_index))
+            if entry.sample_index >= 0:
+                sampled.append(entry)
+        for entry, token in zip(sampled, self._sample(sampled), strict=True):
+            slot = entry.slot
+            active = slot.active
+            assert active is not None
+            gen = active.gen
             active.next_token = token
             stats = gen.stats
             stats.generated_tokens += 1
@@ -613,6 +706,28 @@ class Engine:
                 self._finish(slot, "max_tokens")
             elif len(slot.tokens) >= self.n_ctx_per_seq:
                 self._finish(slot, "context_full")
+
+    def _sample(self, entries: list[_Entry]) -> list[int]:
+        """Sample the next token of each entry: all batched ones in one pass, grammar ones by llama.cpp."""
+        assert self._ctx is not None
+        ctx = self._ctx
+        actives = [entry.slot.active for entry in entries]
+        tokens = [0] * len(entries)
+        batched = [k for k, active in enumerate(actives) if active is not None and active.batched is not None]
+        if batched:
+            block, rows = ll.step_logits(ctx, [entries[k].sample_index for k in batched], self.n_vocab)
+            samplers: list[SequenceSampler | None] = [None] * len(block)
+            for k, row in zip(batched, rows, strict=True):
+                samplers[row] = actives[k].batched  # type: ignore[union-attr]
+            by_row = sample_rows(block, samplers)
+            for k, row in zip(batched, rows, strict=True):
+                token = by_row[row]
+                assert token is not None
+                tokens[k] = token
+        for k, active in enumerate(actives):
+            if active is not None and active.chain is not None:
+                tokens[k] = int(llama_cpp.llama_sampler_sample(active.chain, ctx, entries[k].sample_index))
+        return tokens
 
     def _on_no_kv_slot(self, entries: list[_Entry]) -> None:
         """Free KV cells: drop the least recently used idle cache, else fail the youngest generation.
@@ -663,7 +778,8 @@ class Engine:
         active = slot.active
         assert active is not None
         gen = active.gen
-        llama_cpp.llama_sampler_free(active.sampler)
+        if active.chain is not None:
+            llama_cpp.llama_sampler_free(active.chain)
         slot.active = None
         self._busy -= 1
         slot.last_used = time.monotonic()
@@ -721,6 +837,10 @@ class Engine:
             llama_cpp.llama_model_free(self._model)
             self._model = None
         self._overrides = None
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.2f} GiB"
 
 
 def _smaller_kv_advice(settings: EngineSettings) -> str:

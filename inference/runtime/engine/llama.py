@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
+import numpy.typing as npt
 from llama_cpp import _ggml
 
 from inference.runtime import gguf
@@ -33,9 +35,11 @@ __all__ = [
     "device_memory",
     "expert_override_patterns",
     "grammar_sampler",
+    "kv_memory",
     "make_sampler",
     "model_meta",
     "read_gguf_info",
+    "step_logits",
 ]
 
 logger = logging.getLogger(__name__)
@@ -271,6 +275,45 @@ def device_memory() -> list[DeviceMemory]:
     return devices
 
 
+def available_ram() -> int:
+    """Return the RAM the kernel can give a new allocation (MemAvailable), in bytes.
+
+    ggml's CPU device reports the machine's total memory as free, so the RAM a KV cache may use is read here.
+    """
+    try:
+        with Path("/proc/meminfo").open(encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:  # pragma: no cover - not Linux
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")  # pragma: no cover
+
+
+@dataclass(frozen=True, slots=True)
+class KVMemory:
+    """The memory a KV cache would live in: free GPU memory when layers run on a GPU, else RAM."""
+
+    free: int
+    on_gpu: bool
+
+    @property
+    def where(self) -> str:
+        return "GPU memory" if self.on_gpu else "RAM"
+
+
+def kv_memory(settings: EngineSettings) -> KVMemory | None:
+    """Return the free memory of the devices that would hold the KV cache, None when ggml lists none."""
+    devices = device_memory()
+    gpus = [d for d in devices if not d.is_cpu]
+    if gpus and settings.n_gpu_layers != 0:
+        return KVMemory(free=sum(d.free for d in gpus), on_gpu=True)
+    cpus = [d for d in devices if d.is_cpu]
+    if not cpus:
+        return None
+    return KVMemory(free=min(sum(d.free for d in cpus), available_ram()), on_gpu=False)
+
+
 # --------------------------------------------------------------------------------------------------
 # Model and context parameters
 # --------------------------------------------------------------------------------------------------
@@ -403,6 +446,25 @@ class LlamaBatch:
         if not self._freed:
             llama_cpp.llama_batch_free(self.batch)
             self._freed = True
+
+
+def step_logits(
+    ctx: llama_cpp.llama_context_p, indices: list[int], n_vocab: int
+) -> tuple[npt.NDArray[np.float32], list[int]]:
+    """Return the last decode's logits as one (outputs × vocabulary) array, read in place, and the row of
+    each batch index in *indices* (where `llama_get_logits_ith` finds it, whatever order llama.cpp keeps).
+
+    The array lives in llama.cpp's buffer: valid until the next decode, and never to be written.
+    """
+    base = llama_cpp.llama_get_logits(ctx)
+    base_address = ctypes.cast(base, ctypes.c_void_p).value or 0
+    row_bytes = ctypes.sizeof(ctypes.c_float) * n_vocab
+    rows = []
+    for index in indices:
+        address = ctypes.cast(llama_cpp.llama_get_logits_ith(ctx, index), ctypes.c_void_p).value or 0
+        rows.append((address - base_address) // row_bytes)
+    block = np.ctypeslib.as_array(base, shape=(max(rows) + 1, n_vocab))
+    return block, rows
 
 
 LLAMA_DEFAULT_SEED = 0xFFFFFFFF

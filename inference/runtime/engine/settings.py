@@ -47,6 +47,10 @@ class EngineSettings:
     ``n_ctx`` is the total number of KV cells; with a unified KV cache every slot draws from the same
     pool, so one long conversation may use more than ``n_ctx / n_slots`` while others are short.
 
+    With ``auto_slots`` the engine sizes the slots itself once the model has loaded: as many as the memory
+    left then holds, each with ``n_ctx / n_slots`` KV cells (``engine_settings`` passes one slot of the
+    conversation's context). `Engine.settings` then holds the slots it chose.
+
     ``names`` says how whoever configured these settings calls them (field -> their name), so that every
     error names what they set: ``{"n_slots": "GPTOSS_SLOTS"}`` from the environment, ``{"n_slots":
     "slots"}`` from the admin's model form. A field missing from it is called by its own name.
@@ -64,6 +68,10 @@ class EngineSettings:
     flash_attn: bool = True
     n_threads: int | None = None
     prefill_chunk: int = 512
+    # Sample all sequences of a step together (sampling.py); False samples each with llama.cpp's own chain, as
+    # grammar-constrained sequences always are (the bench and the tests compare the two).
+    batched_sampling: bool = True
+    auto_slots: bool = False
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def called(self, name: str) -> str:
@@ -135,7 +143,7 @@ def engine_settings(
     *,
     model_path: Path,
     context: int = DEFAULT_CONTEXT,
-    slots: int = DEFAULT_SLOTS,
+    slots: int | None = DEFAULT_SLOTS,
     n_gpu_layers: int = DEFAULT_N_GPU_LAYERS,
     n_cpu_moe: int = 0,
     cpu_moe: bool = False,
@@ -145,6 +153,8 @@ def engine_settings(
 ) -> EngineSettings:
     """Return the engine settings that serve *slots* conversations of *context* tokens each.
 
+    *slots* None sizes them from the memory left once the model has loaded (``GPTOSS_SLOTS=auto``).
+
     The one builder for the GPTOSS_* variables and for a model registry row. *names* maps these
     arguments to what whoever set them calls them (``{"slots": "GPTOSS_SLOTS"}``, ``{"slots": "slots"}``)
     so that a `SettingsError` names what to change; the KV cache's size reads as "context × slots".
@@ -152,8 +162,9 @@ def engine_settings(
     called = {name: names.get(name, name) for name in ("context", "slots")}
     return EngineSettings(
         model_path=model_path,
-        n_ctx=context * slots,
-        n_slots=slots,
+        n_ctx=context * (slots or 1),
+        n_slots=slots or 1,
+        auto_slots=slots is None,
         n_gpu_layers=n_gpu_layers,
         n_cpu_moe=n_cpu_moe,
         cpu_moe=cpu_moe,

@@ -160,7 +160,10 @@ export class Composer {
     if (this.editing && this.editing.view === view) { this.editing = null; }
   }
 
-  /** Give the latest reply its Retry or Regenerate and the latest question its Edit (none while one runs). */
+  /**
+   * Give every finished message its Copy, the latest reply its Retry or Regenerate and the latest question its
+   * Edit (these two none while a reply runs).
+   */
   decorate({ list, inFlight }) {
     let lastAssistant = null;
     let lastUser = null;
@@ -168,7 +171,10 @@ export class Composer {
     list.forEach((v) => {
       const actions = v.actionsEl;
       if (!actions) { return; }
-      actions.textContent = "";
+      // Copy stays where it is (a keyboard user's focus on it survives the refresh); the rest is rebuilt.
+      const copy = v.copyable() ? v.copyButton : null;
+      Array.from(actions.children).forEach((child) => { if (child !== copy) { child.remove(); } });
+      if (copy && copy.parentNode !== actions) { actions.insertBefore(copy, actions.firstChild); }
       if (inFlight || !this.socket.connected) { return; }
       // A failed reply whose Retry could only fail again (the question cannot fit, the model is not served)
       // offers none: the user edits the question or picks another model instead.

@@ -3,6 +3,7 @@
 // Postgres is the truth: every (re)connect starts from the server's `state` frame, and the stream events
 // after it are applied in `seq` order (older ones dropped, a gap answered with `sync`). Model and user text
 // is only ever set with textContent; the one innerHTML is the server's sanitized `html` of a message.
+import { replyEnded } from "../attention.js";
 import { Composer } from "./composer.js";
 import { TERMINAL } from "./fold.js";
 import { Socket } from "./socket.js";
@@ -60,7 +61,12 @@ export function startChat() {
         }
         break;
       case "done":
-        if (frame.message) { thread.upsert(frame.message); thread.refresh(); }
+        if (frame.message) {
+          thread.upsert(frame.message);
+          thread.refresh();
+          const title = document.querySelector("[data-role=title]");
+          replyEnded(frame.message, title ? title.textContent : "");
+        }
         break;
       case "removed":
         (frame.messages || []).forEach((id) => {

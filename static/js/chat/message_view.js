@@ -2,8 +2,8 @@
 // chat.events.message_payload) and kept up to date by stream events. The server renders the same element
 // from the same payload in chat/templates/chat/_message.html: the two must stay identical
 // (tests/browser/test_rendering.py compares them for every status).
-import { addCopyButtons } from "../copy.js";
-import { el } from "./dom.js";
+import { addCopyButtons, copyText } from "../copy.js";
+import { button, el } from "./dom.js";
 import { foldEvent, IN_FLIGHT, takeStored, TERMINAL } from "./fold.js";
 import { formatMs, ordinal, TOOL_STATE_LABEL, toolState } from "./format.js";
 
@@ -20,6 +20,11 @@ export class MessageView {
     this.streamText = null;
     this.typing = null;
     if (m.role === "assistant") { this.buildAssistant(); } else { this.buildUser(); }
+    // Copies the message as it was written and stored: its Markdown, not the rendered page.
+    const what = m.role === "assistant" ? "answer" : "question";
+    this.copyButton = button("btn btn-tiny", "Copy", "copy-message", "Copy this " + what + " as Markdown");
+    this.copyButton.setAttribute("aria-label", "Copy " + what);
+    this.copyButton.addEventListener("click", () => copyText(this.m.content, this.copyButton));
     this.setFull(m);
   }
 
@@ -57,6 +62,9 @@ export class MessageView {
   }
 
   inFlight() { return IN_FLIGHT.has(this.m.status); }
+
+  /** Whether there is text to copy: a question, or a reply that has ended with some answer text. */
+  copyable() { return !!this.m.content && (this.role !== "assistant" || TERMINAL.has(this.m.status)); }
 
   /** Take the stored message (see fold.takeStored for what a *partial* `message` frame keeps). */
   setFull(m, partial) {

@@ -1,5 +1,6 @@
 // The thread: the message views in order, following the stream unless the reader scrolled up, and the
 // conversation's title.
+import { setDocumentTitle } from "../attention.js";
 import { button } from "./dom.js";
 import { showHit } from "./hit.js";
 import { MessageView } from "./message_view.js";
@@ -156,5 +157,5 @@ export function setTitle(title, stored) {
   if (stored && input && document.activeElement !== input) { input.value = title; }
   const link = document.querySelector(".conversation-link.active .title");
   if (link) { link.textContent = shown; }
-  document.title = shown + " · gptoss-web";
+  setDocumentTitle(shown + " · gptoss-web");
 }

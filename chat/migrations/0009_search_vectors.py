@@ -37,7 +37,7 @@ def _backward() -> list[str]:
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("chat", "0007_apirequest"),
+        ("chat", "0008_api_responses"),
     ]
 
     operations = [
