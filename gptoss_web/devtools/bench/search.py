@@ -105,8 +105,8 @@ CREATE UNLOGGED TABLE bench_sentences AS
 
 CONVERSATIONS_SQL = """
 INSERT INTO chat_conversation (owner_id, title, model_name, reasoning_effort, enabled_tools, instructions,
-                               ephemeral, created_at, updated_at)
-SELECT %(owner)s, left(sentence, 60), 'gpt-oss-20b', 'medium', '{}', '', false,
+                               ephemeral, from_api, created_at, updated_at)
+SELECT %(owner)s, left(sentence, 60), 'gpt-oss-20b', 'medium', '{}', '', false, false,
        now() - make_interval(mins => c), now() - make_interval(mins => c)
 FROM generate_series(1, %(conversations)s) c JOIN bench_sentences ON id = 1 + (c * 7919) %% %(sentences)s
 """
