@@ -7,15 +7,22 @@ from django.contrib import messages as flash
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_not_required
 from django.contrib.auth.models import User
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import selectors
+from chat import search, selectors
 from chat.access import access_api_key, access_conversation
 from chat.errors import ChatError
-from chat.forms import ApiKeyCreateForm, InvitationSignupForm, MessageForm, RenameForm, SettingsForm
+from chat.forms import (
+    ApiKeyCreateForm,
+    InvitationSignupForm,
+    MessageForm,
+    RenameForm,
+    SearchForm,
+    SettingsForm,
+)
 from chat.models import Conversation, Invitation
 from chat.services import api_keys, conversations, invitations, messages
 
@@ -127,6 +134,30 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
         "chat/conversation_confirm_delete.html",
         {"conversation": conversation, "conversations": selectors.conversation_list(user=_user(request))},
     )
+
+
+@require_GET
+def search_page(request: HttpRequest) -> HttpResponse:
+    """Search the user's conversations: the page that works without JavaScript (`/search/?q=`)."""
+    form = SearchForm(request.GET)
+    text, include_reasoning = form.query()
+    user = _user(request)
+    context = {
+        "conversations": selectors.conversation_list(user=user),
+        "form": form,
+        "searched": bool(text),
+        "hits": search.search(user=user, text=text, include_reasoning=include_reasoning),
+    }
+    return render(request, "chat/search.html", context)
+
+
+@never_cache
+@require_GET
+def search_hits(request: HttpRequest) -> JsonResponse:
+    """The same search for the palette, as JSON; matches come as marked parts, never as markup."""
+    text, include_reasoning = SearchForm(request.GET).query()
+    hits = search.search(user=_user(request), text=text, include_reasoning=include_reasoning)
+    return JsonResponse({"query": text, "hits": [search.hit_json(hit) for hit in hits]})
 
 
 def _render_api_keys(

@@ -1,9 +1,11 @@
 // The page's one entry module: behaviour that needs no server round trip (the phone menu, the composer
-// keys, copy buttons, the notification switch), and on a conversation page the live conversation
-// (chat/main.js).
+// keys, copy buttons, the notification switch), the search palette (Ctrl+K), and on a conversation page the
+// live conversation (chat/main.js).
 import { wireNotifySwitch } from "./attention.js";
 import { addCopyButtons, wireCopyTargets } from "./copy.js";
+import { showHit } from "./chat/hit.js";
 import { startChat } from "./chat/main.js";
+import { startSearchPalette } from "./search_palette.js";
 
 // The phone menu: opening it moves the focus into it, Escape or its ✕ closes it and gives the focus back.
 const menuButton = document.querySelector(".topbar [data-toggle-sidebar]");
@@ -45,6 +47,7 @@ wireCopyTargets(document);
 wireNotifySwitch(document);
 
 const thread = document.getElementById("thread");
-if (thread) { thread.scrollTop = thread.scrollHeight; }
+if (thread && !showHit(thread)) { thread.scrollTop = thread.scrollHeight; }
 
+startSearchPalette();
 startChat();

@@ -180,6 +180,9 @@ export function startChat() {
     if (frame.type === "tool" || frame.type === "notice") { thread.refresh(); } else { thread.contentGrew(); }
   }
 
+  // A search result in this same conversation only changes the address's fragment.
+  window.addEventListener("hashchange", () => thread.showHit());
+
   composer.update();
   socket.connect();
 
