@@ -28,6 +28,7 @@ from chat.frames import (
     BroadcastFrame,
     ChatEventMessage,
     ClientFrame,
+    CreatedFrame,
     EditFrame,
     ErrorFrame,
     RegenerateFrame,
@@ -37,7 +38,7 @@ from chat.frames import (
     SyncFrame,
 )
 from chat.models import Message
-from chat.services import messages, replies
+from chat.services import conversations, messages, replies
 
 logger = logging.getLogger(__name__)
 
@@ -97,6 +98,23 @@ def _watch_read(sessions: Mapping[str, int], conversation_ids: set[int], message
             signed_in=sessions_signed_in(sessions=sessions),
             reasoning_hidden=selectors.reasoning_hidden_among(user_ids=set(sessions.values())),
         )
+
+
+def _start(user: AbstractBaseUser | AnonymousUser, raw: RawFrame) -> int:
+    """Start a conversation with the start page's first message, in one transaction; return its id.
+
+    Raise ChatError or FrameError (storing nothing: no empty conversation is left behind).
+    """
+    frame = _client_frame(raw)
+    if frame["action"] != "send":
+        raise FrameError("Send a message to start a conversation.")
+    assert isinstance(user, User)
+    with transaction.atomic():
+        conversation = conversations.conversation_create(owner=user)
+        messages.message_send(
+            conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
+        )
+    return conversation.pk
 
 
 def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, raw: RawFrame) -> None:
@@ -267,19 +285,29 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def connect(self) -> None:
         user = self.scope.get("user")
-        self.conversation_id = int(self.scope["url_route"]["kwargs"]["conversation_id"])
-        try:
-            await database_sync_to_async(access_conversation)(user, self.conversation_id)
-        except Http404:
-            # Refused before accept: a stranger learns nothing, not even that the conversation exists.
-            await self.close()
-            return
+        kwargs = self.scope["url_route"]["kwargs"]
+        # 0: the start page's socket, whose first message starts its conversation (`_begin`).
+        self.conversation_id = int(kwargs["conversation_id"]) if "conversation_id" in kwargs else 0
+        if "conversation_id" not in kwargs:
+            if user is None or not user.is_authenticated:
+                await self.close()
+                return
+        else:
+            try:
+                await database_sync_to_async(access_conversation)(user, self.conversation_id)
+            except Http404:
+                # Refused before accept: a stranger learns nothing, not even that the conversation exists.
+                await self.close()
+                return
         assert user is not None
         self.user_id = user.pk
         self.reasoning_shown = await database_sync_to_async(_reasoning_shown)(user)
         self.session_key = self.scope["session"].session_key or ""
+        self.seqs = {}
         # Join the group before reading the state, so no event falls between the two (docs/protocol.md).
-        self.groups = (conversation_group(self.conversation_id), user_group(self.user_id))
+        self.groups = (user_group(self.user_id),)
+        if self.conversation_id:
+            self.groups = (conversation_group(self.conversation_id), *self.groups)
         self.sending = asyncio.Lock()
         self.in_flight = {}
         for group in self.groups:
@@ -331,6 +359,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             if frame["action"] == "sync":
                 await self.send_state()
                 return
+            if self.conversation_id == 0:
+                await self._begin(frame)
+                return
             await database_sync_to_async(_act)(self.scope.get("user"), self.conversation_id, frame)
         except messages.AlreadySent:
             pass  # acknowledged again below; nothing is stored twice
@@ -344,6 +375,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self.send_state()  # a stale edit: show the conversation as it is now
             return
         await self._reply(AckFrame(type="ack", action=_action(frame), client_id=_client_id(frame)))
+
+    async def _begin(self, frame: RawFrame) -> None:
+        """Start the conversation with the start page's first message, then follow it as its own socket does:
+        join its group, say where it lives (the page moves there with the History API), send its state."""
+        conversation_id = await database_sync_to_async(_start)(self.scope.get("user"), frame)
+        group = conversation_group(conversation_id)
+        await self.channel_layer.group_add(group, self.channel_name)
+        self.conversation_id, self.groups = conversation_id, (group, *self.groups)
+        created = CreatedFrame(type="created", conversation=conversation_id, url=f"/c/{conversation_id}/")
+        await self.send(text_data=json.dumps(created))
+        await self.send_state()
+        await self._reply(AckFrame(type="ack", action="send", client_id=_client_id(frame)))
 
     def _parse(self, text_data: str | None, bytes_data: bytes | None) -> RawFrame:
         if bytes_data is not None or text_data is None:
@@ -366,6 +409,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         """Send the stored state of the conversation (closing the socket if it no longer exists)."""
         async with self.sending:
             if self.closing:
+                return
+            if self.conversation_id == 0:  # the start page: nothing yet
+                await self.send(
+                    text_data=json.dumps({"type": "state", "conversation": 0, "title": "", "messages": []})
+                )
                 return
             try:
                 state = await database_sync_to_async(_state)(self.scope.get("user"), self.conversation_id)

@@ -316,3 +316,24 @@ class InvitationSignupForm(forms.Form):
             except forms.ValidationError as error:
                 self.add_error("password1", error)
         return data
+
+
+class SearchForm(forms.Form):
+    """What the search page and the search palette send: the words, and whether to search reasoning too."""
+
+    q = forms.CharField(
+        label="Search",
+        max_length=200,
+        required=False,
+        strip=True,
+        widget=forms.TextInput(
+            attrs={"type": "search", "placeholder": "Search your conversations", "autocomplete": "off"}
+        ),
+    )
+    reasoning = forms.BooleanField(label="Include reasoning", required=False)
+
+    def query(self) -> tuple[str, bool]:
+        """Return (words, include reasoning); an invalid form (words too long) searches for nothing."""
+        if not self.is_valid():
+            return "", False
+        return self.cleaned_data["q"], self.cleaned_data["reasoning"]

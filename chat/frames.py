@@ -82,6 +82,14 @@ class StartedFrame(TypedDict):
     message: int
 
 
+class CreatedFrame(TypedDict):
+    """Only to the start page's socket: its first message started this conversation, which it now follows."""
+
+    type: Literal["created"]
+    conversation: int
+    url: str
+
+
 class TitleFrame(TypedDict):
     type: Literal["title"]
     title: str

@@ -73,7 +73,13 @@ class Conversation(models.Model):
 
     class Meta:
         ordering = ["-updated_at", "-id"]
-        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent")]
+        indexes = [
+            models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+            # Search's set of the conversations a user may read (chat/search.py), read from the index alone.
+            models.Index(
+                fields=["owner", "id"], condition=Q(ephemeral=False), name="conversation_owner_visible"
+            ),
+        ]
         constraints = [
             models.CheckConstraint(
                 condition=Q(reasoning_effort__in=ReasoningEffort.values), name="conversation_effort_valid"

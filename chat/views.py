@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from chat import selectors
+from chat import search, selectors
 from chat.access import access_api_key, access_conversation
 from chat.errors import ChatError
 from chat.forms import (
@@ -21,6 +21,7 @@ from chat.forms import (
     MessageForm,
     ProfileForm,
     RenameForm,
+    SearchForm,
     SettingsForm,
 )
 from chat.models import Conversation, Invitation
@@ -134,6 +135,36 @@ def conversation_delete(request: HttpRequest, conversation_id: int) -> HttpRespo
         "chat/conversation_confirm_delete.html",
         {"conversation": conversation, "conversations": selectors.conversation_list(user=_user(request))},
     )
+
+
+def _search(user: User, text: str, include_reasoning: bool) -> list[search.SearchHit]:
+    """Search; the reasoning only for a user no group hides it from (it must never reach their browser)."""
+    include_reasoning = include_reasoning and selectors.reasoning_shown(user=user)
+    return search.search(user=user, text=text, include_reasoning=include_reasoning)
+
+
+@require_GET
+def search_page(request: HttpRequest) -> HttpResponse:
+    """Search the user's conversations: the page that works without JavaScript (`/search/?q=`)."""
+    form = SearchForm(request.GET)
+    text, include_reasoning = form.query()
+    user = _user(request)
+    context = {
+        "conversations": selectors.conversation_list(user=user),
+        "form": form,
+        "searched": bool(text),
+        "hits": _search(user, text, include_reasoning),
+    }
+    return render(request, "chat/search.html", context)
+
+
+@never_cache
+@require_GET
+def search_hits(request: HttpRequest) -> JsonResponse:
+    """The same search for the palette, as JSON; matches come as marked parts, never as markup."""
+    text, include_reasoning = SearchForm(request.GET).query()
+    hits = _search(_user(request), text, include_reasoning)
+    return JsonResponse({"query": text, "hits": [search.hit_json(hit) for hit in hits]})
 
 
 def _render_api_keys(

@@ -7,7 +7,7 @@ from typing import Any
 import factory
 from django.contrib.auth import get_user_model
 
-from chat.models import Conversation
+from chat.models import Conversation, Message
 
 PASSWORD = "correct horse battery staple"
 
@@ -26,3 +26,19 @@ def make_conversation(owner: Any, **kwargs: Any) -> Conversation:
     from chat.services.conversations import conversation_create
 
     return conversation_create(owner=owner, **kwargs)
+
+
+def make_exchange(
+    conversation: Conversation, question: str, answer: str, *, reasoning: str = ""
+) -> tuple[Message, Message]:
+    """Store a finished turn: the user's *question* and the assistant's `done` *answer*."""
+    asked = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
+    answered = Message.objects.create(
+        conversation=conversation,
+        role=Message.Role.ASSISTANT,
+        status=Message.Status.DONE,
+        reply_to=asked,
+        content=answer,
+        reasoning=reasoning,
+    )
+    return asked, answered

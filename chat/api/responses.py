@@ -11,7 +11,6 @@ stores nothing: chat.api.sealing), the answer a `message`, a call to the client'
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -443,33 +442,22 @@ def response_object(
     created_at: float,
     message: MessagePayload | None,
     finish_reason: str = "",
-    output: list[dict[str, Any]] | None = None,
     sealed_for: int | None = None,
 ) -> dict[str, Any]:
     """Return the response object, as it stands: *message* is its reply (None before it exists)."""
-    status = "queued" if message is None else STATUS[message["status"]]
-    incomplete = None
-    if status == "completed" and finish_reason == "length":
-        status, incomplete = "incomplete", {"reason": "max_output_tokens"}
-    error = None
-    if status == "failed" and message is not None:
-        error = {"code": "server_error", "message": message["error"] or "The reply failed."}
-    if output is None:
-        output = [] if message is None else output_items(message, sealed_for=sealed_for)
-    ended = status in ("completed", "incomplete", "failed", "cancelled")
-    return {
+    response = {
         "id": response_id,
         "object": "response",
         "created_at": int(created_at),
-        "status": status,
+        "status": "queued",
         "background": options.get("background", False),
-        "error": error,
-        "incomplete_details": incomplete,
+        "error": None,
+        "incomplete_details": None,
         "instructions": options.get("instructions"),
         "max_output_tokens": options.get("max_output_tokens"),
         "metadata": options.get("metadata", {}),
         "model": model,
-        "output": output,
+        "output": [],
         "parallel_tool_calls": True,
         "previous_response_id": options.get("previous_response_id"),
         "reasoning": {"effort": effort, "summary": None},
@@ -480,9 +468,14 @@ def response_object(
         "tools": options.get("tools", []),
         "top_p": sampling["top_p"],
         "truncation": "disabled",
-        "usage": usage(message) if message is not None and ended else None,
+        "usage": None,
         "user": None,
     }
+    if message is None:
+        return response
+    return response_object_update(
+        response, message, finish_reason, output_items(message, sealed_for=sealed_for)
+    )
 
 
 class EventWriter:
@@ -643,9 +636,12 @@ class EventWriter:
 def response_object_update(
     response: dict[str, Any], message: MessagePayload, finish_reason: str, output: list[dict[str, Any]]
 ) -> dict[str, Any]:
-    """Return *response* as it ends with *message*, its items *output*."""
+    """Return *response* as it stands with its reply *message*, its items *output* (usage once it ended)."""
     status = STATUS[message["status"]]
-    final = {**response, "status": status, "output": output, "usage": usage(message)}
+    final = {**response, "status": status, "output": output}
+    if status in ("queued", "in_progress"):
+        return final
+    final["usage"] = usage(message)
     if status == "completed" and finish_reason == "length":
         final["status"], final["incomplete_details"] = "incomplete", {"reason": "max_output_tokens"}
     if status == "failed":
@@ -653,7 +649,3 @@ def response_object_update(
     if status == "cancelled":
         final["error"] = {"code": "cancelled", "message": "The response was cancelled before it finished."}
     return final
-
-
-def new_created_at() -> float:
-    return time.time()

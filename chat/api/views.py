@@ -253,8 +253,11 @@ def _builtins(parsed: ResponsesRequest, user: Any) -> tuple[list[str], list[str]
     """Return the server tools the request gets, and what was left out: a `web_search` the user may not
     use, or without a search engine configured, is left out (clients such as Codex always send one); any
     other tool is refused by name."""
+    granted: list[str] = []
+    left_out: list[str] = []
+    if not parsed.builtins:
+        return granted, left_out
     available = tools_available(user=user)
-    granted, left_out = [], []
     for tool, asked_as in parsed.builtins.items():
         if available.browser if tool == "browser" else available.python:
             granted.append(tool)

@@ -120,10 +120,12 @@ def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
     )
     # Of the server's own tools, those the request asked for and its user may still use.
     asked = api.prompt.get("builtins", [])
-    available = tools_available(user=message.conversation.owner)
-    toolset = Toolset(
-        browser="browser" in asked and available.browser, python="python" in asked and available.python
-    )
+    toolset = Toolset()
+    if asked:
+        available = tools_available(user=message.conversation.owner)
+        toolset = Toolset(
+            browser="browser" in asked and available.browser, python="python" in asked and available.python
+        )
     return TurnPlan(
         message,
         api,

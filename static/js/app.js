@@ -1,9 +1,11 @@
 // The page's one entry module: behaviour every page has (the phone menu, the composer keys, copy buttons,
-// the notification switch and its profile setting), and on a conversation page the live conversation
-// (chat/main.js).
+// the notification switch and its profile setting), the search palette (Ctrl+K), and on a conversation page
+// the live conversation (chat/main.js).
 import { wireNotifySwitch, wireProfileNotifications } from "./attention.js";
 import { addCopyButtons, wireCopyTargets } from "./copy.js";
+import { showHit } from "./chat/hit.js";
 import { startChat } from "./chat/main.js";
+import { startSearchPalette } from "./search_palette.js";
 
 // The phone menu: opening it moves the focus into it, Escape or its ✕ closes it and gives the focus back.
 const menuButton = document.querySelector(".topbar [data-toggle-sidebar]");
@@ -46,6 +48,7 @@ wireNotifySwitch(document);
 wireProfileNotifications(document);
 
 const thread = document.getElementById("thread");
-if (thread) { thread.scrollTop = thread.scrollHeight; }
+if (thread && !showHit(thread)) { thread.scrollTop = thread.scrollHeight; }
 
+startSearchPalette();
 startChat();

@@ -15,7 +15,7 @@ from inference.models import ServedModel
 from tests.browser.chat_page import ChatPage
 from tests.browser.test_client import FakeServer, msg, question, state
 from tests.browser.worker_play import finish, start
-from tests.factories import make_conversation
+from tests.factories import make_conversation, make_exchange
 
 pytestmark = [
     pytest.mark.browser,
@@ -176,3 +176,33 @@ def test_shots_of_math_copy_buttons_the_notification_switch_and_the_skip_link(
     page.evaluate(top)  # the focus at the page's start, as from the address bar
     page.keyboard.press("Tab")
     take("skip-link")
+
+
+def test_shots_of_the_search_palette_the_search_page_and_a_found_message(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    filler = "We went through the rest of the setup step by step, with the logs open beside it. " * 6
+    serving = make_conversation(alice_user, title="Serving gpt-oss on the team's GPU")
+    make_exchange(serving, "Which runtime should we use?", "llama.cpp through llama-cpp-python. " + filler)
+    hit, _ = make_exchange(
+        serving, "Can the llama server batch <several> users at once?", "Yes: continuous batching. " + filler
+    )
+    for n in range(6):
+        make_exchange(serving, f"And step {n}?", filler)
+    notes = make_conversation(alice_user, title="Llama licence notes")
+    make_exchange(
+        notes, "Summarize the licence", "The llama weights come with a licence of their own. " + filler
+    )
+    page.goto(f"/c/{notes.pk}/")
+    ChatPage(page).wait_connected()
+    page.keyboard.press("Control+k")
+    page.keyboard.type("llam")
+    page.wait_for_selector("dialog.palette [role=option]")
+    page.keyboard.press("ArrowDown")
+    take("search-palette")
+    page.keyboard.press("Escape")
+    page.goto("/search/?q=llama+serv")
+    take("search-page")
+    page.goto(f"/c/{serving.pk}/#message-{hit.pk}")
+    ChatPage(page).wait_connected()
+    page.wait_for_selector(f"#message-{hit.pk}.is-hit")
+    take("search-found")

@@ -73,17 +73,24 @@ def test_a_plain_answer_ends_as_the_stored_text_byte_for_byte(user_page: Any, al
     assert "first token" in stats and "tok/s" in stats and f"{stored.answer_tokens} tokens" in stats
 
 
-def test_the_first_message_is_posted_and_its_answer_streams_on_the_conversation_page(
+def test_the_first_message_starts_the_conversation_in_one_action_and_its_answer_streams_in_place(
     user_page: Any, alice_user: Any
 ) -> None:
     page = user_page(alice_user)
+    page.evaluate("window.sameDocument = true")  # gone if the browser loaded another page
     page.fill("textarea[name=text]", ENDLESS)
     page.locator("textarea[name=text]").press("Enter")
     page.wait_for_url("**/c/*/")
+    conversation = Message.objects.get(role="user").conversation_id
+    assert page.url.endswith(f"/c/{conversation}/")
+    assert page.evaluate("window.sameDocument") is True  # the History API moved the address, nothing loaded
     chat = ChatPage(page)
     chat.wait_connected()
     reply = chat.wait_reply()
+    # The top bar of the conversation (title, settings) and its link at the top of the sidebar.
     expect(page.locator("[data-role=title]")).to_have_text(ENDLESS)
+    expect(page.locator(".settings-panel")).to_have_count(1)
+    expect(page.locator(".conversation-link.active")).to_have_attribute("href", f"/c/{conversation}/")
     seen = chat.sample_text(reply, until=lambda s: len(s) >= 2)
     assert _growing_prefixes(seen)
     chat.stop()

@@ -21,7 +21,7 @@ from django.utils import timezone
 
 from chat import events
 from chat.consumers import WATCH_EVERY_S
-from chat.models import GroupReasoning, Message, ReasoningVisibility
+from chat.models import Conversation, GroupReasoning, Message, ReasoningVisibility
 from chat.services.messages import message_send
 from gptoss_web.asgi import application
 from gptoss_web.devtools.tinymodel import SCRIPTS
@@ -581,6 +581,80 @@ async def test_after_redis_loses_the_group_memberships_live_events_flow_again_wi
     finally:
         await client.aclose()
         await communicator.disconnect()
+
+
+# --- The start page's socket: its first message starts the conversation -----------------------------------
+
+
+def _start_communicator(*headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
+    return WebsocketCommunicator(
+        application,
+        "/ws/conversations/new/",
+        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), *headers],
+    )
+
+
+async def test_the_start_page_s_first_message_starts_a_conversation_the_socket_then_follows(
+    alice: object,
+) -> None:
+    communicator = _start_communicator(await sync_to_async(_cookie_header)(alice))
+    connected, _ = await communicator.connect()
+    try:
+        assert connected
+        assert await communicator.receive_json_from(timeout=10) == {
+            "type": "state", "conversation": 0, "title": "", "messages": []
+        }  # fmt: skip
+        await communicator.send_json_to(
+            {"action": "send", "text": "hello from the start page", "client_id": "c1"}
+        )
+        created = await communicator.receive_json_from(timeout=10)
+        conversation = await sync_to_async(Conversation.objects.get)()
+        assert created == {
+            "type": "created",
+            "conversation": conversation.pk,
+            "url": f"/c/{conversation.pk}/",
+        }
+        state = await communicator.receive_json_from(timeout=10)
+        assert state["conversation"] == conversation.pk
+        assert [(m["role"], m["status"]) for m in state["messages"]] == [
+            ("user", "done"),
+            ("assistant", "queued"),
+        ]
+        assert await communicator.receive_json_from(timeout=10) == {
+            "type": "ack",
+            "action": "send",
+            "client_id": "c1",
+        }
+        # From now on it is that conversation's socket: a Stop reaches its reply.
+        await communicator.send_json_to({"action": "stop"})
+        reply = await sync_to_async(Message.objects.get)(role="assistant")
+        for _ in range(20):
+            frame = await communicator.receive_json_from(timeout=10)
+            if frame["type"] == "ack":
+                break
+        await sync_to_async(reply.refresh_from_db)()
+        assert reply.status == Message.Status.CANCELLED
+    finally:
+        await communicator.disconnect()
+
+
+async def test_a_refused_first_message_leaves_no_conversation_and_anonymous_is_refused(alice: object) -> None:
+    communicator = _start_communicator(await sync_to_async(_cookie_header)(alice))
+    await communicator.connect()
+    try:
+        await communicator.receive_json_from(timeout=10)
+        await communicator.send_json_to({"action": "send", "text": "   ", "client_id": "c1"})
+        error = await communicator.receive_json_from(timeout=10)
+        assert error["type"] == "error" and error["client_id"] == "c1" and error["message"]
+        await communicator.send_json_to({"action": "stop"})
+        assert (await communicator.receive_json_from(timeout=10))["type"] == "error"
+        assert not await sync_to_async(Conversation.objects.exists)()
+    finally:
+        await communicator.disconnect()
+    anonymous = _start_communicator()
+    connected, _ = await anonymous.connect()
+    assert not connected
+    await anonymous.disconnect()
 
 
 # --- Reasoning a group hides -------------------------------------------------------------------------------

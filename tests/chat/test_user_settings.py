@@ -20,7 +20,7 @@ from chat.services.messages import message_send
 from chat.services.profiles import profile_update
 from inference.models import ServedModel
 from inference.tools.models import ToolSettings
-from tests.factories import make_conversation
+from tests.factories import make_conversation, make_exchange
 
 pytestmark = pytest.mark.django_db
 
@@ -360,6 +360,20 @@ def test_the_page_of_a_user_whose_group_hides_reasoning_never_contains_it(
     assert "SECRET-CHAIN-OF-THOUGHT" not in hidden
     assert "The answer." in hidden
     assert "3 tokens" in hidden and "7 · 3 tokens" in hidden  # the figures stay
+
+
+def test_search_never_finds_or_offers_reasoning_a_group_hides(alice: Any, alice_client: Client) -> None:
+    conversation = make_conversation(alice)
+    make_exchange(conversation, "Hi", "Hello!", reasoning="Think about the zeppelin first.")
+    asked = {"q": "zeppelin", "reasoning": "on"}
+    assert alice_client.get(reverse("chat:search_hits"), asked).json()["hits"]  # found while shown
+
+    alice.groups.add(_group("hides", ReasoningVisibility.HIDDEN))
+    assert alice_client.get(reverse("chat:search_hits"), asked).json() == {"query": "zeppelin", "hits": []}
+    page = alice_client.get(reverse("chat:search"), asked).content.decode()
+    assert "zeppelin first" not in page and "Nothing matches “zeppelin”." in page
+    assert 'name="reasoning"' not in page  # no "Include reasoning" to tick
+    assert "data-no-reasoning" in page  # nor in the palette (static/js/search_palette.js)
 
 
 def test_staff_see_the_reasoning_switch_on_the_group_admin(db: None) -> None:

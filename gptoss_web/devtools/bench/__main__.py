@@ -1,8 +1,8 @@
-"""`python -m gptoss_web.devtools.bench PART [PART ...]` (engine, pipeline, api, sockets): run each part in
-turn, print its table and figures, and merge them into var/bench/latest.json.
+"""`python -m gptoss_web.devtools.bench PART [PART ...]` (engine, pipeline, api, browser, search, sockets):
+run each part in turn, print its table and figures, and merge them into var/bench/latest.json.
 
 Every part named runs, whatever the ones before it gave; the exit status is 1 when any of them missed a target
-or failed, so `make bench` (engine, pipeline, api) fails at the end and says which.
+or failed, so `make bench` (engine, pipeline, api, browser, search) fails at the end and says which.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gptoss_web.devtools.bench.api import API_TABLE, print_api, run_api
+from gptoss_web.devtools.bench.browser import BROWSER_TABLE, print_browser, run_browser
 from gptoss_web.devtools.bench.engine import ENGINE_TABLE, LATEST, merge_latest, print_table, run_engine
 from gptoss_web.devtools.bench.pipeline import PIPELINE_TABLE, print_pipeline, run_pipeline
+from gptoss_web.devtools.bench.search import SEARCH_TABLE, print_search, run_search
 from gptoss_web.devtools.bench.sockets import TARGET_CPU_PCT, print_sockets, run_sockets
 from gptoss_web.devtools.bench.table import Results
 
@@ -53,6 +55,16 @@ PARTS: dict[str, Part] = {
         show=print_api,
         missed=lambda r: [f"{t.figure} {t.value(r)} ({t})" for t in API_TABLE.missed(r)],
     ),
+    "browser": Part(
+        run=lambda args: run_browser(args.quick),
+        show=print_browser,
+        missed=lambda r: [f"{t.figure} {t.value(r)} ({t})" for t in BROWSER_TABLE.missed(r)],
+    ),
+    "search": Part(
+        run=lambda args: run_search(args.quick),
+        show=print_search,
+        missed=lambda r: [f"{t.figure} {t.value(r)} ({t})" for t in SEARCH_TABLE.missed(r)],
+    ),
     "sockets": Part(
         run=lambda args: run_sockets(args.sockets, args.seconds), show=print_sockets, missed=_sockets_missed
     ),
@@ -67,11 +79,14 @@ def main(argv: list[str] | None = None) -> int:
         nargs="+",
         choices=list(PARTS),
         help="engine: engine throughput and prefix reuse; pipeline: what WebSocket clients see, against the "
-        "engine; api: what an OpenAI client sees of /v1/responses, against the engine; sockets: what idle "
-        "sockets cost Daphne and PostgreSQL",
+        "engine; api: what an OpenAI client sees of /v1/responses, against the engine; browser: what a "
+        "person sees in chromium, against the engine; search: full-text search over a million messages per "
+        "user, against ILIKE; sockets: what idle sockets cost Daphne and PostgreSQL",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="engine, pipeline: fewer and shorter runs, for CI"
+        "--quick",
+        action="store_true",
+        help="engine, pipeline, search: fewer and shorter runs (search: a tenth of the data), for CI",
     )
     parser.add_argument("--out", type=Path, default=LATEST, help="results file to merge into")
     parser.add_argument("--sockets", type=int, default=1000, help="sockets: idle sockets to hold open")

@@ -18,20 +18,18 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
 import statistics
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import django
 import httpx
 from django.apps import apps
 from django.core.management import call_command
 from django.db import connections
 
-from gptoss_web.devtools.bench.pipeline import bench_database
+from gptoss_web.devtools.bench.pipeline import bench_database, use_bench_database
 from gptoss_web.devtools.bench.table import Results, Row, Table, Target
 from gptoss_web.devtools.stack import Stack
 
@@ -50,9 +48,7 @@ class Streamed:
 
 def _setup_django(database_url: str, redis_url: str, prefix: str) -> str:
     """Point Django at the bench database, migrate, and return an API key of a new user."""
-    os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, GPTOSS_REDIS_PREFIX=prefix)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptoss_web.settings_test")
-    django.setup()
+    use_bench_database(database_url, redis_url, prefix)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request otherwise
     call_command("migrate", verbosity=0)
     from chat.services.api_keys import api_key_create  # noqa: PLC0415  (needs the apps loaded first)

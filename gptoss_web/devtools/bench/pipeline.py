@@ -71,11 +71,23 @@ def bench_database() -> Iterator[str]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _setup_django(database_url: str, redis_url: str, prefix: str) -> tuple[str, list[int]]:
-    """Point Django at the bench database, migrate, and return a session cookie and 60 conversations."""
+def use_bench_database(database_url: str, redis_url: str, prefix: str) -> None:
+    """Point this process's Django at the bench database (set up on first use; a later part of the same run
+    moves the one connection to its own throw-away database)."""
     os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, GPTOSS_REDIS_PREFIX=prefix)
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptoss_web.settings_test")
-    django.setup()
+    if not apps.ready:
+        django.setup()
+        return
+    connections.close_all()
+    name = database_url.rsplit("/", 1)[1]
+    settings.DATABASES["default"]["NAME"] = name
+    connections["default"].settings_dict["NAME"] = name
+
+
+def _setup_django(database_url: str, redis_url: str, prefix: str) -> tuple[str, list[int]]:
+    """Point Django at the bench database, migrate, and return a session cookie and 60 conversations."""
+    use_bench_database(database_url, redis_url, prefix)
     conversation = apps.get_model("chat", "Conversation")  # the apps are ready only now
     call_command("migrate", verbosity=0)
     user = get_user_model().objects.create_user("bench", password=secrets.token_urlsafe(16))

@@ -23,7 +23,6 @@ import secrets
 import time
 from typing import Any
 
-import django
 import psutil
 import psycopg
 from django.apps import apps
@@ -35,7 +34,7 @@ from django.test import Client
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
-from gptoss_web.devtools.bench.pipeline import ADMIN_URL, bench_database
+from gptoss_web.devtools.bench.pipeline import ADMIN_URL, bench_database, use_bench_database
 from gptoss_web.devtools.stack import Stack
 
 TARGET_CPU_PCT = 5.0
@@ -58,9 +57,7 @@ def _raise_open_files(needed: int) -> int:
 
 def _setup(database_url: str, redis_url: str, prefix: str, sockets: int) -> list[tuple[str, int]]:
     """Migrate the bench database and return (session cookie, conversation id) for each socket."""
-    os.environ.update(DATABASE_URL=database_url, REDIS_URL=redis_url, GPTOSS_REDIS_PREFIX=prefix)
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gptoss_web.settings_test")
-    django.setup()
+    use_bench_database(database_url, redis_url, prefix)
     conversation, message = apps.get_model("chat", "Conversation"), apps.get_model("chat", "Message")
     call_command("migrate", verbosity=0)
     targets = []

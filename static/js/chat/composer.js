@@ -66,6 +66,17 @@ export class Composer {
 
   growTextarea() { this.textarea.dispatchEvent(new Event("input")); }
 
+  /** The start page's message started conversation *id* at *url*: its draft and its no-script form follow. */
+  moved(id, url) {
+    const draft = this.loadDraft();
+    try { window.sessionStorage.removeItem(this.draftKey); } catch { /* storage disabled */ }
+    this.draftKey = "gptoss:draft:" + id;
+    if (draft) {
+      try { window.sessionStorage.setItem(this.draftKey, draft); } catch { /* the textarea holds it */ }
+    }
+    if (this.form) { this.form.action = url + "messages/"; }
+  }
+
   // --- Errors ------------------------------------------------------------------------------------------
 
   showError(text) {

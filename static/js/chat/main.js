@@ -5,6 +5,7 @@
 // is only ever set with textContent; the one innerHTML is the server's sanitized `html` of a message.
 import { replyEnded } from "../attention.js";
 import { Composer } from "./composer.js";
+import { el } from "./dom.js";
 import { TERMINAL } from "./fold.js";
 import { Socket } from "./socket.js";
 import { setTitle, Thread } from "./thread.js";
@@ -87,6 +88,9 @@ export function startChat() {
       case "title":
         setTitle(frame.title || "", true);
         break;
+      case "created":
+        moveTo(frame);
+        break;
       case "ack":
         composer.ack(frame);
         break;
@@ -107,6 +111,50 @@ export function startChat() {
       const view = thread.get(id);
       if (view && view.staleHtml && TERMINAL.has(view.m.status)) { socket.sync(); }
     }, STALE_SYNC_MS);
+  }
+
+  // The start page's first message started a conversation (in one action, over this socket): the page
+  // becomes that conversation's page without loading anything, and the socket now follows it.
+  function moveTo(frame) {
+    const wsUrl = "/ws/conversations/" + frame.conversation + "/";
+    main.setAttribute("data-conversation-id", String(frame.conversation));
+    main.setAttribute("data-ws-url", wsUrl);
+    socket.path = wsUrl;
+    composer.moved(frame.conversation, frame.url);
+    window.history.replaceState(null, "", frame.url);
+    const list = document.querySelector(".conversation-list");
+    if (!list) { return; }
+    list.querySelectorAll(".conversation-link.active").forEach((link) => {
+      link.classList.remove("active");
+      link.removeAttribute("aria-current");
+    });
+    const empty = list.querySelector(".empty-list");
+    if (empty) { empty.remove(); }
+    const link = el("a", "conversation-link active");
+    link.href = frame.url;
+    link.setAttribute("aria-current", "page");
+    link.append(el("span", "title", "New conversation"), el("time", "", "0 minutes ago"));
+    list.insertBefore(link, list.firstChild);
+    refreshTopbar(frame.url);
+  }
+
+  // The start page has no conversation top bar (title, rename, settings, delete): it comes from the
+  // conversation's own page, fetched once, while the answer already streams. The menu button stays.
+  async function refreshTopbar(url) {
+    try {
+      const response = await fetch(url, { credentials: "same-origin" });
+      if (!response.ok) { return; }
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = page.querySelector("header.topbar");
+      const old = document.querySelector("header.topbar");
+      if (!fresh || !old) { return; }
+      old.querySelectorAll(":scope > :not([data-toggle-sidebar])").forEach((node) => node.remove());
+      fresh.querySelectorAll(":scope > :not([data-toggle-sidebar])").forEach((node) => {
+        old.append(document.adoptNode(node));
+      });
+    } catch {
+      // Offline for a moment: the conversation works on; its next load shows the top bar.
+    }
   }
 
   function statusChange(frame) {
@@ -131,6 +179,9 @@ export function startChat() {
     if (!view || !view.applyStream(frame)) { socket.sync(); return; }
     if (frame.type === "tool" || frame.type === "notice") { thread.refresh(); } else { thread.contentGrew(); }
   }
+
+  // A search result in this same conversation only changes the address's fragment.
+  window.addEventListener("hashchange", () => thread.showHit());
 
   composer.update();
   socket.connect();

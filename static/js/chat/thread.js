@@ -2,6 +2,7 @@
 // conversation's title.
 import { setDocumentTitle } from "../attention.js";
 import { button } from "./dom.js";
+import { showHit } from "./hit.js";
 import { MessageView } from "./message_view.js";
 
 export class Thread {
@@ -16,6 +17,7 @@ export class Thread {
     this.lastScrollTop = threadEl.scrollTop;
     this.lastScrollHeight = threadEl.scrollHeight;
     this.scrollQueued = false;
+    this.readingHit = false; // a search result's message is shown: nothing new below it yet
     this.jumpButton = button("jump-btn", "↓ New text", "jump", "Scroll to the newest text");
     this.jumpButton.hidden = true;
     main.insertBefore(this.jumpButton, composerEl);
@@ -57,7 +59,7 @@ export class Thread {
     window.requestAnimationFrame(() => {
       this.scrollQueued = false;
       if (this.stickToBottom) { this.toBottom(); }
-      else if (this.distanceFromBottom() > 48) { this.jumpButton.hidden = false; }
+      else if (this.distanceFromBottom() > 48 && !this.readingHit) { this.jumpButton.hidden = false; }
     });
   }
 
@@ -88,6 +90,7 @@ export class Thread {
   }
 
   upsert(m, partial) {
+    this.readingHit = false;
     let view = this.views.get(m.id);
     if (view) {
       view.setFull(m, partial);
@@ -117,9 +120,23 @@ export class Thread {
     (frame.messages || []).forEach((m) => { seen.add(m.id); this.upsert(m); });
     Array.from(this.views.keys()).forEach((id) => { if (!seen.has(id)) { this.remove(id); } });
     if (typeof frame.title === "string") { setTitle(frame.title, false); }
-    if (!this.initialised || this.stickToBottom) { this.toBottom(); }
+    if (!this.initialised && this.showHit()) {
+      // Arrived from a search result: stay at its message.
+    } else if (!this.initialised || this.stickToBottom) {
+      this.toBottom();
+    }
     this.initialised = true;
     this.refresh();
+  }
+
+  /** Show the message the address names (a search result), if it is in this thread; return whether it is. */
+  showHit() {
+    if (!showHit(this.threadEl)) { return false; }
+    this.stickToBottom = false;
+    this.readingHit = true;
+    this.jumpButton.hidden = true;
+    this.lastScrollTop = this.threadEl.scrollTop;
+    return true;
   }
 
   refresh() {

@@ -11,6 +11,7 @@ import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from django.db import connections
+from django.utils import timezone
 
 from chat import events
 from chat.api.follow import follow
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def _reply() -> Message:
-    conversation = Conversation.objects.create(owner=UserFactory(), model_name="tiny", ephemeral=True)
+    conversation = Conversation.objects.create(owner=UserFactory(), model_name="tiny")
     question = Message.objects.create(conversation=conversation, role="user", content="Hi")
     return Message.objects.create(
         conversation=conversation, role="assistant", reply_to=question, status=Message.Status.STREAMING
@@ -71,7 +72,7 @@ async def test_a_dropped_end_is_read_from_the_database_within_a_second_or_two() 
     got: list[Any] = []
     task = asyncio.create_task(_collect(reply, got))
     await asyncio.sleep(0.3)
-    reply.status, reply.content = Message.Status.DONE, "Done."
+    reply.status, reply.content, reply.finished_at = Message.Status.DONE, "Done.", timezone.now()
     await sync_to_async(reply.save)()  # and no `done` frame ever arrives
     await asyncio.wait_for(task, 5)
     assert got[-1]["type"] == "done" and got[-1]["message"]["content"] == "Done."
