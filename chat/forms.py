@@ -8,6 +8,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.contrib.auth.password_validation import validate_password
 from django.utils import timezone
 
@@ -226,7 +227,7 @@ class ProfileForm(ToolChoiceForm):
     )
 
     @classmethod
-    def for_user(cls, user: Any, profile: Profile, data: Any = None) -> ProfileForm:
+    def for_user(cls, user: User, profile: Profile, data: Any = None) -> ProfileForm:
         initial = {
             "about_me": profile.about_me,
             "answer_style": profile.answer_style,

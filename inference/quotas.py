@@ -136,9 +136,9 @@ def instruction_sources(conversation: Conversation) -> list[InstructionSource]:
     """Return the instructions a chat reply's developer message carries, in the order they are written.
 
     Broad to narrow, so that the narrower one comes later and wins where two disagree (docs/architecture.md,
-    "Instructions"): the owner's profile (about them, then how to answer), then a project's instructions once
-    projects exist (they go between the two), then the conversation's own. Empty ones are left out: the
-    prompt carries only what the user wrote.
+    "Instructions in a chat reply's prompt"): the owner's profile (about them, then how to answer), then a
+    project's instructions once projects exist (they go between the two), then the conversation's own.
+    Empty ones are left out: the prompt carries only what the user wrote.
     """
     profile = profile_get(user=conversation.owner)
     sources = [
