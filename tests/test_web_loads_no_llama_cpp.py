@@ -163,7 +163,16 @@ def _probe() -> dict[str, Any]:
 
     import gptoss_web.asgi
     import gptoss_web.urls
-    from chat.models import ApiKey, ApiRequest, Conversation, GroupApiAccess, Invitation, Message
+    from chat.models import (
+        ApiKey,
+        ApiRequest,
+        Conversation,
+        GroupApiAccess,
+        GroupReasoning,
+        Invitation,
+        Message,
+        Profile,
+    )
     from chat.services.conversations import conversation_create
     from chat.services.messages import message_send
     from inference.models import Quota, ServedModel, UsageDay
@@ -202,6 +211,8 @@ def _probe() -> dict[str, Any]:
         Conversation(owner=member, model_name="tiny", title="Probe"),
         api_key,
         GroupApiAccess(group=group, api_enabled=False),
+        GroupReasoning(group=group, visibility="hidden"),
+        Profile(user=member, about_me="Probe.", theme="dark", enabled_tools=["python"]),
         invitation,
         served,
         Quota(group=group, daily_tokens=1000),
