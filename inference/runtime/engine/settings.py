@@ -158,6 +158,7 @@ def engine_settings(
     cpu_moe: bool = False,
     kv_type: str = DEFAULT_KV_TYPE,
     n_ubatch: int = DEFAULT_N_UBATCH,
+    checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
     names: Mapping[str, str],
 ) -> EngineSettings:
     """Return the engine settings that serve *slots* conversations of *context* tokens each.
@@ -180,6 +181,7 @@ def engine_settings(
         kv_type=kv_type,
         n_ubatch=n_ubatch,
         n_batch=max(MIN_N_BATCH, n_ubatch),
+        checkpoint_bytes=checkpoint_bytes,
         names={
             **{name: value for name, value in names.items() if name not in called},
             "n_ctx": f"{called['context']} × {called['slots']}",
