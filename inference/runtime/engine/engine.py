@@ -864,17 +864,18 @@ class Engine:
         size, budget = len(data), self.settings.checkpoint_bytes
         if size > budget:
             logger.info(
-                "window checkpoint of conversation %s (%d bytes) exceeds %s: not kept",
+                "window checkpoint of conversation %s (%d bytes) exceeds the budget of %d bytes: not kept",
                 cache_key,
                 size,
-                self.settings.stated("checkpoint_bytes"),
+                budget,
             )
             return
         while self._checkpoint_bytes + size > budget:
             oldest = min(self._checkpoints, key=lambda seq: self._checkpoints[seq].last_used)
             logger.info(
-                "window checkpoints reach %s: dropping the least recently used, of conversation %s (slot %d)",
-                self.settings.stated("checkpoint_bytes"),
+                "window checkpoints reach their budget of %d bytes: "
+                "dropping the least recently used, of conversation %s (slot %d)",
+                budget,
                 self._checkpoints[oldest].cache_key,
                 oldest,
             )
@@ -935,6 +936,8 @@ class Engine:
         logger.info("engine stopped after %d steps", self.step_count)
 
     def _free(self) -> None:
+        self._checkpoints.clear()
+        self._checkpoint_bytes = 0
         if self._batch is not None:
             self._batch.free()
             self._batch = None
