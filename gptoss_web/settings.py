@@ -27,6 +27,7 @@ from gptoss_web.env import (
 )
 from inference.runtime.catalog import NAME_PATTERN, answer_tokens_default, served_model_name
 from inference.runtime.engine.settings import (
+    DEFAULT_CHECKPOINT_BYTES,
     DEFAULT_CONTEXT,
     DEFAULT_KV_TYPE,
     DEFAULT_N_GPU_LAYERS,
@@ -259,6 +260,10 @@ GPTOSS_N_CPU_MOE = env_int("GPTOSS_N_CPU_MOE", 0, minimum=0)
 GPTOSS_CPU_MOE = env_bool("GPTOSS_CPU_MOE", False)
 GPTOSS_KV_TYPE = env_choice("GPTOSS_KV_TYPE", DEFAULT_KV_TYPE, KV_TYPES)
 GPTOSS_N_UBATCH = env_int("GPTOSS_N_UBATCH", DEFAULT_N_UBATCH, minimum=1)
+# Host memory of the worker for the sliding-window checkpoints of cached conversations (0 keeps none).
+GPTOSS_WINDOW_CHECKPOINT_MB = env_int(
+    "GPTOSS_WINDOW_CHECKPOINT_MB", DEFAULT_CHECKPOINT_BYTES >> 20, minimum=0
+)
 GPTOSS_MAX_ANSWER_TOKENS = env_int(
     "GPTOSS_MAX_ANSWER_TOKENS", answer_tokens_default(GPTOSS_CONTEXT), minimum=16
 )
@@ -277,6 +282,7 @@ try:
         cpu_moe=GPTOSS_CPU_MOE,
         kv_type=GPTOSS_KV_TYPE,
         n_ubatch=GPTOSS_N_UBATCH,
+        checkpoint_bytes=GPTOSS_WINDOW_CHECKPOINT_MB << 20,
         # The engine's errors name what the operator set.
         names={
             "model_path": "GPTOSS_MODEL_PATH",

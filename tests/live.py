@@ -20,11 +20,14 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from http.cookies import SimpleCookie
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
+
+from django.db.models import Q
 
 from gptoss_web.devtools.stack import ROOT, Stack
 
@@ -143,3 +146,19 @@ def sign_in(
         return response.status, response.read().decode()
     finally:
         connection.close()
+
+
+def settle_replies() -> None:
+    """Stop what a test left generating and wait for the worker's last writes, so the next test starts with
+    free GPU slots and the database can be emptied (a flush racing the worker's final write deadlocks)."""
+    from chat.models import Conversation, Message
+    from chat.services.replies import reply_cancel
+
+    for conversation in Conversation.objects.filter(messages__status__in=Message.IN_FLIGHT).distinct():
+        reply_cancel(conversation=conversation)
+    deadline = time.monotonic() + 15
+    # A stopped reply's tokens stay reserved until the worker has stored its end and recorded its usage.
+    unsettled = Q(status__in=Message.IN_FLIGHT) | Q(reserved_tokens__gt=0)
+    while Message.objects.filter(unsettled).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.2)  # the usage write after the reply's own

@@ -107,6 +107,10 @@ def _one_line_naming(result: subprocess.CompletedProcess[str], message: str) -> 
         ({"GPTOSS_CPU_MOE": "maybe"}, "GPTOSS_CPU_MOE='maybe' is not a boolean"),
         ({"GPTOSS_KV_TYPE": "q3_k"}, "GPTOSS_KV_TYPE='q3_k' is not one of f16, q8_0, q4_0"),
         ({"GPTOSS_N_UBATCH": "0"}, "GPTOSS_N_UBATCH=0 is out of range: it must be at least 1"),
+        (
+            {"GPTOSS_WINDOW_CHECKPOINT_MB": "-1"},
+            "GPTOSS_WINDOW_CHECKPOINT_MB=-1 is out of range: it must be at",
+        ),
         ({"GPTOSS_MAX_ANSWER_TOKENS": "lots"}, "GPTOSS_MAX_ANSWER_TOKENS='lots' is not an integer"),
         ({"GPTOSS_LOG_LEVEL": "loud"}, "GPTOSS_LOG_LEVEL='loud' is not one of DEBUG, INFO, WARNING"),
         ({"GPTOSS_PORT": "http"}, "GPTOSS_PORT='http' is not an integer, for example GPTOSS_PORT=8000"),

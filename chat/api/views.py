@@ -327,14 +327,19 @@ def _queue_response(request: HttpRequest) -> _Queued:
     return _Queued(auth, parsed, reply, response, left_out)
 
 
+def _owned_response(auth: ApiKeyAuth, response_id: str) -> ApiRequest:
+    """Return *auth*'s user's response *response_id*; raise ApiError 404 (another user's ids too)."""
+    try:
+        return api_response_get(owner=auth.user, response_id=response_id)
+    except ResponseNotFound as missing:
+        raise ApiError(404, str(missing), code="response_not_found") from None
+
+
 def _response_now(
     auth: ApiKeyAuth, response_id: str, message: MessagePayload | None = None
 ) -> dict[str, Any]:
     """Return the stored response *response_id* of *auth*'s user as it stands; raise ApiError 404."""
-    try:
-        row = api_response_get(owner=auth.user, response_id=response_id)
-    except ResponseNotFound as missing:
-        raise ApiError(404, str(missing), code="response_not_found") from None
+    row = _owned_response(auth, response_id)
     options = row.options
     return responses.response_object(
         response_id,
@@ -453,10 +458,7 @@ def response_cancel(request: HttpRequest, response_id: str) -> HttpResponse:
         auth = _authenticate(request)
         if request.method != "POST":
             raise ApiError(405, "Use POST for /v1/responses/{id}/cancel.")
-        try:
-            row = api_response_get(owner=auth.user, response_id=response_id)
-        except ResponseNotFound as missing:
-            raise ApiError(404, str(missing), code="response_not_found") from None
+        row = _owned_response(auth, response_id)
         if not row.options.get("background"):
             raise ApiError(
                 400,

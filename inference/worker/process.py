@@ -68,7 +68,8 @@ def worker_config() -> WorkerConfig:
 def _config_from_registry(row: ServedModel) -> WorkerConfig:
     explicit = settings.GPTOSS_MODEL_PATH or (row.model_path if row.source == ModelSource.PATH else "")
     path = model_path(row.source, settings.GPTOSS_VAR_DIR, explicit_path=explicit)
-    engine = row.engine_settings(path)
+    # The checkpoints live in the worker's RAM, which the operator's variable sizes, not the model's row.
+    engine = replace(row.engine_settings(path), checkpoint_bytes=settings.GPTOSS_ENGINE.checkpoint_bytes)
     logger.info("model %s: settings from the model registry (%d slots)", row.name, row.slots)
     return WorkerConfig(
         model_name=row.name,

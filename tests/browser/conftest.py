@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from inference.status import WorkerStatus
 from inference.worker.heartbeat import Heartbeat
 from tests.browser.worker_play import WORKER
 from tests.factories import PASSWORD, UserFactory
-from tests.live import collect_static, live_stack
+from tests.live import collect_static, live_stack, settle_replies
 
 # Playwright's sync API keeps an event loop in this thread; the ORM calls the tests make are still plain
 # blocking calls between browser steps.
@@ -112,17 +111,8 @@ def sign_in(page: Any, username: str, password: str = PASSWORD) -> None:
 def _settle_replies(request: pytest.FixtureRequest) -> Iterator[None]:
     """Stop what a test left generating, so the next test starts with free GPU slots."""
     yield
-    if "live" not in request.fixturenames:
-        return
-    from chat.models import Conversation, Message
-    from chat.services.replies import reply_cancel
-
-    for conversation in Conversation.objects.filter(messages__status__in=Message.IN_FLIGHT).distinct():
-        reply_cancel(conversation=conversation)
-    deadline = time.monotonic() + 15
-    while Message.objects.filter(status__in=Message.IN_FLIGHT).exists() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    time.sleep(0.2)  # the worker's last write of a cancelled reply
+    if "live" in request.fixturenames:
+        settle_replies()
 
 
 @pytest.fixture

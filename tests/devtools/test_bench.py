@@ -46,6 +46,11 @@ ENGINE_RESULTS: dict[str, Any] = {
         "tokens_cold": 2000,
         "tokens_warm": 41,
         "speedup": 18.3,
+        "busy_ttft_cold_ms": 450.0,
+        "busy_ttft_reused_ms": 30.0,
+        "busy_tokens_cold": 2000,
+        "busy_tokens_reused": 56,
+        "busy_speedup": 15.0,
     },
 }
 PIPELINE_RESULTS: dict[str, Any] = {

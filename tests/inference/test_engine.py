@@ -20,7 +20,7 @@ import llama_cpp
 import numpy as np
 import pytest
 
-from gptoss_web.devtools.tinymodel import SCRIPTS, SHAPES, tiny_model_path, write_random_model
+from gptoss_web.devtools.tinymodel import SCRIPTS, SHAPES, WINDOW, tiny_model_path, write_random_model
 from inference.runtime.engine import llama as engine_llama
 from inference.runtime.engine.engine import Engine, Generation
 from inference.runtime.engine.errors import EngineStoppedError, GrammarError, ModelLoadError, SettingsError
@@ -317,6 +317,150 @@ def test_idle_caches_are_evicted_least_recently_used_first(scripted_model: Path)
         assert eng.busy_slots() == 0
         again_b = turn("b")
         assert again_b.stats.reused_tokens < len(prompts["b"]) - 1
+
+
+# A long earlier turn, so that a conversation's cache reaches far beyond the sliding window.
+WORDS = [
+    "apple",
+    "river",
+    "mountain",
+    "green",
+    "quiet",
+    "table",
+    "window",
+    "garden",
+    "yellow",
+    "morning",
+    "paper",
+    "stone",
+    "bridge",
+    "cloud",
+]
+
+
+def _words(n: int, seed: int) -> str:
+    rng = random.Random(seed)
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
+LONG_HISTORY = [Turn(user=_words(500, seed=0), final="Noted.")]
+
+
+def _answer_then_32_others(eng: Engine, prompt: list[int], *, key: str, max_tokens: int) -> list[int]:
+    """Answer *prompt* under *key*, then put 32 other conversations through the engine's other slots.
+
+    A reply that runs while the conversation is admitted, and ends after it, leaves free cells before the
+    conversation's; the longer prompts after it fill those and go on over the conversation's sliding-window
+    cells that its next token no longer sees (llama.cpp hands them out again), while its full-attention
+    cells stay. This is how a busy server takes a cached conversation's window away.
+    """
+    earlier = eng.submit(
+        _prompt("Tell me an endless story"), sampling=GREEDY, max_tokens=20, stop_tokens=STOPS
+    )
+    next(earlier)
+    reply = list(eng.submit(prompt, sampling=GREEDY, max_tokens=max_tokens, stop_tokens=STOPS, cache_key=key))
+    list(earlier)
+    for wave in range(0, 32, 3):
+        others = [
+            eng.submit(
+                _prompt(f"{i}: {_words(300, seed=i)}"), sampling=GREEDY, max_tokens=4, stop_tokens=STOPS
+            )
+            for i in range(wave, min(wave + 3, 32))
+        ]
+        for other in others:
+            list(other)
+    return reply
+
+
+def _window_start(eng: Engine, key: str) -> int:
+    """Return the first position whose sliding-window cells the idle cache of *key* still holds."""
+    seq = next(slot.seq for slot in eng._slots if slot.cache_key == key)
+    return int(llama_cpp.llama_memory_seq_pos_min(llama_cpp.llama_get_memory(eng._ctx), seq))
+
+
+def test_a_next_turn_after_32_other_conversations_restores_the_window_and_matches_a_cold_run(
+    scripted_model: Path,
+) -> None:
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=4)) as eng:
+        user = "Hello, how are you today?"
+        first = _prompt(user, LONG_HISTORY)
+        assert _answer_then_32_others(eng, first, key="conv-1", max_tokens=200) == PLAIN_REPLY
+        assert _window_start(eng, "conv-1") > len(first) - WINDOW  # the window before the next turn is gone
+        second = _prompt("And one more question?", [*LONG_HISTORY, Turn(user, SCRIPTS["plain"].first.final)])
+        warm = eng.submit(second, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="conv-1")
+        warm_tokens = list(warm)
+        cold = eng.submit(second, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+        cold_tokens = list(cold)
+        assert eng.restored_checkpoints == 1
+
+    assert warm.stats.reused_tokens == len(
+        first
+    )  # up to the checkpoint, taken at the end of the first prompt
+    assert warm.stats.prefilled_tokens == len(second) - len(first) < len(second) / 10
+    assert cold.stats.prefilled_tokens == len(second)
+    assert warm_tokens == cold_tokens == PLAIN_REPLY
+
+
+def test_the_same_prompt_again_after_a_long_reply_and_32_others_resumes_at_the_checkpoint(
+    scripted_model: Path,
+) -> None:
+    """The reply depends on the trigger word in the window before the prompt's end, which only the checkpoint
+    still holds: restored wrongly or not at all, the model would write its plain answer."""
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=4)) as eng:
+        story = _prompt("Tell me an endless story", LONG_HISTORY)
+        reply = _answer_then_32_others(eng, story, key="story", max_tokens=WINDOW + 12)
+        assert reply == _endless_reply(WINDOW + 12)
+        assert _window_start(eng, "story") > len(story)  # the reply pushed the prompt's end out of the window
+        again = eng.submit(story, sampling=GREEDY, max_tokens=20, stop_tokens=STOPS, cache_key="story")
+        again_tokens = list(again)
+        cold_tokens = list(eng.submit(story, sampling=GREEDY, max_tokens=20, stop_tokens=STOPS))
+        assert eng.restored_checkpoints == 1
+
+    assert again.stats.reused_tokens == len(story) - 1  # the last prompt token is evaluated again
+    assert again.stats.prefilled_tokens == 1
+    assert again_tokens == cold_tokens == _endless_reply(20)
+
+
+def test_a_checkpoint_of_another_prefix_is_never_restored(scripted_model: Path) -> None:
+    """An edited last message shares the cached tokens only up to the edit, before the checkpoint's window."""
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=4)) as eng:
+        first = _prompt("Hello, how are you today?", LONG_HISTORY)
+        _answer_then_32_others(eng, first, key="conv-1", max_tokens=200)
+        edited = _prompt("Hello, how are you doing?", LONG_HISTORY)
+        warm = eng.submit(edited, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="conv-1")
+        warm_tokens = list(warm)
+        cold_tokens = list(eng.submit(edited, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS))
+        assert eng.restored_checkpoints == 0
+
+    assert warm.stats.reused_tokens == 0
+    assert warm_tokens == cold_tokens == PLAIN_REPLY
+
+
+def test_window_checkpoints_stay_within_their_byte_budget_dropping_the_least_recently_used(
+    scripted_model: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    prompts = {key: _prompt(f"{key}: hello there") for key in ("a", "b", "c")}
+
+    def turn(eng: Engine, key: str) -> None:
+        list(eng.submit(prompts[key], sampling=GREEDY, max_tokens=5, stop_tokens=STOPS, cache_key=key))
+
+    with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=4)) as eng:
+        turn(eng, "a")
+        one = eng.checkpoint_bytes()
+    assert one > 0
+    budget = 2 * one + one // 2
+    settings = EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=4, checkpoint_bytes=budget)
+    with caplog.at_level("INFO", logger="inference.runtime.engine.engine"), Engine(settings) as eng:
+        turn(eng, "a")
+        turn(eng, "b")
+        assert eng.checkpointed_keys() == ["a", "b"]
+        turn(eng, "c")  # three do not fit: the least recently used ("a") goes
+        assert eng.checkpointed_keys() == ["b", "c"]
+        assert eng.checkpoint_bytes() == 2 * one
+        assert eng.cached_keys() == ["a", "b", "c"]  # the KV caches themselves stay
+    assert any(
+        "dropping the least recently used, of conversation a" in r.getMessage() for r in caplog.records
+    )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -43,27 +43,27 @@ PARTS: dict[str, Part] = {
     "engine": Part(
         run=lambda args: run_engine(args.quick),
         show=print_table,
-        missed=lambda r: [f"{t.figure} {t.value(r)} ({t})" for t in ENGINE_TABLE.missed(r)],
+        missed=ENGINE_TABLE.missed_lines,
     ),
     "pipeline": Part(
         run=lambda args: run_pipeline(args.quick),
         show=print_pipeline,
-        missed=lambda r: [f"{t.figure} {t.value(r)} ({t})" for t in PIPELINE_TABLE.missed(r)],
+        missed=PIPELINE_TABLE.missed_lines,
     ),
     "api": Part(
         run=lambda args: run_api(args.quick),
         show=print_api,
-        missed=lambda r: [f"{t.figure} {t.value(r)} ({t})" for t in API_TABLE.missed(r)],
+        missed=API_TABLE.missed_lines,
     ),
     "browser": Part(
         run=lambda args: run_browser(args.quick),
         show=print_browser,
-        missed=lambda r: [f"{t.figure} {t.value(r)} ({t})" for t in BROWSER_TABLE.missed(r)],
+        missed=BROWSER_TABLE.missed_lines,
     ),
     "search": Part(
         run=lambda args: run_search(args.quick),
         show=print_search,
-        missed=lambda r: [f"{t.figure} {t.value(r)} ({t})" for t in SEARCH_TABLE.missed(r)],
+        missed=SEARCH_TABLE.missed_lines,
     ),
     "sockets": Part(
         run=lambda args: run_sockets(args.sockets, args.seconds), show=print_sockets, missed=_sockets_missed

@@ -10,7 +10,8 @@ generated models:
 - the engine's own Python time per step at 8, 16 and 32 streams, sampling each sequence with its own
   llama.cpp sampler chain (as it did first) and all of them together (``sampling_gain_32``);
 - time to first token of a 2,000-token conversation's next turn, cold and with prefix reuse
-  (random "bench" model, 512 wide, 4 layers).
+  (random "bench" model, 512 wide, 4 layers), on a quiet server and after 32 other conversations went
+  through the slots (its sliding-window cells then come back from the engine's checkpoint).
 
 Each measurement runs a few times, interleaved, and the median is reported. The results are printed
 as a table and as JSON, and merged into ``var/bench/latest.json`` under ``engine`` and ``prefix``.
@@ -57,6 +58,10 @@ class Plan:
     repeats: int
     conversation_tokens: int = 2000
     next_turn_tokens: int = 40
+    other_conversations: int = 32
+    other_tokens: int = (
+        800  # three at a time, more than a 2,000-token conversation's window cells and the rest
+    )
 
 
 FULL = Plan(decode_tokens=256, repeats=5)
@@ -314,6 +319,79 @@ def bench_prefix(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _go_through_other_conversations(engine: Engine, plan: Plan, rng: random.Random) -> None:
+    """Put *plan*'s other conversations through the engine, three at a time, none of them kept."""
+    for wave in range(0, plan.other_conversations, 3):
+        others = [
+            engine.submit(
+                _random_prompt(rng, plan.other_tokens), sampling=GREEDY, max_tokens=4, stop_tokens=NO_STOPS
+            )
+            for _ in range(min(3, plan.other_conversations - wave))
+        ]
+        for other in others:
+            list(other)
+
+
+def bench_busy_prefix(plan: Plan) -> dict[str, Any]:
+    """Time the first token of a long conversation's next turn after other conversations went through the
+    slots, cold and with its cache reused (the engine restoring its sliding-window checkpoint).
+
+    A reply that runs while the conversation is admitted, and ends after it, leaves free cells before the
+    conversation's; the other conversations' prompts fill those and go on over the conversation's window cells
+    that its next token no longer sees, which llama.cpp hands out again. The full-attention cells stay.
+    """
+    path = _model("bench")
+    n_conv = plan.conversation_tokens
+    settings = EngineSettings(model_path=path, n_ctx=4 * (n_conv + 256), n_slots=4)
+    rng = random.Random(12)  # noqa: S311 - reproducible prompts, not secrets
+    cold_ms: list[float] = []
+    reused_ms: list[float] = []
+    tokens_cold = tokens_reused = 0
+    with Engine(settings) as engine:
+        for rep in range(plan.repeats):
+            first_turn = _random_prompt(rng, n_conv - plan.next_turn_tokens - 16)
+            key = f"busy-{rep}"
+            earlier = engine.submit(
+                _random_prompt(rng, 64), sampling=GREEDY, max_tokens=64, stop_tokens=NO_STOPS
+            )
+            next(earlier)
+            reply = list(
+                engine.submit(first_turn, sampling=GREEDY, max_tokens=16, stop_tokens=NO_STOPS, cache_key=key)
+            )
+            list(earlier)
+            _go_through_other_conversations(engine, plan, rng)
+            next_turn = [*first_turn, *reply, *_random_prompt(rng, plan.next_turn_tokens)]
+            cold = engine.submit(next_turn, sampling=GREEDY, max_tokens=1, stop_tokens=NO_STOPS)
+            list(cold)
+            restored = engine.restored_checkpoints
+            reused = engine.submit(
+                next_turn, sampling=GREEDY, max_tokens=1, stop_tokens=NO_STOPS, cache_key=key
+            )
+            list(reused)
+            if engine.restored_checkpoints != restored + 1:
+                raise RuntimeError(
+                    "busy prefix bench: the next turn did not restore a window checkpoint "
+                    f"({reused.stats.reused_tokens} tokens reused)"
+                )
+            assert cold.stats.ttft_s is not None and reused.stats.ttft_s is not None
+            cold_ms.append(cold.stats.ttft_s * 1000)
+            reused_ms.append(reused.stats.ttft_s * 1000)
+            tokens_cold, tokens_reused = cold.stats.prefilled_tokens, reused.stats.prefilled_tokens
+    cold_med, reused_med = statistics.median(cold_ms), statistics.median(reused_ms)
+    return {
+        "busy_other_conversations": plan.other_conversations,
+        "busy_ttft_cold_ms": round(cold_med, 2),
+        "busy_ttft_reused_ms": round(reused_med, 2),
+        "busy_speedup": round(cold_med / reused_med, 1),
+        "busy_tokens_cold": tokens_cold,
+        "busy_tokens_reused": tokens_reused,
+        "busy_runs": {
+            "cold_ms": [round(v, 2) for v in cold_ms],
+            "reused_ms": [round(v, 2) for v in reused_ms],
+        },
+    }
+
+
 # --------------------------------------------------------------------------------------------------
 # Reporting
 # --------------------------------------------------------------------------------------------------
@@ -396,6 +474,25 @@ ENGINE_TABLE = Table(
         Row(
             "`prefix.speedup`", lambda r: f"{r['prefix']['speedup']:.1f}×", Target("prefix.speedup", ">=", 5)
         ),
+        Row(
+            "Same conversation after 32 others went through the slots, cold",
+            lambda r: (
+                f"{r['prefix']['busy_ttft_cold_ms']:.1f} ms "
+                f"({r['prefix']['busy_tokens_cold']:,} tokens prefilled)"
+            ),
+        ),
+        Row(
+            "Same with its window checkpoint restored",
+            lambda r: (
+                f"{r['prefix']['busy_ttft_reused_ms']:.1f} ms "
+                f"({r['prefix']['busy_tokens_reused']:,} tokens prefilled)"
+            ),
+        ),
+        Row(
+            "`prefix.busy_speedup`",
+            lambda r: f"{r['prefix']['busy_speedup']:.1f}×",
+            Target("prefix.busy_speedup", ">=", 5),
+        ),
     ),
 )
 
@@ -415,7 +512,7 @@ def run_engine(quick: bool) -> dict[str, Any]:
     results: dict[str, Any] = {
         "engine": bench_throughput(plan),
         "sampling": bench_sampling(plan),
-        "prefix": bench_prefix(plan),
+        "prefix": {**bench_prefix(plan), **bench_busy_prefix(plan)},
     }
     results["engine"]["llama_cpp_python"] = llama_cpp.__version__
     results["engine"]["system_info"] = llama_cpp.llama_print_system_info().decode().strip()

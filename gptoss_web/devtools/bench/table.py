@@ -73,6 +73,10 @@ class Table:
         """Return the targets *results* miss."""
         return [target for target in self.targets() if not target.met(results)]
 
+    def missed_lines(self, results: Results) -> list[str]:
+        """Return a line per target *results* miss: the figure, its value and the target."""
+        return [f"{t.figure} {t.value(results)} ({t})" for t in self.missed(results)]
+
     def markdown(self, results: Results) -> str:
         """Return the table as docs/benchmarks.md shows it, each target marked met or NOT met."""
         lines = ["| Figure | Value | Target |", "| --- | --- | --- |"]

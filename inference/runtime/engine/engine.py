@@ -6,7 +6,11 @@ batch holding the next token of every decoding sequence plus bounded prefill chu
 `llama_decode`, samples every sequence at once (`sampling.py`: numpy over the step's logits, each sequence
 with its own settings and seed; grammar-constrained ones on llama.cpp's own sampler chain) and hands tokens
 to the waiting iterators. Slots are llama.cpp sequence ids; a finished generation with a `cache_key` leaves
-its KV in place so the conversation's next turn only prefills what is new.
+its KV in place so the conversation's next turn only prefills what is new. At the end of such a
+generation's prompt the engine also copies the slot's sliding-window cells aside (a checkpoint, within a byte
+budget), because llama.cpp frees those cells of an idle sequence once other sequences need the room: the
+full-attention cells stay, and restoring the window from the checkpoint keeps the prefix reusable on a busy
+server.
 """
 
 from __future__ import annotations
@@ -184,6 +188,21 @@ class _Slot:
 
 
 @dataclass(slots=True)
+class _Checkpoint:
+    """A slot's sliding-window cells at the end of a prompt, for when llama.cpp has freed them since.
+
+    It holds the window cells of *tokens* from position *first* on and continues their full-attention cells,
+    which stay in the slot for as long as they are the beginning of the slot's tokens.
+    """
+
+    cache_key: str
+    tokens: list[int]
+    first: int
+    data: ctypes.Array[ctypes.c_uint8]
+    last_used: float
+
+
+@dataclass(slots=True)
 class _Entry:
     """One sequence's share of the current batch."""
 
@@ -233,6 +252,11 @@ class Engine:
         self._mem: llama_cpp.llama_memory_t | None = None
         self._vocab: llama_cpp.llama_vocab_p | None = None
         self._n_swa = 0  # sliding-window size of the model, known once it has loaded
+        # Sliding-window checkpoints by slot, saved through a spare sequence id (None: checkpoints are off).
+        self._checkpoints: dict[int, _Checkpoint] = {}
+        self._checkpoint_bytes = 0
+        self._scratch_seq: int | None = None
+        self.restored_checkpoints = 0  # next turns whose window came back from a checkpoint
         self._batch: ll.LlamaBatch | None = None
         self._overrides: ll.TensorBuftOverrides | None = None
         self._batch_gens: list[Generation] = []
@@ -320,6 +344,15 @@ class Engine:
         idle = [s for s in self._slots if s.active is None and s.cache_key is not None]
         return [s.cache_key for s in sorted(idle, key=lambda s: s.last_used) if s.cache_key is not None]
 
+    def checkpointed_keys(self) -> list[str]:
+        """Return the cache keys of conversations holding a window checkpoint, least recently used first."""
+        held = sorted(self._checkpoints.values(), key=lambda c: c.last_used)
+        return [c.cache_key for c in held]
+
+    def checkpoint_bytes(self) -> int:
+        """Return the host memory the window checkpoints take now."""
+        return self._checkpoint_bytes
+
     def close(self) -> None:
         """Stop the engine thread, fail what is still queued or running, and free llama.cpp objects."""
         with self._cond:
@@ -400,6 +433,8 @@ class Engine:
         # gpt-oss's even layers attend to a sliding window; llama.cpp prunes their older cells as a sequence
         # grows, so a cached prefix is reusable only while the window before its end is still there.
         self._n_swa = int(llama_cpp.llama_model_n_swa(model))
+        if self._n_swa > 0 and settings.checkpoint_bytes > 0:
+            self._scratch_seq = ll.scratch_seq(settings)
         vocab = llama_cpp.llama_model_get_vocab(model)
         self._vocab = vocab
         self.n_vocab = llama_cpp.llama_vocab_n_tokens(vocab)
@@ -586,14 +621,20 @@ class Engine:
             pos_min = llama_cpp.llama_memory_seq_pos_min(self._mem, slot.seq)
             if pos_min > max(0, lcp - self._n_swa):
                 # The sliding-window layers no longer hold the cells the first new token must see (the
-                # same rule as llama.cpp's server): reusing the prefix would answer from a broken context.
+                # same rule as llama.cpp's server): reusing the prefix as it is would answer from a broken
+                # context. A checkpoint brings them back up to its end, else the prompt is prefilled anew.
+                restored = self._restore_checkpoint(slot, lcp)
                 logger.debug(
-                    "slot %d: window cells before %d pruned (first kept %d): prefilling anew",
+                    "slot %d: window cells before %d pruned (first kept %d): %s",
                     slot.seq,
                     lcp,
                     pos_min,
+                    f"restored a checkpoint of {restored} tokens" if restored else "prefilling anew",
                 )
-                lcp = 0
+                lcp = restored
+        checkpoint = self._checkpoints.get(slot.seq)
+        if checkpoint is not None and checkpoint.first > max(0, lcp - self._n_swa):
+            self._drop_checkpoint(slot.seq)  # what stays of the slot is too short for it to serve again
         if lcp < len(slot.tokens):
             if not llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, lcp, -1):
                 llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
@@ -682,6 +723,9 @@ class Engine:
                 slot.tokens.extend(active.gen.prompt[start : start + entry.n_tokens])
                 active.prefill_pos = start + entry.n_tokens
                 active.gen.stats.prefilled_tokens += entry.n_tokens
+                cache_key = active.gen.cache_key
+                if cache_key is not None and active.prefill_pos == len(active.gen.prompt):
+                    self._save_checkpoint(slot, cache_key)
             else:
                 assert active.next_token is not None
                 slot.tokens.append(active.next_token)
@@ -798,6 +842,72 @@ class Engine:
         llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, -1, -1)
         slot.tokens.clear()
         slot.cache_key = None
+        self._drop_checkpoint(slot.seq)
+
+    def _save_checkpoint(self, slot: _Slot, cache_key: str) -> None:
+        """Keep the slot's window cells at the end of a prompt, making room in the budget LRU first.
+
+        Right after the prompt's last decode the window before its end is whole: llama.cpp frees only cells
+        that the sequence's next token no longer sees. One cell more than the window is kept where llama.cpp
+        still has it, so that the same prompt sent again (which re-evaluates its last token) can use it too.
+        """
+        if self._scratch_seq is None:
+            return
+        assert self._ctx is not None
+        self._drop_checkpoint(slot.seq)
+        n = len(slot.tokens)
+        saved = ll.save_window(self._ctx, slot.seq, self._scratch_seq, max(0, n - 1 - self._n_swa))
+        if saved is None or saved[1] > max(0, n - self._n_swa):
+            logger.warning("slot %d: llama.cpp lost window cells before the checkpoint was saved", slot.seq)
+            return
+        data, first = saved
+        size, budget = len(data), self.settings.checkpoint_bytes
+        if size > budget:
+            logger.info(
+                "window checkpoint of conversation %s (%d bytes) exceeds the budget of %d bytes: not kept",
+                cache_key,
+                size,
+                budget,
+            )
+            return
+        while self._checkpoint_bytes + size > budget:
+            oldest = min(self._checkpoints, key=lambda seq: self._checkpoints[seq].last_used)
+            logger.info(
+                "window checkpoints reach their budget of %d bytes: "
+                "dropping the least recently used, of conversation %s (slot %d)",
+                budget,
+                self._checkpoints[oldest].cache_key,
+                oldest,
+            )
+            self._drop_checkpoint(oldest)
+        self._checkpoints[slot.seq] = _Checkpoint(cache_key, list(slot.tokens), first, data, time.monotonic())
+        self._checkpoint_bytes += size
+        logger.debug("slot %d: window checkpoint of %d tokens saved (%d bytes)", slot.seq, n, size)
+
+    def _restore_checkpoint(self, slot: _Slot, lcp: int) -> int:
+        """Bring back the slot's window cells from its checkpoint; return how many tokens it keeps (0: none).
+
+        Of the *lcp* tokens the slot shares with the new prompt, it keeps those up to the checkpoint's end, if
+        the checkpoint was taken of these very tokens and holds the window before the position it resumes at.
+        """
+        assert self._ctx is not None
+        checkpoint = self._checkpoints.get(slot.seq)
+        if checkpoint is None:
+            return 0
+        kept = min(len(checkpoint.tokens), lcp)
+        if checkpoint.first > max(0, kept - self._n_swa) or slot.tokens[:kept] != checkpoint.tokens[:kept]:
+            return 0
+        if not ll.restore_window(self._ctx, slot.seq, checkpoint.data):
+            logger.warning("slot %d: llama.cpp refused its window checkpoint: prefilling anew", slot.seq)
+            return 0
+        checkpoint.last_used = time.monotonic()
+        self.restored_checkpoints += 1
+        return kept
+
+    def _drop_checkpoint(self, seq: int) -> None:
+        checkpoint = self._checkpoints.pop(seq, None)
+        if checkpoint is not None:
+            self._checkpoint_bytes -= len(checkpoint.data)
 
     def _arm_abort(self, armed: bool) -> None:
         if armed != self._abort_armed and self._ctx is not None:
@@ -826,6 +936,8 @@ class Engine:
         logger.info("engine stopped after %d steps", self.step_count)
 
     def _free(self) -> None:
+        self._checkpoints.clear()
+        self._checkpoint_bytes = 0
         if self._batch is not None:
             self._batch.free()
             self._batch = None

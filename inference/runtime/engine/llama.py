@@ -24,7 +24,7 @@ from llama_cpp import _ggml
 from inference.runtime import gguf
 
 from .errors import GrammarError, ModelLoadError
-from .settings import KV_TYPES, EngineSettings, Grammar, SamplingParams
+from .settings import KV_TYPES, MAX_SLOTS, EngineSettings, Grammar, SamplingParams
 
 __all__ = [
     "GGUFInfo",
@@ -39,6 +39,8 @@ __all__ = [
     "make_sampler",
     "model_meta",
     "read_gguf_info",
+    "restore_window",
+    "save_window",
     "step_logits",
 ]
 
@@ -344,13 +346,14 @@ def context_params(settings: EngineSettings) -> llama_cpp.llama_context_params:
     """Build context parameters for continuous batching over a unified KV cache.
 
     swa_full keeps the whole sliding-window history, which is what lets a partial `seq_rm` keep a
-    conversation's prefix for its next turn.
+    conversation's prefix for its next turn. One sequence id beyond the slots (`scratch_seq`) serves to
+    save sliding-window checkpoints; with a unified cache it costs no memory.
     """
     params = llama_cpp.llama_context_default_params()
     params.n_ctx = settings.n_ctx
     params.n_batch = settings.n_batch
     params.n_ubatch = settings.n_ubatch
-    params.n_seq_max = settings.n_slots
+    params.n_seq_max = settings.n_slots + (scratch_seq(settings) is not None)
     if settings.n_threads is not None:
         params.n_threads = params.n_threads_batch = settings.n_threads
     else:
@@ -365,6 +368,53 @@ def context_params(settings: EngineSettings) -> llama_cpp.llama_context_params:
     params.kv_unified = True
     params.no_perf = True
     return params
+
+
+def scratch_seq(settings: EngineSettings) -> int | None:
+    """Return the sequence id kept free for saving checkpoints, None when every id is a slot."""
+    return settings.n_slots if settings.n_slots < MAX_SLOTS else None
+
+
+# --------------------------------------------------------------------------------------------------
+# Sliding-window checkpoints
+# --------------------------------------------------------------------------------------------------
+
+_SWA_ONLY = llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY
+
+
+def save_window(
+    ctx: llama_cpp.llama_context_p, seq: int, scratch: int, first: int
+) -> tuple[ctypes.Array[ctypes.c_uint8], int] | None:
+    """Return the sliding-window cells of *seq* from position *first* on, as llama.cpp serializes them, and
+    the first position they hold (later than *first* where llama.cpp has freed cells); None if it holds none.
+
+    `llama_state_seq_get_data_ext` with `LLAMA_STATE_SEQ_FLAGS_SWA_ONLY` writes every window cell a sequence
+    still has, and with `swa_full` that can be its whole history. So the cells wanted are first shared with
+    the *scratch* sequence (`seq_cp` only tags the cells of a unified cache), that sequence is saved, and
+    the tags are removed again.
+    """
+    mem = llama_cpp.llama_get_memory(ctx)
+    llama_cpp.llama_memory_seq_cp(mem, seq, scratch, first, -1)
+    try:
+        pos_min = llama_cpp.llama_memory_seq_pos_min(mem, scratch)
+        if pos_min < 0:
+            return None
+        size = llama_cpp.llama_state_seq_get_size_ext(ctx, scratch, _SWA_ONLY)
+        data = (ctypes.c_uint8 * size)()
+        if llama_cpp.llama_state_seq_get_data_ext(ctx, data, size, scratch, _SWA_ONLY) != size:
+            return None
+        return data, pos_min
+    finally:
+        llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
+
+
+def restore_window(ctx: llama_cpp.llama_context_p, seq: int, data: ctypes.Array[ctypes.c_uint8]) -> bool:
+    """Replace the sliding-window cells of *seq* with a `save_window` checkpoint; False when llama.cpp fails.
+
+    The full-attention cells stay as they are. On failure the sequence's window cells may be gone: clear it.
+    """
+    size = len(data)
+    return bool(llama_cpp.llama_state_seq_set_data_ext(ctx, data, size, seq, _SWA_ONLY) == size)
 
 
 _KV_BYTES_PER_VALUE = {"f16": 2.0, "q8_0": 34 / 32, "q4_0": 18 / 32}

@@ -9,6 +9,7 @@ from pathlib import Path
 from .errors import SettingsError
 
 __all__ = [
+    "DEFAULT_CHECKPOINT_BYTES",
     "DEFAULT_CONTEXT",
     "DEFAULT_N_GPU_LAYERS",
     "DEFAULT_N_UBATCH",
@@ -38,6 +39,9 @@ DEFAULT_N_GPU_LAYERS = -1  # all layers on the GPU
 DEFAULT_KV_TYPE = "f16"
 DEFAULT_N_UBATCH = 512
 MIN_N_BATCH = 2048  # one decode step takes up to this many tokens; n_ubatch above it raises it
+# Host memory for the sliding-window checkpoints of cached conversations: one holds 129 cells of the window
+# layers (gpt-oss-20b: 3 MiB in f16, gpt-oss-120b: 4.5 MiB), so this holds about 80 conversations of 20b.
+DEFAULT_CHECKPOINT_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,9 @@ class EngineSettings:
     # Sample all sequences of a step together (sampling.py); False samples each with llama.cpp's own chain, as
     # grammar-constrained sequences always are (the bench and the tests compare the two).
     batched_sampling: bool = True
+    # Bytes of host memory for the checkpoints of idle caches' sliding-window cells (0 keeps none); the least
+    # recently used conversation's checkpoint goes first.
+    checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES
     auto_slots: bool = False
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
@@ -132,6 +139,8 @@ class EngineSettings:
             raise SettingsError(f"{say('prefill_chunk')} must be between 1 and {say('n_batch')}")
         if self.n_threads is not None and self.n_threads < 1:
             raise SettingsError(f"{say('n_threads')} is invalid: use None (automatic) or >= 1")
+        if self.checkpoint_bytes < 0:
+            raise SettingsError(f"{say('checkpoint_bytes')} is invalid: use 0 (none) or a number of bytes")
 
     @property
     def offloads_experts(self) -> bool:
@@ -149,6 +158,7 @@ def engine_settings(
     cpu_moe: bool = False,
     kv_type: str = DEFAULT_KV_TYPE,
     n_ubatch: int = DEFAULT_N_UBATCH,
+    checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES,
     names: Mapping[str, str],
 ) -> EngineSettings:
     """Return the engine settings that serve *slots* conversations of *context* tokens each.
@@ -171,6 +181,7 @@ def engine_settings(
         kv_type=kv_type,
         n_ubatch=n_ubatch,
         n_batch=max(MIN_N_BATCH, n_ubatch),
+        checkpoint_bytes=checkpoint_bytes,
         names={
             **{name: value for name, value in names.items() if name not in called},
             "n_ctx": f"{called['context']} × {called['slots']}",
