@@ -9,7 +9,7 @@ from django.db.models import Max, Q, QuerySet
 
 from chat import events
 from chat.frames import StateFrame
-from chat.models import ApiKey, ApiRequest, Conversation, GroupApiAccess, Message
+from chat.models import ApiKey, ApiRequest, Conversation, GroupApiAccess, Message, Share
 from inference.selectors import waiting_note
 
 
@@ -20,7 +20,14 @@ def conversation_list(*, user: User) -> QuerySet[Conversation]:
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     """Return the visible messages of *conversation* (superseded ones left out) in the order written."""
-    return conversation.messages.filter(superseded_at__isnull=True).order_by("created_at", "id")
+    return shown_messages(conversation_ids=[conversation.pk])
+
+
+def shown_messages(*, conversation_ids: Iterable[int]) -> QuerySet[Message]:
+    """Return the visible messages of several conversations, each conversation's in the order written."""
+    return Message.objects.filter(
+        conversation_id__in=list(conversation_ids), superseded_at__isnull=True
+    ).order_by("conversation_id", "created_at", "id")
 
 
 def queue_positions(*, model_name: str) -> list[tuple[int, int, int]]:
@@ -160,3 +167,15 @@ def api_allowed(*, user: User) -> bool:
     a single group with it off refuses it, whatever the user's other groups say.
     """
     return not GroupApiAccess.objects.filter(group__user=user.pk, api_enabled=False).exists()
+
+
+def share_list(*, user: User) -> QuerySet[Share]:
+    """Return the shares *user* made, revoked ones included, newest first."""
+    return Share.objects.filter(owner_id=user.pk).order_by("-created_at", "-id")
+
+
+def conversation_share_list(*, conversation: Conversation) -> QuerySet[Share]:
+    """Return the shares of *conversation* that can still be read, newest first."""
+    return Share.objects.filter(conversation_id=conversation.pk, revoked_at__isnull=True).order_by(
+        "-created_at", "-id"
+    )
