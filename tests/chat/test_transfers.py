@@ -218,6 +218,13 @@ def test_a_share_is_a_snapshot_without_the_reply_being_written(alice: Any, bob: 
     assert shares.share_revoke(share=share) is False
 
 
+def test_deleting_a_conversation_deletes_its_shares(alice: Any) -> None:
+    conversation = answered(alice)
+    shares.share_create(conversation=conversation)
+    conversation.delete()
+    assert not Share.objects.exists()
+
+
 def test_nothing_to_share_in_an_empty_conversation(alice: Any) -> None:
     with pytest.raises(ChatError, match="nothing to share yet"):
         shares.share_create(conversation=make_conversation(alice))
