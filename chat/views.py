@@ -351,6 +351,7 @@ def share_revoke(request: HttpRequest, share_id: int) -> HttpResponse:
     return redirect("chat:shares")
 
 
+@never_cache  # a revoked share must not linger in a browser's cache
 @require_GET
 def share_detail(request: HttpRequest, token: str) -> HttpResponse:
     """A shared snapshot, read-only, for any signed-in user with its link (404 once revoked)."""

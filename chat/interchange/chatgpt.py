@@ -8,7 +8,9 @@ cannot show branches yet, and the import says how many messages that was.
 
 Between two questions, ChatGPT writes the reply as several nodes: text for the user, code for a tool
 (`recipient` other than "all"), the tool's output (author "tool"), thoughts. They become one reply: its
-answer, its tool calls with their results, its reasoning.
+answer, its tool calls with their results, its reasoning. A question must be text (images and files in it
+are left out, with a marker in their place); anything else a reply holds that is not text is left out and
+counted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ OTHER_BRANCHES = (
 HIDDEN = "system and hidden messages (ChatGPT's own instructions and context)"
 ATTACHMENTS = "images and files (only text is imported)"
 TOOL_OUTPUT = "tool results that are not text"
+OTHER_CONTENT = "parts of replies that are not text"
 TOO_MANY_CALLS = f"tool calls beyond {records.MAX_TOOL_CALLS} in one reply"
 _TEXT_TYPES = ("text", "multimodal_text")
 
@@ -117,8 +120,8 @@ def _node(raw: object, node_id: str, where: str, thread: _Thread, left_out: Coun
             str(recipient) if to_tool else str(content_type), records.text(arguments, here, "text")
         )
         thread.reply(at, _model(message))
-    else:
-        raise Refused(f"{here}: content is not text (content_type {content_type!r})")
+    else:  # ChatGPT's own widgets and context (memory, canvases, ...): nothing this app can show
+        left_out[f"{OTHER_CONTENT} ({content_type})"] += 1
 
 
 def _parts(content: dict[str, Any], where: str, left_out: Counter[str]) -> str:

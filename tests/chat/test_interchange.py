@@ -103,6 +103,14 @@ def test_chatgpt_imports_the_branch_last_shown_as_questions_and_replies() -> Non
     assert dict(contents.left_out) == {chatgpt.OTHER_BRANCHES: 1, chatgpt.ATTACHMENTS: 1}
 
 
+def test_chatgpt_content_a_reply_holds_that_is_not_text_is_left_out_and_counted() -> None:
+    widget = {"content_type": "model_editable_context", "model_set_context": "x"}
+    data = _b2(lambda m: m.update(content=widget))
+    contents = read_file(data, "conversations.json")
+    assert [m.content for m in contents.conversations[1].messages] == ["Hello there\nsecond line"]
+    assert contents.left_out[f"{chatgpt.OTHER_CONTENT} (model_editable_context)"] == 1
+
+
 def test_open_webui_imports_the_current_branch_with_reasoning_and_tool_calls() -> None:
     contents = read_file(openwebui_bytes(), "chat-export.json")
     assert contents.source == "Open WebUI"
