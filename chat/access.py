@@ -15,7 +15,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from chat.models import ApiKey, Conversation, Message
+from chat.models import ApiKey, Conversation, Message, Share
 
 
 def access_conversation(
@@ -68,6 +68,31 @@ def access_api_key(user: AbstractBaseUser | AnonymousUser, key_id: int | str) ->
     if key is None:
         raise Http404("No such API key")
     return key
+
+
+def access_share(user: AbstractBaseUser | AnonymousUser, share_id: int | str) -> Share:
+    """Return the share *share_id* if *user* made it (revoked or not), else raise Http404."""
+    if not user.is_authenticated:
+        raise Http404("No such share")
+    try:
+        pk = int(share_id)
+    except (TypeError, ValueError):
+        raise Http404("No such share") from None
+    share = Share.objects.filter(pk=pk, owner_id=user.pk).first()
+    if share is None:
+        raise Http404("No such share")
+    return share
+
+
+def access_shared(user: AbstractBaseUser | AnonymousUser, token: str) -> Share:
+    """Return the share whose link carries *token*, for any signed-in user, while it is not revoked; else
+    raise Http404 (an unknown, malformed or revoked link alike)."""
+    if not user.is_authenticated or not token or len(token) > 64:
+        raise Http404("No such share")
+    share = Share.objects.select_related("owner").filter(token=token, revoked_at__isnull=True).first()
+    if share is None:
+        raise Http404("No such share")
+    return share
 
 
 def sessions_signed_in(*, sessions: Mapping[str, int]) -> set[str]:

@@ -38,3 +38,7 @@ class ApiKeyRefused(ChatError):
         super().__init__(f"{reason[:1].upper()}{reason[1:]}: {hint}")
         self.reason = reason
         self.status = status
+
+
+class ImportRefused(ChatError):
+    """A file that was not imported: the message names the file, the place in it and what is wrong."""

@@ -13,6 +13,8 @@ from django.contrib.auth.password_validation import validate_password
 from django.utils import timezone
 
 from chat.errors import ChatError
+from chat.interchange.files import size_check
+from chat.interchange.records import Refused
 from chat.models import (
     MIN_ANSWER_TOKENS,
     TEMPERATURE_MAX,
@@ -247,6 +249,22 @@ class ProfileForm(ToolChoiceForm):
         ]
         form.offer_tools(tools_available(user=user))
         return form
+class ImportForm(forms.Form):
+    file = forms.FileField(
+        label="File",
+        allow_empty_file=False,
+        error_messages={"required": "Choose a file to import.", "empty": "The file is empty."},
+        widget=forms.ClearableFileInput(attrs={"accept": ".json,.zip,application/json,application/zip"}),
+    )
+
+    def clean_file(self) -> Any:
+        """Refuse a file over the size cap before it is read (chat/interchange/records.py)."""
+        upload = self.cleaned_data["file"]
+        try:
+            size_check(upload.size, upload.name)
+        except Refused as error:
+            raise forms.ValidationError(str(error)) from None
+        return upload
 
 
 class MessageForm(forms.Form):

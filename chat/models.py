@@ -199,6 +199,44 @@ class Message(models.Model):
         return self.status in self.IN_FLIGHT
 
 
+def _share_token() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class Share(models.Model):
+    """A read-only snapshot of a conversation, readable by every signed-in user who has its link.
+
+    The snapshot is the conversation as it was when shared, in this app's own JSON
+    (chat/interchange/gptoss.py): later messages, edits and settings do not change it. Revoking it empties
+    the snapshot; the row stays so that the owner's list says it was revoked. Deleting the conversation
+    deletes its shares.
+    """
+
+    token = models.CharField(max_length=32, unique=True, default=_share_token, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="shares")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="shares")
+    title = models.CharField(max_length=200, blank=True)
+    snapshot = models.JSONField(default=dict, blank=True)
+    message_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["owner", "-created_at"], name="share_owner_recent")]
+
+    def __str__(self) -> str:
+        return f"Share {self.pk}"
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    @property
+    def display_title(self) -> str:
+        return self.title or "New conversation"
+
+
 def _invitation_token() -> str:
     return secrets.token_urlsafe(24)
 

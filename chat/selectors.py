@@ -18,6 +18,7 @@ from chat.models import (
     Message,
     Profile,
     ReasoningVisibility,
+    Share,
 )
 from inference.selectors import waiting_note
 
@@ -29,7 +30,14 @@ def conversation_list(*, user: User) -> QuerySet[Conversation]:
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
     """Return the visible messages of *conversation* (superseded ones left out) in the order written."""
-    return conversation.messages.filter(superseded_at__isnull=True).order_by("created_at", "id")
+    return shown_messages(conversation_ids=[conversation.pk])
+
+
+def shown_messages(*, conversation_ids: Iterable[int]) -> QuerySet[Message]:
+    """Return the visible messages of several conversations, each conversation's in the order written."""
+    return Message.objects.filter(
+        conversation_id__in=list(conversation_ids), superseded_at__isnull=True
+    ).order_by("conversation_id", "created_at", "id")
 
 
 def queue_positions(*, model_name: str) -> list[tuple[int, int, int]]:
@@ -196,3 +204,15 @@ def reasoning_hidden_among(*, user_ids: Iterable[int]) -> set[int]:
 def profile_get(*, user: User) -> Profile:
     """Return *user*'s profile: their saved settings, or the defaults (unsaved) while they never saved any."""
     return Profile.objects.filter(user_id=user.pk).first() or Profile(user_id=user.pk)
+
+
+def share_list(*, user: User) -> QuerySet[Share]:
+    """Return the shares *user* made, revoked ones included, newest first."""
+    return Share.objects.filter(owner_id=user.pk).order_by("-created_at", "-id")
+
+
+def conversation_share_list(*, conversation: Conversation) -> QuerySet[Share]:
+    """Return the shares of *conversation* that can still be read, newest first."""
+    return Share.objects.filter(conversation_id=conversation.pk, revoked_at__isnull=True).order_by(
+        "-created_at", "-id"
+    )

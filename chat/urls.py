@@ -18,6 +18,17 @@ urlpatterns = [
     path("search/hits/", views.search_hits, name="search_hits"),
     path("settings/profile/", views.profile_page, name="profile"),
     path("settings/profile/notifications/", views.profile_notifications, name="profile_notifications"),
+    path("c/<int:conversation_id>/export.md", views.conversation_export, {"kind": "md"}, name="export_md"),
+    path(
+        "c/<int:conversation_id>/export.json", views.conversation_export, {"kind": "json"}, name="export_json"
+    ),
+    path("c/<int:conversation_id>/share/", views.share_create, name="share_create"),
+    path("settings/data/", views.data_page, name="data"),
+    path("settings/data/export.zip", views.account_export, name="account_export"),
+    path("settings/shares/", views.shares_page, name="shares"),
+    path("settings/shares/<int:share_id>/revoke/", views.share_revoke, name="share_revoke"),
+    path("s/<str:token>/", views.share_detail, name="share"),
+    path("s/<str:token>/continue/", views.share_continue, name="share_continue"),
     path("settings/api-keys/", views.api_keys_page, name="api_keys"),
     path("settings/api-keys/<int:key_id>/revoke/", views.api_key_revoke, name="api_key_revoke"),
     path("invite/<str:token>/", views.invitation_accept, name="invitation_accept"),

@@ -172,6 +172,7 @@ def _probe() -> dict[str, Any]:
         Invitation,
         Message,
         Profile,
+        Share,
     )
     from chat.services.conversations import conversation_create
     from chat.services.messages import message_send
@@ -207,6 +208,7 @@ def _probe() -> dict[str, Any]:
     invitation = Invitation(email="invitee@example.test", created_by=root)
     served = ServedModel(name="probe-model", n_cpu_moe=2, kv_type="q8_0", max_answer_tokens=512)
     api_key = ApiKey(owner=member, name="Probe key", prefix="gok_0123abcd", secret_hash="0" * 64)
+    share = Share(owner=root, conversation=conversation, title="Probe", snapshot={}, message_count=0)
     instances = [
         Conversation(owner=member, model_name="tiny", title="Probe"),
         api_key,
@@ -219,6 +221,7 @@ def _probe() -> dict[str, Any]:
         UsageDay(user=root, model_name="tiny", generations=1, answer_tokens=3),
         tool_settings_get(),
         Function(name="probe_clean", description="Probe.", url="http://127.0.0.1:9/", parameters={}),
+        share,
     ]
     for instance in instances:
         instance.full_clean()
@@ -308,6 +311,7 @@ def _probe() -> dict[str, Any]:
                 "conversation_id": conversation.pk,
                 "token": invitation.token,
                 "key_id": api_key.pk,
+                "share_id": share.pk,
                 "object_id": obj.pk if obj is not None else None,
                 "id": obj.pk if obj is not None else None,
                 "app_label": model._meta.app_label if model is not None else "chat",

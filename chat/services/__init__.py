@@ -7,6 +7,8 @@
 - invitations: accept an invitation.
 - accounts: user-level writes (end a user's sessions).
 - api_keys: create and revoke a user's API keys; authenticate an API request by its key.
+- transfers: import the conversations of a file, all or none.
+- shares: share a snapshot of a conversation, revoke it, continue it as the reader's copy.
 
 Import the module you need (`from chat.services import replies`); nothing is re-exported here.
 """

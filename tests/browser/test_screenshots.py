@@ -11,10 +11,12 @@ from typing import Any
 
 import pytest
 
+from chat.services import shares, transfers
 from inference.models import ServedModel
 from tests.browser.chat_page import ChatPage
 from tests.browser.test_client import FakeServer, msg, question, state
 from tests.browser.worker_play import finish, start
+from tests.chat.transfer_fixtures import chatgpt_bytes
 from tests.factories import make_conversation, make_exchange
 
 pytestmark = [
@@ -206,3 +208,21 @@ def test_shots_of_the_search_palette_the_search_page_and_a_found_message(shot: A
     ChatPage(page).wait_connected()
     page.wait_for_selector(f"#message-{hit.pk}.is-hit")
     take("search-found")
+
+
+def test_shots_of_import_and_export_sharing_and_a_shared_page(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    page.goto("/settings/data/")
+    take("data")
+    imported = transfers.conversations_import(
+        owner=alice_user, data=chatgpt_bytes(), filename="conversations.json"
+    )
+    tides = imported.conversations[0]
+    share = shares.share_create(conversation=tides)
+    page.goto(f"/c/{tides.pk}/")
+    page.click(".share-panel summary")
+    take("share-menu")
+    page.goto("/settings/shares/")
+    take("shares")
+    page.goto(f"/s/{share.token}/")
+    take("shared")

@@ -85,6 +85,9 @@ def test_login_page_is_public() -> None:
             {"settings-reasoning_effort": "low", "settings-instructions": "x"},
         ),
         ("post", "chat:message_create", {"text": "hello from bob"}),
+        ("get", "chat:export_md", None),
+        ("get", "chat:export_json", None),
+        ("post", "chat:share_create", {}),
     ],
 )
 def test_a_stranger_gets_404_for_every_page_and_action_and_nothing_changes(
