@@ -56,7 +56,6 @@ IGNORED = {
     "safety_identifier",
     "prompt_cache_retention",
     "stream_options",
-    "include",
 }
 # Refused by name when set to anything but their neutral value: each would change the answer.
 NEUTRAL: dict[str, Any] = {
@@ -83,6 +82,7 @@ KNOWN = {
     "text",
     "prompt_cache_key",
     "seed",
+    "include",  # read: "reasoning.encrypted_content" seals the reasoning; the rest only adds detail
 }
 # The server's own tools, by the Responses tool type that asks for them.
 BUILTINS = {"web_search": "browser", "web_search_preview": "browser", "code_interpreter": "python"}

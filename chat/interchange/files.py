@@ -119,6 +119,9 @@ def _member(archive: zipfile.ZipFile, member: zipfile.ZipInfo, name: str, unpack
     try:
         with archive.open(member) as stream:
             return stream.read(MAX_FILE_BYTES + 1)
+    # What zipfile raises for a member it cannot read: a corrupt archive (BadZipFile, OSError), a compression
+    # method it does not support (NotImplementedError), an encrypted member (RuntimeError), a bad header
+    # (ValueError). Each is refused with the member's name; nothing is stored.
     except (zipfile.BadZipFile, NotImplementedError, RuntimeError, ValueError, OSError) as error:
         raise Refused(f"{name}: {member.filename} cannot be unpacked ({error})") from None
 
