@@ -31,9 +31,10 @@ def access_conversation(
         pk = int(conversation_id)
     except (TypeError, ValueError):
         raise Http404("No such conversation") from None
-    queryset = Conversation.objects.filter(pk=pk, owner_id=user.pk, ephemeral=False)
+    # With its owner: a send reads the owner's settings and limits next.
+    queryset = Conversation.objects.select_related("owner").filter(pk=pk, owner_id=user.pk, ephemeral=False)
     if lock:
-        queryset = queryset.select_for_update()
+        queryset = queryset.select_for_update(of=("self",))
     conversation = queryset.first()
     if conversation is None:
         raise Http404("No such conversation")

@@ -64,6 +64,10 @@ class FrameError(Exception):
     """A frame the server cannot act on; the message says why."""
 
 
+class SignedOut(Exception):
+    """The socket's session ended: nothing its frame asked for is done, and the socket closes."""
+
+
 # A frame as the browser sent it: a JSON object whose "action" is one of ACTIONS (checked by _parse); its
 # other fields are checked when the action is carried out (_client_frame).
 RawFrame = dict[str, object]
@@ -76,6 +80,11 @@ def _state(user: AbstractBaseUser | AnonymousUser, conversation_id: int) -> Stat
 
 def _signed_in(session_key: str, user_id: int) -> bool:
     return bool(sessions_signed_in(sessions={session_key: user_id}))
+
+
+def _check_signed_in(session_key: str, user: AbstractBaseUser | AnonymousUser) -> None:
+    if user.pk is None or not _signed_in(session_key, user.pk):
+        raise SignedOut()
 
 
 def _reasoning_shown(user: AbstractBaseUser | AnonymousUser) -> bool:
@@ -100,11 +109,12 @@ def _watch_read(sessions: Mapping[str, int], conversation_ids: set[int], message
         )
 
 
-def _start(user: AbstractBaseUser | AnonymousUser, raw: RawFrame) -> int:
+def _start(session_key: str, user: AbstractBaseUser | AnonymousUser, raw: RawFrame) -> int:
     """Start a conversation with the start page's first message, in one transaction; return its id.
 
-    Raise ChatError or FrameError (storing nothing: no empty conversation is left behind).
+    Raise ChatError or FrameError (storing nothing: no empty conversation is left behind), or SignedOut.
     """
+    _check_signed_in(session_key, user)
     frame = _client_frame(raw)
     if frame["action"] != "send":
         raise FrameError("Send a message to start a conversation.")
@@ -117,8 +127,12 @@ def _start(user: AbstractBaseUser | AnonymousUser, raw: RawFrame) -> int:
     return conversation.pk
 
 
-def _act(user: AbstractBaseUser | AnonymousUser, conversation_id: int, raw: RawFrame) -> None:
-    """Carry out one client action; raise ChatError or FrameError with what the user should know."""
+def _act(
+    session_key: str, user: AbstractBaseUser | AnonymousUser, conversation_id: int, raw: RawFrame
+) -> None:
+    """Carry out one client action; raise ChatError or FrameError with what the user should know, or
+    SignedOut. The session is checked in the same thread call: a send waits for one hop, not two."""
+    _check_signed_in(session_key, user)
     try:
         conversation = access_conversation(user, conversation_id)
     except Http404:
@@ -350,22 +364,29 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # Daphne already closes these (gptoss_web/asgi.py); this covers any other server.
             await self._close(CLOSE_TOO_BIG, reason=f"Frames are limited to {MAX_FRAME_BYTES // 1024} KiB.")
             return
-        if not await database_sync_to_async(_signed_in)(self.session_key, self.user_id):
-            await self.signed_out()  # nothing the frame asked for is done
-            return
         frame: RawFrame = {}
         try:
             frame = self._parse(text_data, bytes_data)
             if frame["action"] == "sync":
+                if not await database_sync_to_async(_signed_in)(self.session_key, self.user_id):
+                    raise SignedOut()
                 await self.send_state()
                 return
             if self.conversation_id == 0:
                 await self._begin(frame)
                 return
-            await database_sync_to_async(_act)(self.scope.get("user"), self.conversation_id, frame)
+            await database_sync_to_async(_act)(
+                self.session_key, self.scope.get("user"), self.conversation_id, frame
+            )
+        except SignedOut:
+            await self.signed_out()  # nothing the frame asked for is done
+            return
         except messages.AlreadySent:
             pass  # acknowledged again below; nothing is stored twice
         except (ChatError, FrameError) as error:
+            if not frame and not await database_sync_to_async(_signed_in)(self.session_key, self.user_id):
+                await self.signed_out()  # an unreadable frame from a socket whose session ended
+                return
             await self._reply(
                 ErrorFrame(
                     type="error", action=_action(frame), client_id=_client_id(frame), message=str(error)
@@ -379,7 +400,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def _begin(self, frame: RawFrame) -> None:
         """Start the conversation with the start page's first message, then follow it as its own socket does:
         join its group, say where it lives (the page moves there with the History API), send its state."""
-        conversation_id = await database_sync_to_async(_start)(self.scope.get("user"), frame)
+        user = self.scope.get("user")
+        conversation_id = await database_sync_to_async(_start)(self.session_key, user, frame)
         group = conversation_group(conversation_id)
         await self.channel_layer.group_add(group, self.channel_name)
         self.conversation_id, self.groups = conversation_id, (group, *self.groups)
@@ -446,6 +468,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.in_flight[payload["message"]] = Message.Status.STREAMING
         elif payload["type"] == "done" or payload["type"] == "message":
             message = payload["message"]
+            if (
+                payload["type"] == "message"
+                and message["status"] == Message.Status.QUEUED
+                and (self.in_flight.get(message["id"]) == Message.Status.STREAMING)
+            ):
+                return  # its creation, read before a worker claimed it, arriving after its start
             self.newest = max(self.newest, message["id"])
             if message["status"] in Message.IN_FLIGHT:
                 self.in_flight[message["id"]] = message["status"]

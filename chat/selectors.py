@@ -99,8 +99,12 @@ def conversation_state(*, conversation: Conversation) -> StateFrame:
 
 
 def api_request_get(*, reply: Message) -> ApiRequest | None:
-    """Return the API request behind *reply*, or None for a reply to the chat page."""
-    return ApiRequest.objects.filter(reply_id=reply.pk).first()
+    """Return the API request behind *reply*, or None for a reply to the chat page (read with the reply
+    where it was selected with `api_request`, as the worker's claim does)."""
+    try:
+        return reply.api_request
+    except ApiRequest.DoesNotExist:
+        return None
 
 
 def message_latest_get(*, conversation: Conversation, role: str) -> Message | None:

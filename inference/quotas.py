@@ -75,17 +75,19 @@ def model_access_check(*, user: User, model_name: str) -> None:
         raise ModelNotAllowed(model_name)
 
 
-def reply_allowed_check(*, user: User, model_name: str, limit: int | None = None) -> int:
+def reply_allowed_check(
+    *, user: User, model_name: str, limit: int | None = None, limits: selectors.Limits | None = None
+) -> int:
     """Return the tokens the next reply of *user* with *model_name* may generate, which it holds against the
     daily quota until its real count is recorded; raise ChatError with what to do when it may not be queued.
 
     A reply gets the model's whole answer budget (or the conversation's answer length *limit*, when lower), or
     what is left of the quota once the replies in flight hold theirs. The caller holds the owner's send lock,
-    so no other send counts meanwhile.
+    so no other send counts meanwhile; it passes the *limits* it read already.
     """
     model_access_check(user=user, model_name=model_name)
     budget = answer_budget(model_name=model_name, limit=limit)
-    limit = selectors.limits_get(user=user).daily_tokens
+    limit = (limits or selectors.limits_get(user=user)).daily_tokens
     if limit is None:
         return budget
     tokens = selectors.tokens_today(user=user)
@@ -120,7 +122,10 @@ def reply_model_refusal(*, owner: User, model_name: str) -> str:
 def answer_budget(*, model_name: str, limit: int | None) -> int:
     """Return the tokens a chat reply may generate: the model's answer budget, or the conversation's answer
     length *limit* where that is lower (a limit never raises the model's own budget)."""
-    budget = selectors.model_budget_get(name=model_name).answer_tokens
+    return _capped(selectors.model_budget_get(name=model_name).answer_tokens, limit)
+
+
+def _capped(budget: int, limit: int | None) -> int:
     return budget if limit is None else min(budget, limit)
 
 
@@ -275,11 +280,11 @@ def prompt_fit_check(*, conversation: Conversation, text: str) -> None:
     """
     if not _harmony_ready():
         return
-    context = selectors.model_budget_get(name=conversation.model_name).context
-    reserve = answer_budget(model_name=conversation.model_name, limit=conversation.max_answer_tokens)
+    model = selectors.model_budget_get(name=conversation.model_name)
+    reserve = _capped(model.answer_tokens, conversation.max_answer_tokens)
     spec = prompt_spec(conversation, toolset_for(conversation), question=text)
     try:
-        fit_prompt(spec, n_ctx=context, reserve=reserve)
+        fit_prompt(spec, n_ctx=model.context, reserve=reserve)
     except PromptTooLong as too_long:
         raise MessageTooLong(str(too_long)) from None
 

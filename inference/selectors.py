@@ -88,10 +88,11 @@ def limits_get(*, user: User) -> Limits:
     """Return *user*'s limits: their own quota, else the most generous of their groups', else the defaults."""
     default_in_flight = settings.GPTOSS_MAX_IN_FLIGHT_PER_USER
     default_tokens = settings.GPTOSS_DAILY_TOKEN_LIMIT or None
-    own = Quota.objects.filter(user_id=user.pk).first()
+    quotas = list(Quota.objects.filter(Q(user_id=user.pk) | Q(group__user=user.pk)))  # one query
+    own = next((q for q in quotas if q.user_id == user.pk), None)
     if own is not None:
         return Limits(own.daily_tokens, own.max_in_flight or default_in_flight)
-    group_quotas = list(Quota.objects.filter(group__in=user.groups.all()))
+    group_quotas = [q for q in quotas if q.user_id is None]
     if not group_quotas:
         return Limits(default_tokens, default_in_flight)
     tokens = [q.daily_tokens for q in group_quotas]

@@ -67,7 +67,7 @@ def message_send(*, conversation: Conversation, text: str, client_id: str = "") 
         raise AlreadySent()
     _check_fits(conversation, text)
     with transaction.atomic():
-        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        locked = _locked(conversation)
         budget = reply_queue_check(locked)
         user_message, reply = _question_create(conversation=locked, text=text, reserved_tokens=budget)
         if not locked.title:
@@ -103,7 +103,7 @@ def message_edit(*, conversation: Conversation, message_id: int, text: str) -> t
     validate_message_text(text)
     _check_fits(conversation, text)
     with transaction.atomic():
-        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        locked = _locked(conversation)
         latest = selectors.message_latest_get(conversation=locked, role=Message.Role.USER)
         if latest is None or latest.pk != message_id:
             raise StaleEdit()
@@ -118,7 +118,7 @@ def message_edit(*, conversation: Conversation, message_id: int, text: str) -> t
 def message_regenerate(*, conversation: Conversation, message_id: int) -> Message:
     """Reply to the latest question again; the previous reply *message_id* is kept but superseded."""
     with transaction.atomic():
-        locked = Conversation.objects.select_for_update().get(pk=conversation.pk)
+        locked = _locked(conversation)
         latest = selectors.message_latest_get(conversation=locked, role=Message.Role.ASSISTANT)
         if latest is None or latest.pk != message_id or latest.reply_to is None:
             raise StaleEdit()
@@ -147,6 +147,12 @@ def _question_create(
     return user_message, reply
 
 
+def _locked(conversation: Conversation) -> Conversation:
+    """Return *conversation* locked until the transaction ends, with its owner (every check reads them)."""
+    locking = Conversation.objects.select_for_update(of=("self",)).select_related("owner")
+    return locking.get(pk=conversation.pk)
+
+
 def _touch(conversation: Conversation) -> None:
     conversation.updated_at = timezone.now()
     conversation.save(update_fields=["updated_at"])
@@ -172,11 +178,14 @@ def reply_queue_check(conversation: Conversation) -> int:
     _owner_lock(conversation)
     if selectors.message_in_flight_get(conversation=conversation) is not None:
         raise ReplyInFlight()
-    limit = limits_get(user=conversation.owner).max_in_flight
-    if selectors.replies_in_flight_count(user=conversation.owner) >= limit:
-        raise TooManyInFlight(limit)
+    limits = limits_get(user=conversation.owner)
+    if selectors.replies_in_flight_count(user=conversation.owner) >= limits.max_in_flight:
+        raise TooManyInFlight(limits.max_in_flight)
     return reply_allowed_check(
-        user=conversation.owner, model_name=conversation.model_name, limit=conversation.max_answer_tokens
+        user=conversation.owner,
+        model_name=conversation.model_name,
+        limit=conversation.max_answer_tokens,
+        limits=limits,
     )
 
 

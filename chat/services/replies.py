@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from django.db import IntegrityError, transaction
-from django.db.models import Subquery
+from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
 from chat import events, selectors
@@ -23,6 +22,20 @@ from inference.dispatch import enqueue_reply
 from inference.tools.records import ToolCallRecord
 
 logger = logging.getLogger(__name__)
+
+# reply_start's claim: the oldest queued reply of the task's model, skipping rows another worker is claiming.
+_CLAIM_SQL = """
+UPDATE chat_message SET status = 'streaming', started_at = %s, task_id = %s, worker = %s
+WHERE status = 'queued' AND id = (
+    SELECT id FROM chat_message
+    WHERE status = 'queued' AND role = 'assistant'
+      AND model_name = (SELECT model_name FROM chat_message WHERE id = %s)
+    ORDER BY created_at, id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id
+"""
 
 
 def reply_create(
@@ -34,7 +47,9 @@ def reply_create(
     question (with *announce_question*) and of the reply.
     """
     try:
-        with transaction.atomic():
+        # No savepoint (two round trips on the way to the GPU): a refused insert fails the caller's whole
+        # transaction, which ReplyInFlight then leaves.
+        with transaction.atomic(savepoint=False):
             reply = Message.objects.create(
                 conversation=conversation,
                 role=Message.Role.ASSISTANT,
@@ -51,16 +66,21 @@ def reply_create(
     transaction.on_commit(lambda: _enqueue(reply))
     if announce_question:
         events.message_changed(reply_to)
-    events.message_changed(
-        reply,
-        queue_position=selectors.queue_position_get(message=reply),
-        waiting=selectors.reply_waiting_get(message=reply),
-    )
+    # Its place and any waiting note are read after the commit and the enqueue, off the way to the GPU.
+    transaction.on_commit(lambda: _announce_queued(reply))
     return reply
 
 
 def _enqueue(reply: Message) -> None:
     enqueue_reply(message_id=reply.pk, model_name=reply.model_name)
+
+
+def _announce_queued(reply: Message) -> None:
+    events.message_changed(
+        reply,
+        queue_position=selectors.queue_position_get(message=reply),
+        waiting=selectors.reply_waiting_get(message=reply),
+    )
 
 
 def reply_waiting_changed(updates: Sequence[tuple[int, int, int, str]]) -> None:
@@ -116,29 +136,28 @@ def reply_start(*, message_id: int, task_id: str, worker: str) -> Message | None
     reach the broker in (re-sent after Redis lost them, or after a database outage). `SKIP LOCKED` lets two
     workers claim at once, and the conditional UPDATE makes a redelivered or duplicated task harmless: it
     finds nothing left to claim. The browsers are told by reply_announce, which the task calls once the
-    engine has the prompt.
+    engine has the prompt, and the replies still queued by queue_moved, once the first text is out.
     """
-    model_name = Message.objects.filter(pk=message_id).values("model_name")[:1]
-    queued = Message.objects.filter(
-        status=Message.Status.QUEUED, role=Message.Role.ASSISTANT, model_name=Subquery(model_name)
-    )
-    with transaction.atomic():
-        oldest = queued.select_for_update(skip_locked=True).order_by("created_at", "id").first()
-        if oldest is None:
-            logger.info("no reply of reply %s's model is queued; task %s does nothing", message_id, task_id)
-            return None
-        Message.objects.filter(pk=oldest.pk).update(
-            status=Message.Status.STREAMING, started_at=timezone.now(), task_id=task_id, worker=worker
-        )
-    if oldest.pk != message_id:
-        logger.info("task %s of reply %s claims the older queued reply %s", task_id, message_id, oldest.pk)
-    return Message.objects.select_related("conversation", "reply_to").get(pk=oldest.pk)
+    with connection.cursor() as cursor:  # one statement, one round trip: it is on the way to the first token
+        cursor.execute(_CLAIM_SQL, [timezone.now(), task_id, worker, message_id])
+        row = cursor.fetchone()
+    if row is None:
+        logger.info("no reply of reply %s's model is queued; task %s does nothing", message_id, task_id)
+        return None
+    claimed = row[0]
+    if claimed != message_id:
+        logger.info("task %s of reply %s claims the older queued reply %s", task_id, message_id, claimed)
+    return Message.objects.select_related("conversation__owner", "reply_to", "api_request").get(pk=claimed)
 
 
 def reply_announce(*, message: Message) -> None:
-    """Tell the reply's sockets it started, and the replies still queued their new places."""
+    """Tell the reply's sockets it started (the task calls queue_moved once the first text is out)."""
     events.reply_started(message)
-    _broadcast_queue(message.model_name)
+
+
+def queue_moved(*, model_name: str) -> None:
+    """Tell the replies still queued for *model_name* their new places, after one left the queue."""
+    _broadcast_queue(model_name)
 
 
 def reply_notice(*, message: Message, notice: str) -> None:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.contrib.postgres.expressions import ArraySubquery
+from django.db.models import OuterRef
 
 from inference.tools.browser import BrowserConfig
 from inference.tools.functions import Endpoint
@@ -32,20 +34,32 @@ def tool_settings_get() -> ToolSettings:
     return row
 
 
-def _group_ok(group_ids: set[int], allowed: Any) -> bool:
-    ids = set(allowed.values_list("id", flat=True))
-    return not ids or bool(ids & group_ids)
+def _group_ok(group_ids: set[int], allowed: list[int]) -> bool:
+    return not allowed or bool(set(allowed) & group_ids)
+
+
+def _groups(through: Any, column: str, value: Any) -> ArraySubquery:
+    return ArraySubquery(through.objects.filter(**{column: value}).values("group_id"))
 
 
 def tools_available(*, user: Any) -> AvailableTools:
-    row = tool_settings_get()
-    group_ids = set(user.groups.values_list("id", flat=True))
-    browser_allowed = _group_ok(group_ids, row.browser_groups)
+    """Return what *user* may switch on, read in one query (a send and a reply's start both ask)."""
+    settings_row = ToolSettings.objects.annotate(
+        user_groups=_groups(user.groups.through, "user_id", user.pk),
+        browser_group_ids=_groups(ToolSettings.browser_groups.through, "toolsettings_id", OuterRef("pk")),
+        python_group_ids=_groups(ToolSettings.python_groups.through, "toolsettings_id", OuterRef("pk")),
+    )
+    row = settings_row.filter(pk=1).first()
+    if row is None:  # the first use ever: create the defaults, then read as always
+        tool_settings_get()
+        row = settings_row.get(pk=1)
+    group_ids = set(row.user_groups)
+    browser_allowed = _group_ok(group_ids, row.browser_group_ids)
     functions = tuple(
         Function.objects.filter(enabled=True, groups__id__in=group_ids).distinct().order_by("name")
     )
     return AvailableTools(
-        python=row.python_enabled and _group_ok(group_ids, row.python_groups),
+        python=row.python_enabled and _group_ok(group_ids, row.python_group_ids),
         browser=bool(row.search_url) and browser_allowed,
         browser_reason="" if row.search_url else NO_SEARCH_REASON,
         browser_allowed=browser_allowed,

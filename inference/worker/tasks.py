@@ -135,6 +135,8 @@ class ReplyState:
     # What the user is told when the answer runs out of tokens.
     cut_notice: str = LENGTH_NOTICE
     failed_saves: int = 0
+    # Whether the replies still queued were told their new places (after this one's first text).
+    queue_told: bool = False
 
     @property
     def content(self) -> str:
@@ -416,6 +418,13 @@ def _notice(message: Message, publisher: ReplyPublisher, notice: str) -> None:
     publisher.notice(notice)
 
 
+def _tell_queue(message: Message, state: ReplyState) -> None:
+    """Tell the replies still queued for the model their new places: once this reply's first text is out,
+    so that the first text waits for nothing else."""
+    state.queue_told = True
+    _until_database("the queue", message.pk, lambda: replies.queue_moved(model_name=message.model_name))
+
+
 def _stream(
     message: Message,
     generation: Generation,
@@ -462,8 +471,12 @@ def _stream(
             elif isinstance(event, ParseError):
                 parse_error = event.message
                 generation.cancel()
+        if not state.queue_told and publisher.seq:
+            _tell_queue(message, state)
         if time.monotonic() - state.last_flush >= FLUSH_EVERY_S and not state.save(message, publisher):
             generation.cancel()
+    if not state.queue_told:
+        _tell_queue(message, state)
     done = parser.finish(generation.stats.stop_reason or "error")
     if held and not stopped:
         publisher.text(content=held)

@@ -313,6 +313,25 @@ async def test_stop_frees_the_answer_within_a_second(alice: object) -> None:
         await communicator.disconnect()
 
 
+async def test_a_replys_queued_frame_that_arrives_after_its_start_never_reaches_the_browser(
+    alice: object,
+) -> None:
+    """The send reads a reply's place after enqueueing it; a fast worker may start it before that frame goes
+    out. The browser must never see the reply go back from streaming to queued."""
+    conversation = await sync_to_async(make_conversation)(alice)
+    _, reply = await sync_to_async(message_send)(conversation=conversation, text="Hello")
+    communicator, _ = await _connected(alice, conversation.pk)
+    try:
+        queued = events.message_payload(reply, queue_position=1)
+        await sync_to_async(events.broadcast)(conversation.pk, {"type": "started", "message": reply.pk})
+        await sync_to_async(events.broadcast)(conversation.pk, {"type": "message", "message": queued})
+        await sync_to_async(events.broadcast)(conversation.pk, {"type": "title", "title": "After"})
+        seen = [await communicator.receive_json_from(timeout=5) for _ in range(2)]
+        assert [f["type"] for f in seen] == ["started", "title"]
+    finally:
+        await communicator.disconnect()
+
+
 async def test_a_socket_idle_longer_than_the_redis_read_timeout_still_receives_events(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     communicator, _ = await _connected(alice, conversation.pk)
