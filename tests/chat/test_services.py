@@ -7,8 +7,9 @@ import json
 import pytest
 import redis
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from chat import selectors
 from chat.errors import ChatError, ReplyInFlight, StaleEdit, TooManyInFlight
@@ -21,7 +22,9 @@ from chat.services.conversations import (
 )
 from chat.services.messages import message_edit, message_regenerate, message_send
 from chat.services.replies import reply_cancel, reply_finish, reply_start
+from inference.quotas import reply_model_refusal
 from inference.runtime.catalog import queue_for_model
+from inference.worker.plans import plan_for
 from tests.factories import make_conversation
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -240,3 +243,26 @@ def test_queue_positions_are_first_come_first_served_per_model(alice: object, bo
     assert [p for _, _, p in selectors.queue_positions(model_name="tiny")] == [1, 2]
     replies[2].refresh_from_db()
     assert selectors.queue_position_get(message=replies[2]) == 2
+
+
+def test_a_send_and_its_claim_stay_within_their_query_budgets(alice: object) -> None:
+    """Every round trip to PostgreSQL between Send and the engine delays the first token, most on a busy
+    server: a send (checks, writes, the place in the queue after the commit), the worker's claim and the reads
+    before the prompt each keep to a fixed number of queries, however the conversation is set up."""
+    first = make_conversation(alice)
+    message_send(conversation=first, text="First ever")  # creates the tool settings row
+    reply_cancel(conversation=first)
+    conversation = make_conversation(alice, enabled_tools=["python", "browser"])
+    with CaptureQueriesContext(connection) as send:
+        _, reply = message_send(conversation=conversation, text="Plan a picnic for six")
+    with CaptureQueriesContext(connection) as claim:
+        claimed = reply_start(message_id=reply.pk, task_id="t", worker="w")
+    assert claimed is not None and claimed.pk == reply.pk
+    with CaptureQueriesContext(connection) as plan:
+        api = selectors.api_request_get(reply=claimed)
+        assert claimed.conversation.owner.is_active
+        assert reply_model_refusal(owner=claimed.conversation.owner, model_name=claimed.model_name) == ""
+        plan_for(claimed, api).prompt([], context=4096, budget=256)
+    assert len(send) <= 19, [q["sql"][:80] for q in send.captured_queries]
+    assert len(claim) <= 2, [q["sql"][:80] for q in claim.captured_queries]
+    assert len(plan) <= 4, [q["sql"][:80] for q in plan.captured_queries]
