@@ -11,9 +11,11 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from celery.fixups.django import DjangoWorkerFixup
 from django.conf import settings as django_settings
 from django.contrib.auth.models import Group
 from django.db import connections
@@ -23,6 +25,7 @@ from chat.models import Conversation, Message
 from chat.rendering import message_sources, render_markdown
 from chat.services.conversations import conversation_update_settings
 from chat.services.messages import message_send
+from gptoss_web.celery import app
 from gptoss_web.devtools.tinymodel import PYTHON_CALL, SCRIPTS, SEARCH_CALL, WEATHER_CALL
 from inference.runtime.catalog import queue_for_model
 from inference.runtime.engine.engine import Engine, Generation
@@ -553,3 +556,18 @@ def test_replies_are_answered_oldest_first_whichever_task_comes_first(
     assert [m.pk for m in answered] == [r.pk for r in (*older, newest)]
     assert {m.status for m in answered} == {"done"}
     assert all(m.content == SCRIPTS["plain"].first.final for m in answered)
+
+
+def test_a_task_thread_keeps_its_database_connection_from_one_task_to_the_next() -> None:
+    """Celery's Django fixup closes the connection around every task unless told to reuse it; each reply's
+    claim would then start a new PostgreSQL backend on the way to its first token."""
+    app.loader.import_default_modules()
+    fixup = DjangoWorkerFixup(app)
+    task = SimpleNamespace(request=SimpleNamespace(is_eager=False))
+    connection = connections["default"]
+    connection.ensure_connection()
+    opened = connection.connection
+    for _ in range(5):
+        fixup.on_task_postrun(sender=task)
+        fixup.on_task_prerun(sender=task)
+    assert connection.connection is opened
