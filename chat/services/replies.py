@@ -20,6 +20,7 @@ from chat import events, selectors
 from chat.errors import ReplyInFlight
 from chat.models import Conversation, Message
 from inference.dispatch import enqueue_reply
+from inference.status import conversation_cache_key
 from inference.tools.records import ToolCallRecord
 
 logger = logging.getLogger(__name__)
@@ -60,7 +61,10 @@ def reply_create(
 
 
 def _enqueue(reply: Message) -> None:
-    enqueue_reply(message_id=reply.pk, model_name=reply.model_name)
+    # Routed by the conversation's cache; an API reply's cache is its client's (never offered under this key),
+    # so it goes to the shared queue.
+    key = conversation_cache_key(reply.conversation_id)
+    enqueue_reply(message_id=reply.pk, model_name=reply.model_name, cache_key=key)
 
 
 def reply_waiting_changed(updates: Sequence[tuple[int, int, int, str]]) -> None:
@@ -108,8 +112,12 @@ def reply_cancel(*, conversation: Conversation) -> Message | None:
 # --- From the worker's side (called by the GPU worker's task, the serving checks and the reaper) ----------
 
 
-def reply_start(*, message_id: int, task_id: str, worker: str) -> Message | None:
+def reply_start(*, message_id: int, task_id: str, worker: str, routed: bool = False) -> Message | None:
     """Claim the oldest queued reply of *message_id*'s model; return None when none is queued.
+
+    A *routed* task (sent to the own queue of the worker that keeps the conversation's cache) claims its own
+    reply while it is still queued, else the oldest like any other: the dispatcher routes only while nothing
+    waits in the model's shared queue, so no older reply is passed over (docs/architecture.md, "Routing").
 
     A task is a turn at the model's queue rather than a ticket for one reply: replies are generated in the
     order they were created (the order users see as their place in the queue), whatever order their tasks
@@ -123,7 +131,11 @@ def reply_start(*, message_id: int, task_id: str, worker: str) -> Message | None
         status=Message.Status.QUEUED, role=Message.Role.ASSISTANT, model_name=Subquery(model_name)
     )
     with transaction.atomic():
-        oldest = queued.select_for_update(skip_locked=True).order_by("created_at", "id").first()
+        oldest = None
+        if routed:
+            oldest = queued.filter(pk=message_id).select_for_update(skip_locked=True).first()
+        if oldest is None:
+            oldest = queued.select_for_update(skip_locked=True).order_by("created_at", "id").first()
         if oldest is None:
             logger.info("no reply of reply %s's model is queued; task %s does nothing", message_id, task_id)
             return None
