@@ -142,6 +142,9 @@ CHANNEL_LAYERS = {
                     "socket_connect_timeout": 5,
                     "retry": AsyncRetry(ExponentialBackoff(cap=1.0, base=0.05), 4),
                     "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+                    # redis-py's pool refuses a 101st connection ("Too many connections"): 200 sockets
+                    # opening at once (each joining its groups) got 500 from Daphne (bench part `load`).
+                    "max_connections": 1000,
                 }
             ],
             "prefix": f"{GPTOSS_REDIS_PREFIX}:asgi",
@@ -323,6 +326,9 @@ GPTOSS_FETCH_TIMEOUT_S = env_int("GPTOSS_FETCH_TIMEOUT_S", 10, minimum=1, maximu
 GPTOSS_FETCH_MAX_REDIRECTS = env_int("GPTOSS_FETCH_MAX_REDIRECTS", 5, minimum=0, maximum=20)
 # Seconds a queued reply waits while no GPU worker serves its model before it fails (with Retry).
 GPTOSS_UNSERVED_TIMEOUT_S = env_int("GPTOSS_UNSERVED_TIMEOUT_S", 120, minimum=5)
+# Send a conversation's next turn to the GPU worker that keeps its cache when that worker has a free slot
+# (inference/status.py route_choose); off: every reply goes to its model's shared queue.
+GPTOSS_ROUTING = env_bool("GPTOSS_ROUTING", True)
 GPTOSS_MAX_IN_FLIGHT_PER_USER = env_int("GPTOSS_MAX_IN_FLIGHT_PER_USER", 2, minimum=1)
 # Tokens (reasoning + answer) a user may generate a day unless a quota in admin says otherwise; 0 = none.
 GPTOSS_DAILY_TOKEN_LIMIT = env_int("GPTOSS_DAILY_TOKEN_LIMIT", 0, minimum=0)

@@ -11,7 +11,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import redis
@@ -111,3 +111,80 @@ def workers_list() -> list[WorkerStatus]:
             workers.append(WorkerStatus(**json.loads(raw)))
     return sorted(workers, key=lambda w: (w.model, w.name))
 
+
+# ------------------------------------------------------------------------------------------------------------
+# Routing: which worker keeps which conversation's cache (inference/dispatch.py reads it at enqueue time)
+# ------------------------------------------------------------------------------------------------------------
+
+# An offer older than this is not routed to: the worker missed two beats (it may be dead or stuck).
+ROUTE_FRESH_S = 2 * HEARTBEAT_EVERY_S + 1
+
+
+@dataclass
+class RouteOffer:
+    """What one GPU worker offers the dispatcher: its own queue, its free slots and the conversations whose
+    cache it keeps. Written with every heartbeat and whenever a reply is claimed or finished."""
+
+    name: str
+    queue: str  # the worker's own queue, `<model queue>.w.<worker name>`
+    free: int  # slots without a claimed reply (0 while the worker is not `ready`)
+    cached: list[str] = field(default_factory=list)  # cache keys of idle slots that keep their KV
+    updated_at: float = field(default_factory=time.time)
+    waiting: int = 0  # tasks in its own queue, read by the dispatcher (not stored)
+
+
+def conversation_cache_key(conversation_id: int) -> str:
+    """Return the engine cache key of a chat conversation (the worker's plans and the dispatcher share it)."""
+    return f"conversation:{conversation_id}"
+
+
+def worker_queue(model_queue: str, worker: str) -> str:
+    """Return the own queue of the worker called *worker* that serves *model_queue*."""
+    return f"{model_queue}.w.{worker}"
+
+
+def offers_key(model_name: str) -> str:
+    return f"{settings.GPTOSS_REDIS_PREFIX}:routes:{model_name}"
+
+
+def offer_write(model_name: str, offer: RouteOffer) -> None:
+    """Store *offer* among its model's offers (the hash expires with the last worker's heartbeat)."""
+    payload = asdict(offer)
+    del payload["waiting"]
+    pipe = redis_client().pipeline()
+    pipe.hset(offers_key(model_name), offer.name, json.dumps(payload))
+    pipe.expire(offers_key(model_name), HEARTBEAT_TTL_S)
+    pipe.execute()
+
+
+def offer_remove(model_name: str, name: str) -> None:
+    redis_client().hdel(offers_key(model_name), name)
+
+
+def offers_list(model_name: str) -> list[RouteOffer]:
+    """Return every offer stored for *model_name*, fresh or not."""
+    raw = redis_client().hgetall(offers_key(model_name))
+    return [RouteOffer(**json.loads(value)) for value in raw.values()]
+
+
+def route_choose(
+    offers: list[RouteOffer], *, cache_key: str, shared_waiting: int, now: float
+) -> RouteOffer | None:
+    """Return the worker a reply with *cache_key* should go to, or None for the model's shared queue.
+
+    The rules (docs/architecture.md, "Routing"): a reply goes to a worker's own queue only when no task
+    waits in the shared queue (an older reply would otherwise be passed over), the worker's offer is fresh,
+    it keeps the conversation's cache, and it has a slot that neither a claimed reply nor a task already in
+    its own queue takes. Several such workers: the one with the most free slots. Else the shared queue,
+    which any worker takes from: a reply never waits longer for its cache than it would in line.
+    """
+    if shared_waiting > 0 or not cache_key:
+        return None
+    holders = [
+        offer
+        for offer in offers
+        if now - offer.updated_at <= ROUTE_FRESH_S
+        and cache_key in offer.cached
+        and offer.free - offer.waiting > 0
+    ]
+    return max(holders, key=lambda offer: offer.free - offer.waiting, default=None)

@@ -19,18 +19,20 @@ from chat import events, selectors
 from chat.errors import ReplyInFlight
 from chat.models import Conversation, Message
 from inference.dispatch import enqueue_reply
+from inference.status import conversation_cache_key
 from inference.tools.records import ToolCallRecord
 
 logger = logging.getLogger(__name__)
 
-# reply_start's claim: the oldest queued reply of the task's model, skipping rows another worker is claiming.
+# reply_start's claim: the oldest queued reply of the task's model (a routed task's own first), skipping rows
+# another worker is claiming.
 _CLAIM_SQL = """
 UPDATE chat_message SET status = 'streaming', started_at = %s, task_id = %s, worker = %s
 WHERE status = 'queued' AND id = (
     SELECT id FROM chat_message
     WHERE status = 'queued' AND role = 'assistant'
       AND model_name = (SELECT model_name FROM chat_message WHERE id = %s)
-    ORDER BY created_at, id
+    ORDER BY (%s AND id = %s) DESC, created_at, id
     LIMIT 1
     FOR UPDATE SKIP LOCKED
 )
@@ -72,7 +74,10 @@ def reply_create(
 
 
 def _enqueue(reply: Message) -> None:
-    enqueue_reply(message_id=reply.pk, model_name=reply.model_name)
+    # Routed by the conversation's cache; an API reply's cache is its client's (never offered under this key),
+    # so it goes to the shared queue.
+    key = conversation_cache_key(reply.conversation_id)
+    enqueue_reply(message_id=reply.pk, model_name=reply.model_name, cache_key=key)
 
 
 def _announce_queued(reply: Message) -> None:
@@ -128,8 +133,12 @@ def reply_cancel(*, conversation: Conversation) -> Message | None:
 # --- From the worker's side (called by the GPU worker's task, the serving checks and the reaper) ----------
 
 
-def reply_start(*, message_id: int, task_id: str, worker: str) -> Message | None:
+def reply_start(*, message_id: int, task_id: str, worker: str, routed: bool = False) -> Message | None:
     """Claim the oldest queued reply of *message_id*'s model; return None when none is queued.
+
+    A *routed* task (sent to the own queue of the worker that keeps the conversation's cache) claims its own
+    reply while it is still queued, else the oldest like any other: the dispatcher routes only while nothing
+    waits in the model's shared queue, so no older reply is passed over (docs/architecture.md, "Routing").
 
     A task is a turn at the model's queue rather than a ticket for one reply: replies are generated in the
     order they were created (the order users see as their place in the queue), whatever order their tasks
@@ -139,7 +148,7 @@ def reply_start(*, message_id: int, task_id: str, worker: str) -> Message | None
     engine has the prompt, and the replies still queued by queue_moved, once the first text is out.
     """
     with connection.cursor() as cursor:  # one statement, one round trip: it is on the way to the first token
-        cursor.execute(_CLAIM_SQL, [timezone.now(), task_id, worker, message_id])
+        cursor.execute(_CLAIM_SQL, [timezone.now(), task_id, worker, message_id, routed, message_id])
         row = cursor.fetchone()
     if row is None:
         logger.info("no reply of reply %s's model is queued; task %s does nothing", message_id, task_id)

@@ -74,7 +74,8 @@ class Stack:
     """Real processes, started with `start()` and ended with `stop()`.
 
     Each process can be killed (`kill(name)`, as a crash would) and started again (`start_process(name)`,
-    on the same port): "redis" (only when the stack runs its own), "web", "worker", "reaper".
+    on the same port): "redis" (only when the stack runs its own), "web", "worker", "reaper"; with *workers*
+    above 1, the further GPU workers "worker2", "worker3"… on the same model.
     """
 
     def __init__(
@@ -84,8 +85,10 @@ class Stack:
         redis_prefix: str,
         redis_url: str | None = None,
         worker_env: dict[str, str] | None = None,
+        workers: int = 1,
         **env: str,
     ) -> None:
+        self.workers = ["worker", *(f"worker{n}" for n in range(2, workers + 1))]
         self.own_redis = redis_url is None
         self.redis_port = free_port()
         self.web_port = free_port()
@@ -115,7 +118,7 @@ class Stack:
         if self.worker_env["GPTOSS_MODEL"] == TINY and not self.worker_env.get("GPTOSS_MODEL_PATH"):
             tiny_model_path(ROOT / self.worker_env.get("GPTOSS_VAR_DIR", "var"))  # built once, kept
         try:
-            for name in (["redis"] if self.own_redis else []) + ["web", "worker", "reaper"]:
+            for name in (["redis"] if self.own_redis else []) + ["web", *self.workers, "reaper"]:
                 self.start_process(name)
         except BaseException:
             self.stop()
@@ -124,6 +127,16 @@ class Stack:
 
     def start_process(self, name: str) -> None:
         """Start (or start again) one process and wait until it is ready."""
+        if name in self.workers:
+            argv = [
+                sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
+                "--queues", queue_for_model(served_model_name(self.worker_env)),
+                "--hostname", f"gpu-{self.web_port}-{name}@%h", "--without-gossip", "--without-mingle",
+                "--loglevel", "INFO",
+            ]  # fmt: skip
+            self.processes[name] = Process(name, argv, self.worker_env)
+            self.processes[name].wait_for("ready.", timeout=180)
+            return
         argv, env, ready = {
             "redis": (
                 ["redis-server", "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "",
@@ -133,13 +146,6 @@ class Stack:
             "web": (
                 daphne_argv("127.0.0.1", self.web_port),
                 self.env, "Listening on TCP address",
-            ),
-            "worker": (
-                [sys.executable, "-m", "celery", "-A", "gptoss_web", "worker", "--pool", "threads",
-                 "--queues", queue_for_model(served_model_name(self.worker_env)),
-                 "--hostname", f"gpu-{self.web_port}@%h", "--without-gossip", "--without-mingle",
-                 "--loglevel", "INFO"],
-                self.worker_env, "ready.",
             ),
             "reaper": ([sys.executable, "manage.py", "reaper"], self.env, "reaper watching"),
         }[name]  # fmt: skip

@@ -15,6 +15,7 @@ from inference.quotas import api_prompt_spec, instruction_sources, instructions_
 from inference.runtime.engine.grammar import function_call_grammar, json_answer_grammar
 from inference.runtime.engine.settings import SamplingParams
 from inference.runtime.harmony import PromptTooLong, ToolStep, Turn, fit_prompt, render_prompt
+from inference.status import conversation_cache_key
 from inference.tools.selectors import tools_available
 from inference.tools.toolset import Toolset, toolset_for
 
@@ -102,7 +103,7 @@ def plan_for(message: Message, api: ApiRequest | None) -> TurnPlan:
             None,
             toolset_for(conversation),
             chat_sampling(conversation),
-            cache_key=f"conversation:{message.conversation_id}",
+            cache_key=conversation_cache_key(message.conversation_id),
             instructions=instructions_text(instruction_sources(conversation)),
             max_tokens=conversation.max_answer_tokens,
         )

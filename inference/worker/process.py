@@ -24,7 +24,15 @@ from inference.runtime.engine.engine import Engine, Generation
 from inference.runtime.engine.settings import EngineSettings
 from inference.runtime.vocab import configure_vocab
 from inference.selectors import served_model_get
-from inference.status import HEARTBEAT_EVERY_S, WorkerStatus, redis_client
+from inference.status import (
+    HEARTBEAT_EVERY_S,
+    RouteOffer,
+    WorkerStatus,
+    offer_remove,
+    offer_write,
+    redis_client,
+    worker_queue,
+)
 from inference.worker.gpu import gpu_status
 from inference.worker.heartbeat import Heartbeat, TokenMeter, host_memory
 
@@ -91,11 +99,15 @@ class _State:
     generations: dict[int, Generation] = {}
     # Replies claimed by this process's tasks and not yet stored as finished (listed in the heartbeat).
     held: set[int] = set()
+    # Of those, the ones whose generation has ended (their slot is free; only the final write is left).
+    ending: set[int] = set()
     held_lock = threading.Lock()
     # What keeps this worker from taking tasks ("" when PostgreSQL and Redis answer).
     unavailable = ""
     # Set while the Celery consumer takes no task (the QueueGate step in inference/worker/gate.py).
     gate_closed = threading.Event()
+    # Serializes the route offers, so an older one never overwrites a newer one in Redis.
+    offer_lock = threading.Lock()
 
 
 def start_engine() -> Engine:
@@ -146,6 +158,25 @@ def _sample(status: WorkerStatus) -> None:
     status.tokens_per_s_1m = round(_State.meter.rate(), 1)
     status.ram_used, status.ram_total = host_memory()
     status.gpu = gpu_status()
+    offer_publish()
+
+
+def offer_publish() -> None:
+    """Tell the dispatcher this worker's free slots and the conversations whose cache it keeps (with every
+    heartbeat, and at once when a reply is claimed or finished, so the dispatcher's choice is fresh)."""
+    engine, config, heartbeat = _State.engine, _State.config, _State.heartbeat
+    if engine is None or config is None:
+        return
+    ready = heartbeat is not None and heartbeat.status.state == "ready"
+    with _State.offer_lock:
+        with _State.held_lock:
+            free = max(0, config.engine.n_slots - len(_State.held - _State.ending)) if ready else 0
+        queue = worker_queue(config.queue, worker_name())
+        offer = RouteOffer(name=worker_name(), queue=queue, free=free, cached=engine.cached_keys())
+        try:
+            offer_write(config.model_name, offer)
+        except redis.RedisError as error:
+            logger.warning("route offer not sent: %s", error)
 
 
 def meter() -> TokenMeter:
@@ -168,11 +199,22 @@ def holding(message_id: int) -> Iterator[None]:
     """List the claimed reply *message_id* in this worker's heartbeat until it is stored as finished."""
     with _State.held_lock:
         _State.held.add(message_id)
+    offer_publish()
     try:
         yield
     finally:
         with _State.held_lock:
             _State.held.discard(message_id)
+            _State.ending.discard(message_id)
+        offer_publish()
+
+
+def generation_ended(message_id: int) -> None:
+    """Offer the slot of the held reply *message_id* again: its generation ended, the engine keeps the
+    conversation's cache in it, and only the final write is left (which tells the browsers)."""
+    with _State.held_lock:
+        _State.ending.add(message_id)
+    offer_publish()
 
 
 def cancel(message_id: int) -> bool:
@@ -218,6 +260,11 @@ def slots() -> int:
 def queue() -> str:
     """Return the queue of the loaded model, which this worker consumes whatever its launcher passed."""
     return current()[1].queue
+
+
+def own_queue() -> str:
+    """Return this worker's own queue: the turns the dispatcher routes here, where their cache is."""
+    return worker_queue(current()[1].queue, worker_name())
 
 
 def _masked(url: str) -> str:
@@ -343,6 +390,9 @@ def stop_engine() -> None:
         if _State.heartbeat is not None:
             _State.heartbeat.stop()
             _State.heartbeat = None
+        if _State.config is not None:
+            with suppress(redis.RedisError):
+                offer_remove(_State.config.model_name, worker_name())
         if _State.engine is not None:
             _State.engine.close()
             _State.engine = None

@@ -23,9 +23,10 @@ class Reaper:
     - The replies of a worker that stopped beating become `interrupted`, keeping their text.
     - A reply `streaming` on a live worker whose heartbeat does not list it (its task ended without storing
       it, or the worker restarted under the same name) becomes `interrupted` the same way.
-    - When a model has more queued replies than tasks waiting in its queue (tasks lost with Redis, or
-      dropped), the missing tasks are sent again. A task claims the oldest queued reply of its model, so
-      order is the database's and a surplus task finds nothing to do.
+    - When a model has more queued replies than tasks waiting in its queues (its shared queue and the own
+      queues of its live workers: tasks lost with Redis, dropped, or routed to a worker that died), the
+      missing tasks are sent again, to the shared queue. A task claims the oldest queued reply of its model,
+      so order is the database's and a surplus task finds nothing to do.
 
     Each condition must hold for a while of the reaper's own observation (a Redis restart loses every
     heartbeat until the next beat; a task just claimed is listed at the worker's next beat; a reply just

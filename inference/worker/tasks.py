@@ -79,10 +79,13 @@ def _load_model_at_start(sender: object = None, **_: object) -> None:
         # Likewise its queue: a launcher's --queues derived from other variables (e.g. GPTOSS_MODEL where
         # GPTOSS_MODEL_PATH names the file) would leave its model's replies waiting in a queue nobody reads
         # while the heartbeat says the model is served, or answer another model's replies with this one.
+        # Besides the model's shared queue, the worker's own: the next turns of the conversations whose cache
+        # it keeps (inference/dispatch.py).
         queue, queues = process.queue(), sender.app.amqp.queues
         if set(queues.consume_from) != {queue}:
             logger.info("consuming %s, its model's queue (instead of %s)", queue, sorted(queues.consume_from))
-            queues.select([queue])
+        logger.info("consuming %s too: the turns routed to this worker", process.own_queue())
+        queues.select([queue, process.own_queue()])
     process.DependencyWatch().start()
 
 
@@ -125,6 +128,7 @@ class ReplyState:
     # Reasoning written in the current generation, before its tool call (goes back into the prompt).
     segment_reasoning: str = ""
     prompt_tokens: int = 0
+    reused_tokens: int = 0  # of the last generation's prompt, taken from the engine's cache (for the log)
     reasoning_tokens: int = 0
     answer_tokens: int = 0
     ttft_ms: int | None = None
@@ -201,8 +205,9 @@ class StreamOutcome:
 
 # The name from before the task moved into inference/worker/: tasks queued by an older release still run.
 @shared_task(name="inference.tasks.generate_reply_task", bind=True, ignore_result=True, acks_late=False)
-def generate_reply_task(self: object, message_id: int) -> None:
-    """Generate the oldest queued reply of *message_id*'s model (see reply_start); none left: do nothing.
+def generate_reply_task(self: object, message_id: int, routed: bool = False) -> None:
+    """Generate the oldest queued reply of *message_id*'s model (see reply_start; a *routed* task, sent to
+    this worker's own queue, its own reply first); none left: do nothing.
 
     A database outage delays the task but loses nothing: the claim waits for PostgreSQL, the progress writes
     are skipped while it is down, and the final write waits for it (the reply stays listed in the worker's
@@ -213,7 +218,7 @@ def generate_reply_task(self: object, message_id: int) -> None:
     message = _until_database(
         "the claim",
         message_id,
-        lambda: replies.reply_start(message_id=message_id, task_id=task_id, worker=name),
+        lambda: replies.reply_start(message_id=message_id, task_id=task_id, worker=name, routed=routed),
     )
     if message is None:
         return
@@ -261,8 +266,13 @@ def _generate_and_finish(message: Message, task_id: str) -> None:
             if api is not None:
                 api_requests.api_reply_finished(reply=message, finish_reason=outcome.finish)
 
+    # Before the write that tells the browsers: a next turn sent at once finds the cache offered.
+    process.generation_ended(message.pk)
     _until_database("the final write", message.pk, finish)
-    logger.info("reply %s finished: %s", message.pk, outcome.status)
+    logger.info(
+        "reply %s finished: %s (%d of %d prompt tokens from the cache)",
+        message.pk, outcome.status, state.reused_tokens, state.prompt_tokens,
+    )  # fmt: skip
 
 
 def limit_notice(limit: int) -> str:
@@ -485,6 +495,7 @@ def _stream(
     state.reasoning_tokens += done.reasoning_tokens
     state.answer_tokens += done.final_tokens + done.commentary_tokens
     state.tokens_per_second = generation.stats.decode_tps
+    state.reused_tokens = generation.stats.reused_tokens
     reason = generation.stats.stop_reason
     if parse_error:
         # openai-harmony's words are for the admin: the user reads a sentence and the id that finds them.

@@ -15,6 +15,7 @@ from gptoss_web.devtools.bench.api import API_TABLE
 from gptoss_web.devtools.bench.browser import BROWSER_TABLE
 from gptoss_web.devtools.bench.engine import ENGINE_TABLE
 from gptoss_web.devtools.bench.pipeline import PIPELINE_TABLE
+from gptoss_web.devtools.bench.routing import ROUTING_TABLE
 from gptoss_web.devtools.bench.search import SEARCH_TABLE
 from gptoss_web.devtools.bench.table import Table
 
@@ -89,8 +90,8 @@ def _documented_rows(table: Table) -> list[tuple[str, str]]:
 
 @pytest.mark.parametrize(
     "table",
-    [ENGINE_TABLE, PIPELINE_TABLE, API_TABLE, BROWSER_TABLE, SEARCH_TABLE],
-    ids=["engine", "pipeline", "api", "browser", "search"],
+    [ENGINE_TABLE, PIPELINE_TABLE, API_TABLE, BROWSER_TABLE, ROUTING_TABLE, SEARCH_TABLE],
+    ids=["engine", "pipeline", "api", "browser", "routing", "search"],
 )
 def test_docs_list_the_figures_and_targets_the_bench_prints(table: Table) -> None:
     assert _documented_rows(table) == [(row.figure, str(row.target or "")) for row in table.rows]
