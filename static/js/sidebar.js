@@ -108,6 +108,20 @@ function showPinned() {
   if (empty && document.querySelector("#sidebar .conversation-row")) { empty.remove(); }
 }
 
+/** Return what a row shows and offers, to tell whether a fresh copy from the server changes anything. */
+function signature(row) {
+  const link = row.querySelector(".conversation-link .title");
+  const select = row.querySelector("select");
+  return [
+    row.getAttribute("data-sort"),
+    row.getAttribute("data-group"),
+    link ? link.textContent : "",
+    Array.from(row.querySelectorAll(".row-meta .row-tag")).map((tag) => tag.textContent).join("|"),
+    Array.from(row.querySelectorAll("form button")).map((b) => b.textContent).join("|"),
+    select ? select.value : "",
+  ].join("\n");
+}
+
 function parseRows(html) {
   const template = document.createElement("template");
   template.innerHTML = html;
@@ -149,9 +163,17 @@ export async function sidebarChanged(frame) {
   const row = await fetchRow(id);
   if (row === "gone") { removeRows(id); return; }
   if (!row) { return; }
+  const pinned = row.getAttribute("data-group") === "pinned";
+  const shown = document.querySelector(
+    `#sidebar [data-role=${pinned ? "pinned" : "recent"}] > .conversation-row[data-conversation="${id}"]`,
+  );
+  if (shown && signature(shown) === signature(row)) {
+    // Already as the server has it (this tab's own action, then its `sidebar` frame): an open menu stays open.
+    markRow(shown, readUnread());
+    return;
+  }
   const hadFocus = document.activeElement && document.activeElement.closest(`.conversation-row[data-conversation="${id}"]`);
   removeRows(id);
-  const pinned = row.getAttribute("data-group") === "pinned";
   const container = document.querySelector(`#sidebar [data-role=${pinned ? "pinned" : "recent"}]`);
   if (!container) { return; }
   const placed = place(container, row);
@@ -179,6 +201,8 @@ async function refreshProjects() {
 // --- The next page ----------------------------------------------------------------------------------------
 
 async function loadMore(link, focusNew) {
+  // Pressed while the scroll already loads it: the focus still goes on to the first new row.
+  if (focusNew) { link.setAttribute("data-focus-new", ""); }
   if (link.getAttribute("aria-busy") === "true") { return; }
   link.setAttribute("aria-busy", "true");
   const container = link.parentElement;
@@ -205,7 +229,7 @@ async function loadMore(link, focusNew) {
       watch(next);
     }
     regroup(container);
-    if (focusNew && first) { first.querySelector("a").focus(); }
+    if (link.hasAttribute("data-focus-new") && first) { first.querySelector("a").focus(); }
     announce(first ? "More conversations loaded." : "No more conversations.");
   } catch {
     link.removeAttribute("aria-busy");
@@ -229,6 +253,9 @@ async function rowAction(form) {
   const row = form.closest(".conversation-row");
   const id = row ? Number(row.getAttribute("data-conversation")) : 0;
   const menu = form.closest("details");
+  // Read before the post: the `sidebar` frame of this very change may replace or remove the row meanwhile.
+  const inSidebar = Boolean(row && row.closest("#sidebar"));
+  const next = row && row.nextElementSibling ? row.nextElementSibling.querySelector("a") : null;
   try {
     const response = await fetch(form.action, {
       method: "POST",
@@ -246,22 +273,21 @@ async function rowAction(form) {
     return;
   }
   if (menu) { menu.open = false; }
-  const inSidebar = row && row.closest("#sidebar");
   if (!inSidebar && row) {
     // A project's or the archived list: that page's own list changes; reload it to show the new state.
     window.location.reload();
     return;
   }
   if (change === "archived") {
-    const next = row.nextElementSibling && row.nextElementSibling.querySelector("a");
     await sidebarChanged({ change, conversation: id });
     announce("Archived. Find it under Archived, or by search.");
     if (next) { next.focus(); }
     return;
   }
-  const summary = row ? row.querySelector("summary") : null;
-  if (summary) { summary.focus(); }
   await sidebarChanged({ change, conversation: id });
+  // The row was placed anew (pinned, moved): the focus goes to its ⋯ button where it now is.
+  const placed = document.querySelector(`#sidebar .conversation-row[data-conversation="${id}"] summary`);
+  if (placed) { placed.focus(); }
   announce({ pinned: "Pinned.", unpinned: "Unpinned.", moved: "Moved.", restored: "Restored." }[change] || "Done.");
 }
 
