@@ -60,6 +60,7 @@ def project_create(
     except IntegrityError:  # project_name_unique_per_owner: one name per owner, whatever its case
         raise ProjectNameTaken(name) from None
     logger.info("user %s created project %s", owner.pk, project.pk)
+    events.sidebar_changed(owner.pk, None, "projects")
     return project
 
 

@@ -80,16 +80,18 @@ async def test_every_change_to_a_users_list_reaches_their_sockets(alice: Any) ->
         await sync_to_async(conversation_move)(conversation=conversation, project=project)
         await sync_to_async(conversation_archive)(conversation=conversation, archived=True)
         await sync_to_async(conversation_archive)(conversation=conversation, archived=False)
-        frames = await _sidebar_frames(tab, 6)
+        frames = await _sidebar_frames(tab, 7)
         assert [(f["change"], f["conversation"]) for f in frames] == [
             ("created", conversation.pk),
+            ("projects", None),
             ("title", conversation.pk),
             ("pinned", conversation.pk),
             ("moved", conversation.pk),
             ("archived", conversation.pk),
             ("restored", conversation.pk),
         ]
-        assert set(frames[0]) == {"type", "change", "conversation"}  # an id, never a title or text
+        # An id, never a title or text.
+        assert all(set(frame) == {"type", "change", "conversation"} for frame in frames)
         pk = conversation.pk
         await sync_to_async(conversation_delete)(conversation=conversation)
         assert [(f["change"], f["conversation"]) for f in await _sidebar_frames(tab, 1)] == [("deleted", pk)]
