@@ -15,7 +15,7 @@ from django.http import Http404
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare
 
-from chat.models import ApiKey, Conversation, Message, Share
+from chat.models import ApiKey, Conversation, Message, Project, Share
 
 
 def access_conversation(
@@ -145,3 +145,17 @@ def _session_data(keys: set[str]) -> dict[str, dict[str, Any]]:
         return {key: decoder.decode(raw) for key, raw in rows.values_list("session_key", "session_data")}
     # Cache, file or signed-cookie sessions: each store looks its session up; a missing one loads as {}.
     return {key: store_class(key).load() for key in keys}
+
+
+def access_project(user: AbstractBaseUser | AnonymousUser, project_id: int | str) -> Project:
+    """Return the project *project_id* if *user* owns it, else raise Http404."""
+    if not user.is_authenticated:
+        raise Http404("No such project")
+    try:
+        pk = int(project_id)
+    except (TypeError, ValueError):
+        raise Http404("No such project") from None
+    project = Project.objects.filter(pk=pk, owner_id=user.pk).first()
+    if project is None:
+        raise Http404("No such project")
+    return project

@@ -33,6 +33,7 @@ from chat.frames import (
     ErrorFrame,
     RegenerateFrame,
     SendFrame,
+    SidebarEventMessage,
     StateFrame,
     StopFrame,
     SyncFrame,
@@ -455,6 +456,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         this socket's session before anything else is forwarded (a consumer handles one message at a time)."""
         if not self.closing and not await database_sync_to_async(_signed_in)(self.session_key, self.user_id):
             await self.signed_out()
+
+    async def chat_sidebar(self, event: SidebarEventMessage) -> None:
+        """Forward a change of the user's sidebar (chat.events.sidebar_changed): only the user's own sockets
+        are in the group it is sent to, and it names a conversation id, nothing of its text."""
+        async with self.sending:
+            if not self.closing:
+                await self.send(text_data=json.dumps(event["payload"]))
 
     async def chat_event(self, event: ChatEventMessage) -> None:
         """Forward a broadcast event (sent by chat.events), dropping stream events the socket already has."""

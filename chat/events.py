@@ -6,6 +6,10 @@ Two kinds of events:
 - stream events of a reply (`delta`, `tool`, `notice`), numbered by `seq`, sent by the GPU worker's task and
   also appended to a Redis list per reply so a socket that (re)connects mid-reply can catch up without a gap.
 
+A user's sockets (every one of them joins the user's group) are told what changed in their sidebar
+(`sidebar`: a conversation created, renamed, pinned, archived, moved, deleted, or a reply of it finished) so
+that every tab's list follows; the frame names the conversation only, and the browser fetches its row.
+
 Besides, a user's sockets are told to check their session when one of the user's sessions is deleted or the
 user is saved (`sessions_changed`, sent from the signal receivers connected in chat/apps.py).
 
@@ -30,8 +34,15 @@ from django.contrib.auth import SESSION_KEY
 from django.db import transaction
 from django.utils import timezone
 
-from chat.frames import BroadcastFrame, ChatEventMessage, MessagePayload, StreamEvent
-from chat.models import Message
+from chat.frames import (
+    BroadcastFrame,
+    ChatEventMessage,
+    MessagePayload,
+    SidebarChange,
+    SidebarEventMessage,
+    StreamEvent,
+)
+from chat.models import Conversation, Message
 from chat.rendering import message_sources, render_markdown
 from inference.tools.records import ToolCallRecord
 
@@ -219,8 +230,31 @@ def reply_finished(message: Message) -> None:
         broadcast(message.conversation_id, {"type": "done", "message": message_payload(message)})
         with contextlib.suppress(redis.RedisError):
             _redis_client().expire(stream_key(message.pk), STREAM_TTL_AFTER_DONE_S)
+        owner = (
+            Conversation.objects.filter(pk=message.conversation_id, ephemeral=False)
+            .values_list("owner_id", flat=True)
+            .first()
+        )
+        if owner is not None:  # the sidebar moves it to the top of Today, marked until opened
+            _sidebar_send(owner, message.conversation_id, "reply")
 
     transaction.on_commit(send)
+
+
+def sidebar_changed(user_id: int, conversation_id: int | None, change: SidebarChange) -> None:
+    """Tell every socket of *user_id*, once the transaction commits, that their sidebar changed: *change*
+    happened to *conversation_id* (None for the project list). Only the owner's sockets are in that group."""
+    transaction.on_commit(lambda: _sidebar_send(user_id, conversation_id, change))
+
+
+def _sidebar_send(user_id: int, conversation_id: int | None, change: SidebarChange) -> bool:
+    layer = get_channel_layer()
+    assert layer is not None, "CHANNEL_LAYERS is not configured"
+    message: SidebarEventMessage = {
+        "type": "chat.sidebar",
+        "payload": {"type": "sidebar", "change": change, "conversation": conversation_id},
+    }
+    return _broadcaster.run(layer.group_send(user_group(user_id), message))
 
 
 def reply_started(message: Message) -> None:

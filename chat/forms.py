@@ -21,6 +21,7 @@ from chat.models import (
     TOP_P_MIN,
     Conversation,
     Profile,
+    Project,
     ReasoningEffort,
     Theme,
     Tool,
@@ -249,6 +250,49 @@ class ProfileForm(ToolChoiceForm):
         ]
         form.offer_tools(tools_available(user=user))
         return form
+
+
+class ProjectForm(ToolChoiceForm):
+    """A project's name, instructions and the defaults its new conversations start with."""
+
+    name = forms.CharField(
+        max_length=100, strip=True, error_messages={"required": "Give the project a name."}
+    )
+    instructions = forms.CharField(
+        required=False,
+        max_length=INSTRUCTIONS_MAX_CHARS,
+        widget=forms.Textarea(attrs={"rows": 4, "placeholder": "e.g. We are moving billing from PHP to Go."}),
+        help_text="In every reply of this project's conversations: after your profile's instructions, before "
+        "a conversation's own.",
+    )
+    model_name = forms.ChoiceField(label="Model", choices=[], required=False)
+    reasoning_effort = forms.ChoiceField(
+        choices=[("", "As my profile"), *ReasoningEffort.choices], required=False, widget=forms.RadioSelect
+    )
+
+    @classmethod
+    def for_project(cls, user: User, project: Project | None, data: Any = None) -> ProjectForm:
+        initial = (
+            {
+                "name": project.name,
+                "instructions": project.instructions,
+                "model_name": project.model_name,
+                "reasoning_effort": project.reasoning_effort,
+                "enabled_tools": project.enabled_tools,
+            }
+            if project
+            else {}
+        )
+        form = cls(data=data, initial=initial, prefix="project")
+        field = form.fields["model_name"]
+        assert isinstance(field, forms.ChoiceField)
+        served = [(m.name, m.display_name) for m in served_model_list(user=user)]
+        field.choices = [("", "As my profile"), *served]
+        form.offer_tools(tools_available(user=user))
+        form.fields["enabled_tools"].help_text = "None ticked: your profile's tools."
+        return form
+
+
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="File",

@@ -130,6 +130,27 @@ BroadcastFrame = (
 """What chat.events sends to every socket of a conversation (through the channel layer)."""
 
 
+SidebarChange = Literal[
+    "created", "title", "reply", "pinned", "unpinned", "archived", "restored", "moved", "deleted", "projects"
+]
+
+
+class SidebarFrame(TypedDict):
+    """To every socket of a user: their sidebar changed. The browser fetches the conversation's row (or
+    drops it, `deleted`); `projects` (conversation None) means the list of projects changed."""
+
+    type: Literal["sidebar"]
+    change: SidebarChange
+    conversation: int | None
+
+
+class SidebarEventMessage(TypedDict):
+    """The channel-layer message that carries a sidebar frame to a user's consumers."""
+
+    type: Literal["chat.sidebar"]
+    payload: SidebarFrame
+
+
 class AckFrame(TypedDict):
     """Only to the sender: its frame was stored."""
 
@@ -147,7 +168,7 @@ class ErrorFrame(TypedDict):
     message: str
 
 
-ServerFrame = StateFrame | BroadcastFrame | AckFrame | ErrorFrame
+ServerFrame = StateFrame | BroadcastFrame | SidebarFrame | AckFrame | ErrorFrame
 
 
 class ChatEventMessage(TypedDict):

@@ -9,7 +9,8 @@ from typing import Any, NotRequired, TypedDict
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
-from django.db.models import Q
+from django.db.models import F, Q
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 
@@ -46,10 +47,60 @@ TEMPERATURE_MAX = 2.0
 TOP_P_MIN = 0.01
 
 
+# How many conversations a user may pin: the sidebar shows them all above the paged list, so they stay few.
+MAX_PINNED = 50
+
+
+class Project(models.Model):
+    """A folder of a user's conversations with their own defaults (docs/architecture.md, "Projects").
+
+    *instructions* join the developer message of every reply in the project's conversations, read at each
+    reply (between the user's profile instructions and the conversation's own). *model_name*,
+    *reasoning_effort* and *enabled_tools* are what a conversation created in the project starts with; blank
+    (an empty list for the tools) means the owner's profile default. Deleting a project never deletes its
+    conversations by itself: they stay, outside any project (`Conversation.project` is SET_NULL), unless the
+    user asked for them to be deleted too (chat.services.projects.project_delete).
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="projects")
+    name = models.CharField(max_length=100)
+    instructions = models.TextField(blank=True)
+    model_name = models.CharField("default model", max_length=100, blank=True)
+    reasoning_effort = models.CharField(
+        "default reasoning effort", max_length=6, choices=ReasoningEffort.choices, blank=True
+    )
+    enabled_tools = ArrayField(models.CharField(max_length=80), default=list, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = [Lower("name"), "id"]
+        constraints = [
+            # One name per owner, whatever its case: "Billing" and "billing" would be one folder twice.
+            models.UniqueConstraint(Lower("name"), "owner", name="project_name_unique_per_owner"),
+            models.CheckConstraint(
+                condition=Q(reasoning_effort__in=[*ReasoningEffort.values, ""]), name="project_effort_valid"
+            ),
+            models.CheckConstraint(condition=~Q(name=""), name="project_name_not_blank"),
+        ]
+
+    def __str__(self) -> str:
+        # Not the name: staff may not be allowed to read what users write.
+        return f"Project {self.pk}"
+
+
 class Conversation(models.Model):
     owner = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations"
     )
+    # SET_NULL: a project deleted in any way (the admin, a bulk delete) leaves its conversations, outside it.
+    project = models.ForeignKey(
+        Project, null=True, blank=True, on_delete=models.SET_NULL, related_name="conversations"
+    )
+    # Pinned: listed above the rest of the sidebar (at most MAX_PINNED). Archived: out of the sidebar, in the
+    # Archived list and in search (marked); archiving unpins.
+    pinned_at = models.DateTimeField(null=True, blank=True)
+    archived_at = models.DateTimeField(null=True, blank=True)
     title = models.CharField(max_length=200, blank=True)
     model_name = models.CharField(max_length=100)
     reasoning_effort = models.CharField(
@@ -75,6 +126,35 @@ class Conversation(models.Model):
         ordering = ["-updated_at", "-id"]
         indexes = [
             models.Index(fields=["owner", "-updated_at"], name="conversation_owner_recent"),
+            # The sidebar's pages (chat.selectors.sidebar_page): the keyset (updated_at, id) of the listed
+            # ones, newest first, read from the index in order, never counted or offset.
+            models.Index(
+                "owner",
+                F("updated_at").desc(),
+                F("id").desc(),
+                condition=Q(ephemeral=False, archived_at__isnull=True, pinned_at__isnull=True),
+                name="conversation_sidebar",
+            ),
+            models.Index(
+                "owner",
+                F("updated_at").desc(),
+                F("id").desc(),
+                condition=Q(ephemeral=False, archived_at__isnull=False),
+                name="conversation_archived",
+            ),
+            models.Index(
+                "owner",
+                F("updated_at").desc(),
+                condition=Q(ephemeral=False, pinned_at__isnull=False),
+                name="conversation_pinned",
+            ),
+            models.Index(
+                "project",
+                F("updated_at").desc(),
+                F("id").desc(),
+                condition=Q(project__isnull=False),
+                name="conversation_project_recent",
+            ),
             # Search's set of the conversations a user may read (chat/search.py), read from the index alone.
             models.Index(
                 fields=["owner", "id"], condition=Q(ephemeral=False), name="conversation_owner_visible"
@@ -83,6 +163,10 @@ class Conversation(models.Model):
         constraints = [
             models.CheckConstraint(
                 condition=Q(reasoning_effort__in=ReasoningEffort.values), name="conversation_effort_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(pinned_at__isnull=True) | Q(archived_at__isnull=True),
+                name="conversation_pinned_or_archived",
             ),
             models.CheckConstraint(
                 condition=Q(temperature__isnull=True)

@@ -87,6 +87,7 @@ WITH hits AS (
 ),
 top AS (SELECT * FROM hits ORDER BY rank DESC, at DESC, message_id DESC NULLS FIRST LIMIT %(limit)s)
 SELECT top.conversation_id, top.message_id, top.in_reasoning, top.rank, top.at, coalesce(m.role, ''),
+       c.archived_at IS NOT NULL,
        ts_headline('english', {title}, {q}, %(title_options)s),
        CASE WHEN top.message_id IS NULL THEN ''
             WHEN top.in_reasoning THEN ts_headline('english', {reasoning}, {q},
@@ -112,6 +113,7 @@ class SearchHit:
     role: str  # "user" or "assistant"; "" for a title hit
     title_html: SafeString  # the conversation's title, escaped, matches in <mark>
     snippet_html: SafeString  # the matching passage, escaped, matches in <mark>; "" for a title hit
+    archived: bool = False  # the conversation is archived (out of the sidebar): the hit says so
 
     @property
     def when(self) -> str:
@@ -217,8 +219,9 @@ def search(*, user: User, text: str, include_reasoning: bool = False, limit: int
             role=role,
             title_html=_marked(title, start, stop),
             snippet_html=_marked(snippet, start, stop),
+            archived=archived,
         )
-        for conversation_id, message_id, in_reasoning, rank, at, role, title, snippet in rows
+        for conversation_id, message_id, in_reasoning, rank, at, role, archived, title, snippet in rows
     ]
 
 
@@ -230,6 +233,7 @@ class HitJson(TypedDict):
     message: int | None
     role: str
     in_reasoning: bool
+    archived: bool  # the conversation is archived: the palette marks the hit
     at: str
     when: str  # "3 days ago"
     title: list[tuple[str, bool]]
@@ -256,6 +260,7 @@ def hit_json(hit: SearchHit) -> HitJson:
         "message": hit.message_id,
         "role": hit.role,
         "in_reasoning": hit.in_reasoning,
+        "archived": hit.archived,
         "at": hit.at.isoformat(),
         "when": hit.when,
         "title": marked_parts(hit.title_html),

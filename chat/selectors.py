@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db.models import Max, Q, QuerySet
+from django.db.models.functions import Lower
+from django.utils import timezone
 
 from chat import events
 from chat.frames import StateFrame
@@ -17,6 +21,7 @@ from chat.models import (
     GroupReasoning,
     Message,
     Profile,
+    Project,
     ReasoningVisibility,
     Share,
 )
@@ -26,6 +31,146 @@ from inference.selectors import waiting_note
 def conversation_list(*, user: User) -> QuerySet[Conversation]:
     """Return *user*'s conversations, most recently active first."""
     return Conversation.objects.filter(owner_id=user.pk, ephemeral=False).order_by("-updated_at", "-id")
+
+
+# --- The sidebar -------------------------------------------------------------------------------------------
+
+# Rows per page of the sidebar (and of a project's or the archived list): the rest load as the user scrolls.
+SIDEBAR_PAGE = 30
+
+RECENCY_HEADINGS = {"pinned": "Pinned", "today": "Today", "week": "Previous 7 days", "older": "Older"}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of conversations resumes: after the row (updated_at, id), in the order newest first.
+
+    Keyset, never an offset: a conversation created or updated while the user scrolls moves above the
+    cursor (its updated_at is newer), so the next pages neither repeat nor skip a row for it.
+    """
+
+    updated_at: datetime
+    id: int
+
+    def __str__(self) -> str:
+        micros = int(self.updated_at.timestamp()) * 1_000_000 + self.updated_at.microsecond
+        return f"{micros}.{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor | None:
+        """Return the cursor *text* (`<microseconds since 1970>.<id>`) names, or None if it is not one."""
+        micros, _, pk = text.partition(".")
+        if not (micros.isdigit() and pk.isdigit()) or len(micros) > 17 or len(pk) > 18:
+            return None
+        seconds, rest = divmod(int(micros), 1_000_000)
+        try:
+            moment = datetime.fromtimestamp(seconds, tz=UTC).replace(microsecond=rest)
+        except (OverflowError, ValueError, OSError):
+            return None
+        return cls(moment, int(pk))
+
+
+@dataclass(frozen=True)
+class SidebarRow:
+    """A conversation as a list shows it: under which recency group, and whether a heading starts it."""
+
+    conversation: Conversation
+    group: str  # a key of RECENCY_HEADINGS
+    heading: str  # "" unless this row starts a group
+
+    @property
+    def sort_key(self) -> str:
+        """Return where the row sorts (its cursor): the browser places a live update among the rows by it."""
+        return str(Cursor(self.conversation.updated_at, self.conversation.pk))
+
+
+@dataclass(frozen=True)
+class SidebarPage:
+    rows: list[SidebarRow]
+    next_cursor: Cursor | None  # None: this was the last page
+
+
+def recency_group(moment: datetime, *, today: date | None = None) -> str:
+    """Return the group of a conversation last active at *moment*: today, week (the 7 days before today)
+    or older, by the calendar of the server's time zone (TIME_ZONE, `DJANGO_TIME_ZONE`)."""
+    today = today or timezone.localdate()
+    day = timezone.localtime(moment).date()
+    if day >= today:
+        return "today"
+    if day >= today - timedelta(days=7):
+        return "week"
+    return "older"
+
+
+def sidebar_rows(conversations: Sequence[Conversation], *, after: Cursor | None = None) -> list[SidebarRow]:
+    """Return *conversations* (newest first) as rows, each group headed once: a page that continues after
+    *after* repeats no heading the page before it ended with."""
+    today = timezone.localdate()
+    previous = recency_group(after.updated_at, today=today) if after else ""
+    rows = []
+    for conversation in conversations:
+        group = recency_group(conversation.updated_at, today=today)
+        rows.append(SidebarRow(conversation, group, RECENCY_HEADINGS[group] if group != previous else ""))
+        previous = group
+    return rows
+
+
+def _listed(user: User) -> QuerySet[Conversation]:
+    return Conversation.objects.filter(owner_id=user.pk, ephemeral=False).select_related("project")
+
+
+def _page(queryset: QuerySet[Conversation], after: Cursor | None, size: int) -> SidebarPage:
+    if after is not None:
+        queryset = queryset.filter(
+            Q(updated_at__lt=after.updated_at) | Q(updated_at=after.updated_at, id__lt=after.id)
+        )
+    found = list(queryset.order_by("-updated_at", "-id")[: size + 1])
+    rows, more = found[:size], len(found) > size
+    next_cursor = Cursor(rows[-1].updated_at, rows[-1].pk) if more else None
+    return SidebarPage(sidebar_rows(rows, after=after), next_cursor)
+
+
+def sidebar_page(*, user: User, after: Cursor | None = None, size: int = SIDEBAR_PAGE) -> SidebarPage:
+    """Return a page of *user*'s sidebar below the pinned ones: unarchived, unpinned conversations (those in
+    projects too), newest first, after *after*."""
+    listed = _listed(user).filter(archived_at__isnull=True, pinned_at__isnull=True)
+    return _page(listed, after, size)
+
+
+def pinned_list(*, user: User) -> list[SidebarRow]:
+    """Return *user*'s pinned conversations (at most MAX_PINNED), most recently active first."""
+    pinned = _listed(user).filter(pinned_at__isnull=False).order_by("-updated_at", "-id")
+    return [SidebarRow(c, "pinned", "") for c in pinned]
+
+
+def archived_page(*, user: User, after: Cursor | None = None, size: int = SIDEBAR_PAGE) -> SidebarPage:
+    """Return a page of *user*'s archived conversations, most recently active first."""
+    return _page(_listed(user).filter(archived_at__isnull=False), after, size)
+
+
+def project_conversation_page(
+    *, project: Project, after: Cursor | None = None, size: int = SIDEBAR_PAGE
+) -> SidebarPage:
+    """Return a page of *project*'s conversations (archived ones too: they are marked), newest first."""
+    listed = _listed(project.owner).filter(project_id=project.pk)
+    return _page(listed, after, size)
+
+
+def sidebar_row_get(*, conversation: Conversation) -> SidebarRow:
+    """Return *conversation* as its row in the sidebar (a live update places it among the rows shown)."""
+    if conversation.pinned_at is not None:
+        return SidebarRow(conversation, "pinned", "")
+    return SidebarRow(conversation, recency_group(conversation.updated_at), "")
+
+
+def project_conversation_count(*, project: Project) -> int:
+    """Return how many conversations *project* holds (its delete page says what ticking the box deletes)."""
+    return Conversation.objects.filter(project_id=project.pk, ephemeral=False).count()
+
+
+def project_list(*, user: User) -> QuerySet[Project]:
+    """Return *user*'s projects, by name."""
+    return Project.objects.filter(owner_id=user.pk).order_by(Lower("name"), "id")
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:

@@ -142,14 +142,16 @@ def instruction_sources(conversation: Conversation) -> list[InstructionSource]:
 
     Broad to narrow, so that the narrower one comes later and wins where two disagree (docs/architecture.md,
     "Instructions in a chat reply's prompt"): the owner's profile (about them, then how to answer), then a
-    project's instructions once projects exist (they go between the two), then the conversation's own.
+    project's instructions (the project the conversation is in, read now: editing the project changes its
+    conversations' next replies), then the conversation's own.
     Empty ones are left out: the prompt carries only what the user wrote.
     """
     profile = profile_get(user=conversation.owner)
+    project = conversation.project if conversation.project_id is not None else None
     sources = [
         InstructionSource("About the user", profile.about_me),
         InstructionSource("How to answer", profile.answer_style),
-        # A project's instructions go here, between the user's own and the conversation's.
+        InstructionSource("Instructions for this project", project.instructions if project else ""),
         InstructionSource("Instructions for this conversation", conversation.instructions),
     ]
     return [source for source in sources if source.text.strip()]

@@ -172,6 +172,7 @@ def _probe() -> dict[str, Any]:
         Invitation,
         Message,
         Profile,
+        Project,
         Share,
     )
     from chat.services.conversations import conversation_create
@@ -209,6 +210,7 @@ def _probe() -> dict[str, Any]:
     served = ServedModel(name="probe-model", n_cpu_moe=2, kv_type="q8_0", max_answer_tokens=512)
     api_key = ApiKey(owner=member, name="Probe key", prefix="gok_0123abcd", secret_hash="0" * 64)
     share = Share(owner=root, conversation=conversation, title="Probe", snapshot={}, message_count=0)
+    project = Project(owner=root, name="Probe project", instructions="Probe.", enabled_tools=["python"])
     instances = [
         Conversation(owner=member, model_name="tiny", title="Probe"),
         api_key,
@@ -222,6 +224,7 @@ def _probe() -> dict[str, Any]:
         tool_settings_get(),
         Function(name="probe_clean", description="Probe.", url="http://127.0.0.1:9/", parameters={}),
         share,
+        project,
     ]
     for instance in instances:
         instance.full_clean()
@@ -312,6 +315,7 @@ def _probe() -> dict[str, Any]:
                 "token": invitation.token,
                 "key_id": api_key.pk,
                 "share_id": share.pk,
+                "project_id": project.pk,
                 "object_id": obj.pk if obj is not None else None,
                 "id": obj.pk if obj is not None else None,
                 "app_label": model._meta.app_label if model is not None else "chat",

@@ -11,6 +11,7 @@ from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
+from chat import events
 from chat.errors import ChatError
 from chat.models import ApiPrompt, ApiRequest, ApiSampling, Conversation, Message
 from chat.services.messages import reply_queue_check
@@ -67,6 +68,8 @@ def api_reply_queue(
                 from_api=store,
                 title=_title(prompt["user"]) if store else "API request",
             )
+            if store:  # listed: the owner's open tabs show it
+                events.sidebar_changed(owner.pk, conversation.pk, "created")
         budget = reply_queue_check(conversation)
         if max_tokens is not None:
             budget = min(budget, max_tokens)

@@ -1,11 +1,13 @@
 // The page's one entry module: behaviour every page has (the phone menu, the composer keys, copy buttons,
-// the notification switch and its profile setting), the search palette (Ctrl+K), and on a conversation page
+// the notification switch and its profile setting), the search palette (Ctrl+K), the conversation lists
+// (sidebar.js: infinite scroll, row menus, live updates), and on a conversation page
 // the live conversation (chat/main.js).
 import { wireNotifySwitch, wireProfileNotifications } from "./attention.js";
 import { addCopyButtons, wireCopyTargets } from "./copy.js";
 import { showHit } from "./chat/hit.js";
 import { startChat } from "./chat/main.js";
 import { startSearchPalette } from "./search_palette.js";
+import { startSidebar } from "./sidebar.js";
 
 // The phone menu: opening it moves the focus into it, Escape or its ✕ closes it and gives the focus back.
 const menuButton = document.querySelector(".topbar [data-toggle-sidebar]");
@@ -51,4 +53,5 @@ const thread = document.getElementById("thread");
 if (thread && !showHit(thread)) { thread.scrollTop = thread.scrollHeight; }
 
 startSearchPalette();
+startSidebar();
 startChat();

@@ -123,7 +123,9 @@ class Palette {
       link.href = hit.url;
       link.tabIndex = -1;
       const head = el("span", "hit-head");
-      head.append(partsInto(el("span", "hit-title"), hit.title), el("time", null, hit.when));
+      head.append(partsInto(el("span", "hit-title"), hit.title));
+      if (hit.archived) { head.append(document.createTextNode(" "), el("span", "row-tag", "Archived")); }
+      head.append(el("time", null, hit.when));
       const snippet = el("span", "hit-snippet");
       snippet.append(el("span", "hit-role", whereLabel(hit)), document.createTextNode(" "));
       partsInto(snippet, hit.snippet);

@@ -6,12 +6,17 @@ Skipped unless GPTOSS_SHOTS names a folder. Laptop (1280×800) and phone (390×8
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from django.utils import timezone
 
+from chat.models import Conversation
 from chat.services import shares, transfers
+from chat.services.conversations import conversation_archive, conversation_pin
+from chat.services.projects import project_create
 from inference.models import ServedModel
 from tests.browser.chat_page import ChatPage
 from tests.browser.test_client import FakeServer, msg, question, state
@@ -226,3 +231,32 @@ def test_shots_of_import_and_export_sharing_and_a_shared_page(shot: Any, alice_u
     take("shares")
     page.goto(f"/s/{share.token}/")
     take("shared")
+
+
+def test_shots_of_the_organized_sidebar_a_row_menu_a_project_and_the_archived_list(
+    shot: Any, alice_user: Any
+) -> None:
+    page, take = shot
+    project = project_create(owner=alice_user, name="Billing migration", instructions="We move to Go.")
+    now = timezone.now()
+    for i, (title, age) in enumerate(
+        [("Invoice rounding bug", 0), ("Go error handling", 1), ("Team offsite ideas", 3), ("Old notes", 20)]
+    ):
+        conversation = make_conversation(alice_user, title=title, project=project if i < 2 else None)
+        Conversation.objects.filter(pk=conversation.pk).update(
+            updated_at=now - timedelta(days=age, minutes=i)
+        )
+    pinned = make_conversation(alice_user, title="Release checklist")
+    conversation_pin(conversation=pinned, pinned=True)
+    conversation_archive(conversation=make_conversation(alice_user, title="Archived idea"), archived=True)
+    page.goto("/")
+    menu = page.locator(".topbar [data-toggle-sidebar]")
+    if menu.is_visible():
+        menu.click()
+    take("sidebar")
+    page.locator("#sidebar .conversation-row", has_text="Go error handling").locator("summary").click()
+    take("row-menu")
+    page.goto(f"/p/{project.pk}/")
+    take("project")
+    page.goto("/archived/")
+    take("archived")

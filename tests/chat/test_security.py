@@ -88,6 +88,10 @@ def test_login_page_is_public() -> None:
         ("get", "chat:export_md", None),
         ("get", "chat:export_json", None),
         ("post", "chat:share_create", {}),
+        ("get", "chat:conversation_row", None),
+        ("post", "chat:conversation_pin", {"pinned": "1"}),
+        ("post", "chat:conversation_archive", {"archived": "1"}),
+        ("post", "chat:conversation_move", {"project": ""}),
     ],
 )
 def test_a_stranger_gets_404_for_every_page_and_action_and_nothing_changes(
@@ -105,6 +109,7 @@ def test_a_stranger_gets_404_for_every_page_and_action_and_nothing_changes(
     assert conversation.title == "Alice's plans"
     assert conversation.reasoning_effort == "medium"
     assert Conversation.objects.filter(pk=conversation.pk).exists()
+    assert (conversation.pinned_at, conversation.archived_at) == (None, None)
     assert list(Message.objects.values_list("id", "status", "content")) == before
 
 
@@ -113,6 +118,8 @@ def test_a_strangers_conversation_never_appears_in_the_sidebar(alice: object, bo
     response = bob_client.get(reverse("chat:index"))
     assert response.status_code == 200
     assert b"Alice only" not in response.content
+    for name in ("chat:conversation_list", "chat:archived"):
+        assert b"Alice only" not in bob_client.get(reverse(name)).content
 
 
 def test_pages_carry_a_strict_content_security_policy(alice_client: Client) -> None:

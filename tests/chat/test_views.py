@@ -236,7 +236,7 @@ def test_a_page_that_fails_on_the_server_says_so_in_a_plain_sentence_without_det
 
     client = Client(raise_request_exception=False)
     client.force_login(alice)  # type: ignore[arg-type]
-    monkeypatch.setattr(selectors, "conversation_list", down)
+    monkeypatch.setattr(selectors, "sidebar_page", down)
     response = client.get("/")
     page = response.content.decode()
     assert response.status_code == 500

@@ -4,8 +4,8 @@
 // after it are applied in `seq` order (older ones dropped, a gap answered with `sync`). Model and user text
 // is only ever set with textContent; the one innerHTML is the server's sanitized `html` of a message.
 import { replyEnded } from "../attention.js";
+import { sidebarChanged } from "../sidebar.js";
 import { Composer } from "./composer.js";
-import { el } from "./dom.js";
 import { TERMINAL } from "./fold.js";
 import { Socket } from "./socket.js";
 import { setTitle, Thread } from "./thread.js";
@@ -91,6 +91,9 @@ export function startChat() {
       case "created":
         moveTo(frame);
         break;
+      case "sidebar":
+        sidebarChanged(frame);
+        break;
       case "ack":
         composer.ack(frame);
         break;
@@ -122,19 +125,8 @@ export function startChat() {
     socket.path = wsUrl;
     composer.moved(frame.conversation, frame.url);
     window.history.replaceState(null, "", frame.url);
-    const list = document.querySelector(".conversation-list");
-    if (!list) { return; }
-    list.querySelectorAll(".conversation-link.active").forEach((link) => {
-      link.classList.remove("active");
-      link.removeAttribute("aria-current");
-    });
-    const empty = list.querySelector(".empty-list");
-    if (empty) { empty.remove(); }
-    const link = el("a", "conversation-link active");
-    link.href = frame.url;
-    link.setAttribute("aria-current", "page");
-    link.append(el("span", "title", "New conversation"), el("time", "", "0 minutes ago"));
-    list.insertBefore(link, list.firstChild);
+    // Its row (marked as this page's) comes from the server, as the `sidebar` frame of another tab's would.
+    sidebarChanged({ type: "sidebar", change: "created", conversation: frame.conversation });
     refreshTopbar(frame.url);
   }
 
