@@ -249,6 +249,8 @@ class ProfileForm(ToolChoiceForm):
         ]
         form.offer_tools(tools_available(user=user))
         return form
+
+
 class ImportForm(forms.Form):
     file = forms.FileField(
         label="File",

@@ -82,7 +82,7 @@ WITH hits AS (
                  ELSE 0.5 * ts_rank(m.reasoning_tsv, {q}, 33) END,
             m.created_at
      FROM chat_message m
-     WHERE m.conversation_id IN ({visible}) AND m.superseded_at IS NULL AND {match}
+     WHERE m.conversation_id IN ({visible}) AND m.on_branch AND {match}
        AND m.id > %(after)s)
 ),
 top AS (SELECT * FROM hits ORDER BY rank DESC, at DESC, message_id DESC NULLS FIRST LIMIT %(limit)s)

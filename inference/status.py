@@ -110,4 +110,3 @@ def workers_list() -> list[WorkerStatus]:
         if raw:
             workers.append(WorkerStatus(**json.loads(raw)))
     return sorted(workers, key=lambda w: (w.model, w.name))
-
