@@ -11,7 +11,6 @@ from playwright.sync_api import expect
 
 from chat.models import Message
 from gptoss_web.devtools.tinymodel import PLAIN_ANSWER, REASONING_ANSWER
-from inference.selectors import model_budget_get
 from tests.browser.chat_page import ChatPage
 from tests.factories import make_conversation, make_exchange
 
@@ -114,29 +113,30 @@ def test_the_context_meter_counts_the_branch_and_warns_before_older_turns_are_le
     user_page: Any, alice_user: Any
 ) -> None:
     conversation = make_conversation(alice_user)
-    budget = model_budget_get(name=conversation.model_name)
     chat = ChatPage(user_page(alice_user)).open(conversation.pk)
     meter = chat.page.locator("[data-role=composer] [data-role=context]")
+    bar = meter.locator("[data-role=context-bar]")
     chat.send("Hello")
     reply = chat.wait_reply()
     chat.wait_status(reply, ["done"])
     stored = Message.objects.get(pk=reply)
     used = stored.prompt_tokens + stored.answer_tokens
     assert stored.prompt_tokens > 0
-    expect(meter.locator("[data-role=context-bar]")).to_have_attribute("value", str(used))
-    expect(meter.locator("[data-role=context-bar]")).to_have_attribute(
-        "aria-label", f"Context used: {used} of {budget.context} tokens"
-    )
-    expect(meter.locator("[data-role=context-text]")).to_have_text(
-        f"{used} / {_short(budget.context)} tokens"
-    )
+    expect(bar).to_have_attribute("value", str(used))  # updated live, after the answer
+    # The served model's context (the live stack serves 4,096 tokens, 2,000 of them kept for an answer).
+    window, room = int(bar.get_attribute("max") or 0), int(bar.get_attribute("high") or 0)
+    assert (window, window - room) == (4096, 2000)
+    expect(bar).to_have_attribute("aria-label", f"Context used: {used} of {window} tokens")
+    expect(meter.locator("[data-role=context-text]")).to_have_text(f"{used} / {_short(window)} tokens")
     expect(meter.locator("[data-role=context-warning]")).to_be_hidden()
+    chat.page.reload()
+    chat.wait_connected()
+    expect(bar).to_have_attribute("value", str(used))  # the server renders the same figure
 
     # A long conversation: its last reply's prompt and answer leave no room for the next answer.
     long = make_conversation(alice_user)
     _, last = make_exchange(long, "A long question", "A long answer")
-    full = budget.context - budget.answer_tokens + 1
-    Message.objects.filter(pk=last.pk).update(prompt_tokens=full - 100, answer_tokens=100)
+    Message.objects.filter(pk=last.pk).update(prompt_tokens=room - 99, answer_tokens=100)
     chat.open(long.pk)
     warning = chat.page.locator("[data-role=composer] [data-role=context-warning]")
     expect(warning).to_have_text(
@@ -144,7 +144,7 @@ def test_the_context_meter_counts_the_branch_and_warns_before_older_turns_are_le
     )
     expect(warning).to_be_visible()
     expect(chat.page.locator("[data-role=context-text]")).to_have_text(
-        f"{_short(full)} / {_short(budget.context)} tokens"
+        f"{_short(room + 1)} / {_short(window)} tokens"
     )
 
 

@@ -18,6 +18,7 @@ export class Composer {
     this.sendButton = composerEl ? composerEl.querySelector("[data-role=send]") : null;
     this.draftKey = "gptoss:draft:" + main.getAttribute("data-conversation-id");
     this.pending = null; // {client_id, text} of the send waiting for its ack
+    this.sendOnConnect = false; // Enter was pressed while the socket was not connected
     this.editing = null;
     this.inFlight = false;
     this.statusEl = el("p", "composer-status", "Reconnecting…");
@@ -102,7 +103,12 @@ export class Composer {
     const text = this.textarea.value;
     if (!text.trim() || this.pending) { return; }
     this.showError(null);
-    if (!this.socket.connected) { return; }
+    if (!this.socket.connected) {
+      // Pressed before the socket is up (a page just loaded, a reconnect): sent once it is.
+      this.sendOnConnect = true;
+      return;
+    }
+    this.sendOnConnect = false;
     this.pending = { client_id: clientId(), text };
     this.update();
     if (!this.socket.transmit({ action: "send", text, client_id: this.pending.client_id })) {
@@ -217,6 +223,7 @@ export class Composer {
     this.form.classList.toggle("offline", !connected);
     this.sendButton.disabled = !connected || !!this.pending;
     this.stopButton.disabled = !connected;
+    if (connected && this.sendOnConnect) { this.send(); }
   }
 
   /** The socket closed: whether the send waiting for its ack arrived, the state after reconnecting tells. */
