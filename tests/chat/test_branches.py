@@ -15,10 +15,13 @@ from django.test import Client
 
 from chat import selectors
 from chat.errors import ReplyInFlight, StaleEdit
-from chat.models import Conversation, Message
+from chat.interchange.records import ConversationRecord, MessageRecord
+from chat.models import ApiPrompt, ApiRequest, ApiSampling, Conversation, Message
+from chat.services.api_requests import api_reply_queue, api_response_delete
 from chat.services.branches import branch_switch
 from chat.services.messages import message_edit, message_regenerate, message_send
 from chat.services.replies import reply_cancel, reply_finish, reply_start
+from chat.services.transfers import records_store
 from gptoss_web.asgi import application
 from inference.selectors import model_budget_get
 from tests.factories import make_conversation
@@ -278,3 +281,61 @@ def test_the_page_switches_without_javascript_and_a_stranger_gets_404(
     assert _shown(conversation)[-1] == "Answer three"
     page = alice_client.get(f"/c/{conversation.pk}/").content.decode()
     assert f'value="{again.pk}"' in page and "Answer three" in page
+
+
+def test_an_imported_conversation_is_one_branch_ending_at_its_last_message(alice: object) -> None:
+    record = ConversationRecord(
+        title="Imported",
+        messages=[
+            MessageRecord(role="user", content="First"),
+            MessageRecord(role="assistant", content="Reply one"),
+            MessageRecord(role="user", content="Second"),
+            MessageRecord(role="assistant", content="Reply two"),
+        ],
+    )
+    [conversation] = records_store(owner=alice, records=[record])  # type: ignore[arg-type]
+    conversation.refresh_from_db()
+    shown = list(selectors.message_list(conversation=conversation))
+    assert [m.content for m in shown] == ["First", "Reply one", "Second", "Reply two"]
+    assert [m.parent_id for m in shown] == [None, *(m.pk for m in shown[:-1])]
+    assert conversation.current_leaf_id == shown[-1].pk
+    # Its next message follows the last one, and the prompt holds the imported turns.
+    _, reply = message_send(conversation=conversation, text="Third")
+    assert selectors.finished_turns(reply=reply) == [("First", "Reply one"), ("Second", "Reply two")]
+
+
+def _api_turn(owner: object, text: str, after: ApiRequest | None, response_id: str) -> ApiRequest:
+    prompt: ApiPrompt = {"instructions": "", "history": [], "user": text, "steps": [], "functions": []}
+    sampling: ApiSampling = {"temperature": 1.0, "top_p": 1.0, "seed": None, "stop": []}
+    reply = api_reply_queue(
+        owner=owner,  # type: ignore[arg-type]
+        kind="responses",
+        model_name="tiny",
+        effort="low",
+        prompt=prompt,
+        sampling=sampling,
+        max_tokens=None,
+        store=True,
+        after=after,
+        response_id=response_id,
+    )
+    _finish(reply, f"Answer to {text}")
+    return ApiRequest.objects.select_related("reply").get(reply=reply)
+
+
+def test_a_response_chained_to_an_older_one_is_a_branch_and_deleting_one_keeps_the_turns_after_it(
+    alice: object,
+) -> None:
+    first = _api_turn(alice, "One", None, "resp_1")
+    _api_turn(alice, "Two", first, "resp_2")
+    third = _api_turn(alice, "Two, otherwise", first, "resp_3")  # previous_response_id: the first again
+    conversation = Conversation.objects.get(pk=first.reply.conversation_id)
+    assert _shown(conversation) == ["One", "Answer to One", "Two, otherwise", "Answer to Two, otherwise"]
+    state = selectors.conversation_state(conversation=conversation)
+    assert state["messages"][2].get("branch", {}).get("count") == 2
+    api_response_delete(owner=alice, response_id="resp_1")  # type: ignore[arg-type]
+    assert _shown(conversation) == ["Two, otherwise", "Answer to Two, otherwise"]
+    conversation.refresh_from_db()
+    assert conversation.current_leaf_id == third.reply_id
+    branch_switch(conversation=conversation, message_id=Message.objects.get(content="Two").pk)
+    assert _shown(conversation) == ["Two", "Answer to Two"]
