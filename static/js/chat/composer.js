@@ -18,7 +18,8 @@ export class Composer {
     this.sendButton = composerEl ? composerEl.querySelector("[data-role=send]") : null;
     this.draftKey = "gptoss:draft:" + main.getAttribute("data-conversation-id");
     this.pending = null; // {client_id, text} of the send waiting for its ack
-    this.sendOnConnect = false; // Enter was pressed while the socket was not connected
+    this.sendOnConnect = false; // Enter was pressed while the page was still connecting
+    this.everConnected = false;
     this.editing = null;
     this.inFlight = false;
     this.statusEl = el("p", "composer-status", "Reconnecting…");
@@ -104,8 +105,9 @@ export class Composer {
     if (!text.trim() || this.pending) { return; }
     this.showError(null);
     if (!this.socket.connected) {
-      // Pressed before the socket is up (a page just loaded, a reconnect): sent once it is.
-      this.sendOnConnect = true;
+      // Pressed while the page that just loaded is still connecting: sent once it is. (After a lost
+      // connection nothing is sent by itself: the state the reconnect brings may change the reader's mind.)
+      this.sendOnConnect = !this.everConnected;
       return;
     }
     this.sendOnConnect = false;
@@ -223,6 +225,7 @@ export class Composer {
     this.form.classList.toggle("offline", !connected);
     this.sendButton.disabled = !connected || !!this.pending;
     this.stopButton.disabled = !connected;
+    if (connected) { this.everConnected = true; }
     if (connected && this.sendOnConnect) { this.send(); }
   }
 
