@@ -36,10 +36,11 @@ from chat.frames import (
     SidebarEventMessage,
     StateFrame,
     StopFrame,
+    SwitchFrame,
     SyncFrame,
 )
 from chat.models import Message
-from chat.services import conversations, messages, replies
+from chat.services import branches, conversations, messages, replies
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ WATCH_EVERY_S = 5.0
 # Group memberships are renewed when Redis lost them (a restart or flush removes the watcher's sentinel key)
 # and at least this often: channels_redis forgets a membership after its group_expiry (a day by default).
 RENEW_GROUPS_EVERY_S = 3600
-ACTIONS = ("send", "stop", "regenerate", "edit", "sync")
+ACTIONS = ("send", "stop", "regenerate", "edit", "switch", "sync")
 
 # Close codes (docs/protocol.md).
 CLOSE_SIGNED_OUT = 4401  # the session ended: logout, password changed elsewhere, account deactivated
@@ -149,6 +150,8 @@ def _act(
         messages.message_regenerate(conversation=conversation, message_id=frame["message"])
     elif frame["action"] == "edit":
         messages.message_edit(conversation=conversation, message_id=frame["message"], text=frame["text"])
+    elif frame["action"] == "switch":
+        branches.branch_switch(conversation=conversation, message_id=frame["message"])
 
 
 def _client_frame(raw: RawFrame) -> ClientFrame:
@@ -163,6 +166,8 @@ def _client_frame(raw: RawFrame) -> ClientFrame:
         frame = RegenerateFrame(action="regenerate", message=_message_id(raw))
     elif action == "edit":
         frame = EditFrame(action="edit", message=_message_id(raw), text=_text(raw))
+    elif action == "switch":
+        frame = SwitchFrame(action="switch", message=_message_id(raw))
     else:
         frame = SyncFrame(action="sync")
     client_id = _client_id(raw)
@@ -338,10 +343,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self.channel_layer.group_discard(group, self.channel_name)
 
     def missed(self, newest: int, stored: dict[int, str]) -> bool:
-        """Return whether the stored conversation is ahead of what this socket told its browser: events about
-        it were lost (a Redis restart), or a streaming reply has been silent for a whole round."""
+        """Return whether the stored conversation differs from what this socket told its browser: events about
+        it were lost (a Redis restart: a newer message, another branch on screen), or a streaming reply has
+        been silent for a whole round."""
         silent = asyncio.get_running_loop().time() - self.last_event > WATCH_EVERY_S
-        return newest > self.newest or stored != self.in_flight or (silent and "streaming" in stored.values())
+        return (
+            newest != self.newest or stored != self.in_flight or (silent and "streaming" in stored.values())
+        )
 
     async def signed_out(self) -> None:
         """Close the socket of a session that ended; the browser goes to the login page (docs/protocol.md)."""
@@ -393,8 +401,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                     type="error", action=_action(frame), client_id=_client_id(frame), message=str(error)
                 )
             )
-            if frame.get("action") in ("edit", "regenerate"):
-                await self.send_state()  # a stale edit: show the conversation as it is now
+            if frame.get("action") in ("edit", "regenerate", "switch"):
+                await self.send_state()  # a stale edit or switch: show the conversation as it is now
             return
         await self._reply(AckFrame(type="ack", action=_action(frame), client_id=_client_id(frame)))
 
@@ -465,7 +473,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 await self.send(text_data=json.dumps(event["payload"]))
 
     async def chat_event(self, event: ChatEventMessage) -> None:
-        """Forward a broadcast event (sent by chat.events), dropping stream events the socket already has."""
+        """Forward a broadcast event (sent by chat.events), dropping stream events the socket already has.
+
+        A `branch` event is answered with the new state instead: the thread on screen changed.
+        """
+        if event["payload"]["type"] == "branch":
+            await self.send_state()
+            return
         async with self.sending:
             if not self.closing:
                 await self._forward(event["payload"])
@@ -488,9 +502,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             else:
                 self.in_flight.pop(message["id"], None)
             self.seqs[message["id"]] = max(self.seqs.get(message["id"], 0), message["seq"])
-        elif payload["type"] == "removed":
-            for message_id in payload["messages"]:
-                self.in_flight.pop(message_id, None)
         elif payload["type"] == "delta" or payload["type"] == "tool" or payload["type"] == "notice":
             # A seq-numbered stream event: one this socket already has (in its state) is dropped.
             if payload["seq"] <= self.seqs.get(payload["message"], 0):

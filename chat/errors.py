@@ -15,7 +15,7 @@ class ReplyInFlight(ChatError):
 class StaleEdit(ChatError):
     def __init__(self) -> None:
         super().__init__(
-            "Only the latest message can be edited or answered again, and this one no longer is. "
+            "This message is not on the branch shown any more (another tab or device changed it). "
             "The conversation has been reloaded."
         )
 

@@ -1,7 +1,7 @@
 """Everything broadcast to conversation sockets is built and sent here (docs/protocol.md).
 
 Two kinds of events:
-- state changes (`message`, `removed`, `queued`, `done`, `title`), sent after the transaction that made them
+- state changes (`message`, `branch`, `queued`, `done`, `title`), sent after the transaction that made them
   commits;
 - stream events of a reply (`delta`, `tool`, `notice`), numbered by `seq`, sent by the GPU worker's task and
   also appended to a Redis list per reply so a socket that (re)connects mid-reply can catch up without a gap.
@@ -213,10 +213,10 @@ def message_changed(message: Message, *, queue_position: int | None = None, wait
     broadcast_on_commit(message.conversation_id, {"type": "message", "message": payload})
 
 
-def messages_removed(conversation_id: int, message_ids: Iterable[int]) -> None:
-    ids = sorted(message_ids)
-    if ids:
-        broadcast_on_commit(conversation_id, {"type": "removed", "messages": ids})
+def branch_changed(conversation_id: int) -> None:
+    """Tell the conversation's sockets that the branch on screen changed (edit, regenerate, switch): each
+    sends its browser the new thread, so every tab and device shows the same branch."""
+    broadcast_on_commit(conversation_id, {"type": "branch"})
 
 
 def title_changed(conversation_id: int, title: str) -> None:

@@ -24,6 +24,26 @@ class Stats(TypedDict):
     tokens_per_second: float | None
 
 
+class BranchPosition(TypedDict):
+    """Where a message of the branch on screen stands among its siblings (the versions edits and regenerates
+    made): `index` of `count` from 1, oldest first, and the ids of the siblings before and after it."""
+
+    index: int
+    count: int
+    previous: int | None
+    next: int | None
+
+
+class ContextMeter(TypedDict):
+    """How much of the model's context the branch on screen uses (`used` of `window` tokens), and how many
+    tokens the next reply keeps for its answer (`reserve`): when `used + reserve` exceeds `window`, the next
+    reply leaves the oldest turns out."""
+
+    used: int
+    window: int
+    reserve: int
+
+
 class MessagePayload(TypedDict):
     """A stored message as the browser receives it (`M` in docs/protocol.md)."""
 
@@ -45,13 +65,16 @@ class MessagePayload(TypedDict):
     # While queued: why it waits beyond its place, e.g. that no GPU worker serves its model ("" when served).
     waiting: str
     retryable: bool
+    # In a `state` frame only: its place among its siblings (other frames leave the browser's as it was).
+    branch: NotRequired[BranchPosition]
 
 
 class StateFrame(TypedDict):
     type: Literal["state"]
     conversation: int
     title: str
-    messages: list[MessagePayload]
+    messages: list[MessagePayload]  # the branch on screen, first to last
+    context: NotRequired[ContextMeter]  # absent on the start page, before its conversation exists
 
 
 class MessageFrame(TypedDict):
@@ -64,9 +87,11 @@ class DoneFrame(TypedDict):
     message: MessagePayload
 
 
-class RemovedFrame(TypedDict):
-    type: Literal["removed"]
-    messages: list[int]
+class BranchFrame(TypedDict):
+    """The branch on screen changed (an edit, a regenerate, a switch): each socket sends its browser the
+    new `state` instead of this frame."""
+
+    type: Literal["branch"]
 
 
 class QueuedFrame(TypedDict):
@@ -125,7 +150,7 @@ StreamEvent = DeltaEvent | ToolEvent | NoticeEvent
 """A seq-numbered stream event of a reply, as published by the GPU worker's task (docs/protocol.md)."""
 
 BroadcastFrame = (
-    MessageFrame | DoneFrame | RemovedFrame | QueuedFrame | StartedFrame | TitleFrame | StreamEvent
+    MessageFrame | DoneFrame | BranchFrame | QueuedFrame | StartedFrame | TitleFrame | StreamEvent
 )
 """What chat.events sends to every socket of a conversation (through the channel layer)."""
 
@@ -194,14 +219,20 @@ class StopFrame(TypedDict):
 
 class RegenerateFrame(TypedDict):
     action: Literal["regenerate"]
-    message: int  # the latest reply's id
+    message: int  # the id of an answer on the branch on screen
     client_id: NotRequired[str]
 
 
 class EditFrame(TypedDict):
     action: Literal["edit"]
-    message: int  # the latest user message's id
+    message: int  # the id of a question on the branch on screen
     text: str
+    client_id: NotRequired[str]
+
+
+class SwitchFrame(TypedDict):
+    action: Literal["switch"]
+    message: int  # the id of the sibling to show (a version of a message on the branch on screen)
     client_id: NotRequired[str]
 
 
@@ -210,4 +241,4 @@ class SyncFrame(TypedDict):
     client_id: NotRequired[str]
 
 
-ClientFrame = SendFrame | StopFrame | RegenerateFrame | EditFrame | SyncFrame
+ClientFrame = SendFrame | StopFrame | RegenerateFrame | EditFrame | SwitchFrame | SyncFrame

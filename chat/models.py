@@ -119,6 +119,11 @@ class Conversation(models.Model):
     # A stored chain of Responses API calls (`store`, `previous_response_id`): listed with the user's other
     # conversations, marked as coming from the API.
     from_api = models.BooleanField(default=False)
+    # The last message of the branch on screen (chat.services.branches keeps it, with Message.on_branch): the
+    # page, the exports and the next reply's prompt follow it, on every device. None: no message yet.
+    current_leaf = models.ForeignKey(
+        "Message", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
 
@@ -214,6 +219,13 @@ class Message(models.Model):
     reply_to = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="replies"
     )
+    # The message before this one on its branch: a question's parent is the answer it follows (None for a
+    # conversation's first question), an answer's is its question (or, for an API turn carried on with
+    # function outputs, the answer it carries on). Edits and regenerations are siblings: children of one
+    # parent, each the start of a branch.
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
+    )
     content = models.TextField(blank=True)
     reasoning = models.TextField(blank=True)
     # [{"recipient", "channel", "arguments", "result", "error", "started_at", "finished_at"}]
@@ -241,8 +253,10 @@ class Message(models.Model):
     # Sequence number of the last stream event folded into content, reasoning and tool_calls
     # (docs/protocol.md).
     stream_seq = models.PositiveIntegerField(default=0)
-    # Set when an edit or a regenerate replaced this message: kept, but no longer shown or sent to the model.
-    superseded_at = models.DateTimeField(null=True, blank=True)
+    # Whether this message is on the branch on screen (the path from the root to the conversation's
+    # current_leaf): the tree's answer kept on each row, in the same transaction that moves the leaf
+    # (chat.services.branches), so that search reads it from the row it matched instead of walking a tree.
+    on_branch = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)

@@ -1,5 +1,6 @@
 """Full-text search over the conversations a user may read: their titles and message text, and on request the
-model's reasoning.
+model's reasoning. Of each conversation only the branch on screen is searched (`Message.on_branch`, kept on
+each row so that the match needs no walk of the tree): a hit always opens on a message the page shows.
 
 PostgreSQL does the work: each text has a stored generated `tsvector` (English stemming and stop words)
 with a GIN index (chat/migrations/0009_search_vectors.py). All the words must match, the last one typed as
@@ -82,7 +83,7 @@ WITH hits AS (
                  ELSE 0.5 * ts_rank(m.reasoning_tsv, {q}, 33) END,
             m.created_at
      FROM chat_message m
-     WHERE m.conversation_id IN ({visible}) AND m.superseded_at IS NULL AND {match}
+     WHERE m.conversation_id IN ({visible}) AND m.on_branch AND {match}
        AND m.id > %(after)s)
 ),
 top AS (SELECT * FROM hits ORDER BY rank DESC, at DESC, message_id DESC NULLS FIRST LIMIT %(limit)s)

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth.models import User
+from django.db import connection
 from django.db.models import Max, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
 from chat import events
-from chat.frames import StateFrame
+from chat.frames import BranchPosition, ContextMeter, StateFrame
 from chat.models import (
     ApiKey,
     ApiRequest,
@@ -25,7 +26,29 @@ from chat.models import (
     ReasoningVisibility,
     Share,
 )
-from inference.selectors import waiting_note
+from inference.selectors import model_budget_get, waiting_note
+
+# The path from a message up to its conversation's first message, by parent links: one index probe a step.
+_PATH_SQL = """
+WITH RECURSIVE path(id, parent_id, depth) AS (
+    SELECT id, parent_id, 0 FROM chat_message WHERE id = %s
+    UNION ALL
+    SELECT m.id, m.parent_id, path.depth + 1 FROM chat_message AS m JOIN path ON m.id = path.parent_id
+)
+SELECT id FROM path ORDER BY depth DESC
+"""
+
+# From a message down to the newest leaf under it, taking the most recently created child at each step.
+_NEWEST_LEAF_SQL = """
+WITH RECURSIVE down(id, depth) AS (
+    SELECT id, 0 FROM chat_message WHERE id = %s
+    UNION ALL
+    SELECT (SELECT c.id FROM chat_message AS c WHERE c.parent_id = down.id
+            ORDER BY c.created_at DESC, c.id DESC LIMIT 1), down.depth + 1
+    FROM down WHERE EXISTS (SELECT 1 FROM chat_message AS c WHERE c.parent_id = down.id)
+)
+SELECT id FROM down ORDER BY depth DESC LIMIT 1
+"""
 
 
 def conversation_list(*, user: User) -> QuerySet[Conversation]:
@@ -174,15 +197,85 @@ def project_list(*, user: User) -> QuerySet[Project]:
 
 
 def message_list(*, conversation: Conversation) -> QuerySet[Message]:
-    """Return the visible messages of *conversation* (superseded ones left out) in the order written."""
+    """Return the messages of the branch on screen of *conversation*, first to last."""
     return shown_messages(conversation_ids=[conversation.pk])
 
 
 def shown_messages(*, conversation_ids: Iterable[int]) -> QuerySet[Message]:
-    """Return the visible messages of several conversations, each conversation's in the order written."""
-    return Message.objects.filter(
-        conversation_id__in=list(conversation_ids), superseded_at__isnull=True
-    ).order_by("conversation_id", "created_at", "id")
+    """Return the branch on screen of several conversations, each conversation's first to last.
+
+    The branch is the path from the root to the conversation's current leaf; its rows carry `on_branch`
+    (chat.services.branches keeps both together). A message is always written after its parent, so the
+    order written is the path's order.
+    """
+    return Message.objects.filter(conversation_id__in=list(conversation_ids), on_branch=True).order_by(
+        "conversation_id", "created_at", "id"
+    )
+
+
+def branch_path_ids(*, leaf_id: int | None) -> list[int]:
+    """Return the ids of the path from the first message down to *leaf_id* (included), by parent links."""
+    if leaf_id is None:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(_PATH_SQL, [leaf_id])
+        return [row[0] for row in cursor.fetchall()]
+
+
+def branch_newest_leaf_id(*, message_id: int) -> int:
+    """Return the newest leaf under *message_id* (itself when it has no children): the most recently created
+    child at each step."""
+    with connection.cursor() as cursor:
+        cursor.execute(_NEWEST_LEAF_SQL, [message_id])
+        row = cursor.fetchone()
+    return int(row[0]) if row else message_id
+
+
+def branch_positions(*, conversation: Conversation, messages: list[Message]) -> dict[int, BranchPosition]:
+    """Return where each of *messages* (the branch on screen) stands among its siblings, the versions an
+    edit or a regenerate made of it: "2 / 3", and the siblings before and after it, oldest first. One query.
+    """
+    parents = {m.parent_id for m in messages if m.parent_id is not None}
+    siblings: dict[int | None, list[int]] = {}
+    rows = (
+        Message.objects.filter(conversation_id=conversation.pk)
+        .filter(Q(parent_id__in=parents) | Q(parent__isnull=True))
+        .order_by("created_at", "id")
+        .values_list("id", "parent_id")
+    )
+    for pk, parent_id in rows:
+        siblings.setdefault(parent_id, []).append(pk)
+    positions: dict[int, BranchPosition] = {}
+    for message in messages:
+        group = siblings.get(message.parent_id, [message.pk])
+        index = group.index(message.pk) if message.pk in group else 0
+        positions[message.pk] = {
+            "index": index + 1,
+            "count": len(group),
+            "previous": group[index - 1] if index > 0 else None,
+            "next": group[index + 1] if index + 1 < len(group) else None,
+        }
+    return positions
+
+
+def context_meter_get(*, conversation: Conversation, messages: list[Message]) -> ContextMeter:
+    """Return how much of the model's context the branch on screen *messages* uses, and how much the next
+    reply keeps for its answer.
+
+    The next prompt is the last reply's prompt and answer plus the next question (harmony keeps no reasoning
+    of finished turns), so the last reply that counted its prompt gives the figure. When it and the answer
+    budget outgrow the context, the GPU worker leaves the oldest turns out (inference.worker.tasks says so
+    in a notice): the page warns before that.
+    """
+    budget = model_budget_get(name=conversation.model_name)
+    limit = conversation.max_answer_tokens  # as inference.quotas.answer_budget: a limit only lowers it
+    reserve = budget.answer_tokens if limit is None else min(budget.answer_tokens, limit)
+    used = 0
+    for message in reversed(messages):
+        if message.role == Message.Role.ASSISTANT and message.prompt_tokens:
+            used = message.prompt_tokens + message.answer_tokens
+            break
+    return {"used": used, "window": budget.context, "reserve": reserve}
 
 
 def queue_positions(*, model_name: str) -> list[tuple[int, int, int]]:
@@ -221,13 +314,16 @@ def conversation_state(*, conversation: Conversation) -> StateFrame:
     left out when a group of the owner (the only one who may see the conversation) hides it.
     """
     shown = reasoning_shown(user=conversation.owner)
+    messages = list(message_list(conversation=conversation))
+    positions = branch_positions(conversation=conversation, messages=messages)
     payloads = []
-    for message in message_list(conversation=conversation):
+    for message in messages:
         payload = events.message_payload(
             message,
             queue_position=queue_position_get(message=message),
             waiting=reply_waiting_get(message=message),
         )
+        payload["branch"] = positions[message.pk]
         if message.status == Message.Status.STREAMING:
             for event in events.stream_events_after(message.pk, message.stream_seq) or []:
                 events.apply_stream_event(payload, event)
@@ -240,6 +336,7 @@ def conversation_state(*, conversation: Conversation) -> StateFrame:
         "conversation": conversation.pk,
         "title": conversation.display_title,
         "messages": payloads,
+        "context": context_meter_get(conversation=conversation, messages=messages),
     }
 
 
@@ -250,11 +347,6 @@ def api_request_get(*, reply: Message) -> ApiRequest | None:
         return reply.api_request
     except ApiRequest.DoesNotExist:
         return None
-
-
-def message_latest_get(*, conversation: Conversation, role: str) -> Message | None:
-    """Return the newest visible message of *role* in *conversation*."""
-    return message_list(conversation=conversation).filter(role=role).order_by("-created_at", "-id").first()
 
 
 def message_in_flight_get(*, conversation: Conversation) -> Message | None:
@@ -268,43 +360,42 @@ def replies_in_flight_count(*, user: User) -> int:
 
 
 def finished_turns(*, reply: Message) -> list[tuple[str, str]]:
-    """Return the (user text, answer text) pairs before *reply*'s question, oldest first.
+    """Return the (user text, answer text) pairs before *reply*'s question, oldest first: exactly the turns
+    of its branch, its ancestors by parent links, whatever branch is on screen now.
 
     Replies that were stopped or interrupted count with the text they have; failed or empty ones leave their
-    question out, so the model never sees a question without its answer.
+    question out, so the model never sees a question without its answer. A question answered more than once
+    on the branch (an API turn carried on with function outputs) counts with its last answer.
     """
-    replies = (
-        Message.objects.filter(
-            conversation_id=reply.conversation_id,
-            role=Message.Role.ASSISTANT,
-            reply_to__isnull=False,
-            reply_to__created_at__lt=reply.reply_to.created_at if reply.reply_to else reply.created_at,
-            status__in=[Message.Status.DONE, Message.Status.CANCELLED, Message.Status.INTERRUPTED],
-            superseded_at__isnull=True,
-            reply_to__superseded_at__isnull=True,
-        )
-        .exclude(content="")
-        .select_related("reply_to")
-        .order_by("reply_to__created_at", "reply_to_id", "created_at")
-    )
+    path = branch_path_ids(leaf_id=reply.parent_id)
+    ancestors = Message.objects.in_bulk(path)
     latest: dict[int, tuple[str, str]] = {}
-    for earlier in replies:  # a regenerated question keeps only its latest reply
-        assert earlier.reply_to is not None
-        latest[earlier.reply_to.pk] = (earlier.reply_to.content, earlier.content)
+    for pk in path:
+        earlier = ancestors[pk]
+        if earlier.role != Message.Role.ASSISTANT or earlier.reply_to_id is None:
+            continue
+        if earlier.reply_to_id == reply.reply_to_id or earlier.reply_to_id not in ancestors:
+            continue
+        if earlier.status not in (Message.Status.DONE, Message.Status.CANCELLED, Message.Status.INTERRUPTED):
+            continue
+        if earlier.content:
+            latest[earlier.reply_to_id] = (ancestors[earlier.reply_to_id].content, earlier.content)
     return list(latest.values())
 
 
 def socket_summaries(
     *, conversation_ids: Iterable[int], message_ids: Iterable[int]
 ) -> dict[int, tuple[int, dict[int, str]]]:
-    """Return, per conversation, its newest message id and the stored status of each of *message_ids* in it
-    and of every reply in flight in it: what the sockets watching them compare with what they have told their
-    browsers. Two queries, whatever the number of conversations.
+    """Return, per conversation, the newest message id of its branch on screen and the stored status of each
+    of *message_ids* in it and of every reply in flight in it: what the sockets watching them compare with
+    what they have told their browsers. Two queries, whatever the number of conversations.
     """
     ids = set(conversation_ids)
     summaries: dict[int, tuple[int, dict[int, str]]] = {c: (0, {}) for c in ids}
     newest = (
-        Message.objects.filter(conversation_id__in=ids).values("conversation_id").annotate(newest=Max("id"))
+        Message.objects.filter(conversation_id__in=ids, on_branch=True)
+        .values("conversation_id")
+        .annotate(newest=Max("id"))
     )
     for row in newest:
         summaries[row["conversation_id"]] = (row["newest"], {})

@@ -11,6 +11,7 @@ urlpatterns = [
     path("c/new/", views.conversation_create, name="conversation_create"),
     path("c/<int:conversation_id>/", views.conversation_detail, name="conversation"),
     path("c/<int:conversation_id>/messages/", views.message_create, name="message_create"),
+    path("c/<int:conversation_id>/branch/", views.branch_switch, name="branch_switch"),
     path("c/<int:conversation_id>/rename/", views.conversation_rename, name="conversation_rename"),
     path("c/<int:conversation_id>/settings/", views.conversation_settings, name="conversation_settings"),
     path("c/<int:conversation_id>/delete/", views.conversation_delete, name="conversation_delete"),

@@ -36,6 +36,7 @@ from chat.interchange import records
 from chat.models import Conversation, Invitation
 from chat.services import (
     api_keys,
+    branches,
     conversations,
     invitations,
     messages,
@@ -78,14 +79,14 @@ def _render_app(
     settings_form: SettingsForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
+    # The socket's `state` frame: the page and the live view render the same facts.
+    state = selectors.conversation_state(conversation=conversation) if conversation else None
     context = {
         **_sidebar(request),
         "conversation": conversation,
         "project": conversation.project if conversation else None,
-        # The payloads the socket's `state` frame sends: the page and the live view render the same facts.
-        "chat_messages": selectors.conversation_state(conversation=conversation)["messages"]
-        if conversation
-        else [],
+        "chat_messages": state["messages"] if state else [],
+        "context_meter": state.get("context") if state else None,
         "message_form": message_form or MessageForm(),
         "settings_form": settings_form
         or (SettingsForm.for_conversation(conversation) if conversation else None),
@@ -141,6 +142,21 @@ def message_create(request: HttpRequest, conversation_id: int) -> HttpResponse:
     except ChatError as error:
         form.add_error("text", str(error))
         return _render_app(request, conversation, message_form=form, status=409)
+    return redirect("chat:conversation", conversation_id=conversation.pk)
+
+
+@require_POST
+def branch_switch(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """Show another version of a message (the page's ‹ › buttons without JavaScript)."""
+    conversation = access_conversation(request.user, conversation_id)
+    try:
+        message_id = int(request.POST.get("message", ""))
+    except ValueError:
+        message_id = 0
+    try:
+        branches.branch_switch(conversation=conversation, message_id=message_id)
+    except ChatError as error:
+        flash.error(request, str(error))
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 

@@ -31,14 +31,21 @@ def make_conversation(owner: Any, **kwargs: Any) -> Conversation:
 def make_exchange(
     conversation: Conversation, question: str, answer: str, *, reasoning: str = ""
 ) -> tuple[Message, Message]:
-    """Store a finished turn: the user's *question* and the assistant's `done` *answer*."""
-    asked = Message.objects.create(conversation=conversation, role=Message.Role.USER, content=question)
+    """Store a finished turn at the end of the branch on screen: the user's *question* and the assistant's
+    `done` *answer*, which becomes the conversation's current leaf."""
+    leaf = Conversation.objects.filter(pk=conversation.pk).values_list("current_leaf", flat=True).first()
+    asked = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, content=question, parent_id=leaf
+    )
     answered = Message.objects.create(
         conversation=conversation,
         role=Message.Role.ASSISTANT,
         status=Message.Status.DONE,
         reply_to=asked,
+        parent=asked,
         content=answer,
         reasoning=reasoning,
     )
+    Conversation.objects.filter(pk=conversation.pk).update(current_leaf=answered)
+    conversation.current_leaf = answered
     return asked, answered

@@ -3,8 +3,8 @@
 Each conversation keeps its messages as a tree: `mapping` is {node id: {id, message, parent, children}},
 where `message` is {id, author: {role, name}, content: {content_type, parts | text | ...}, create_time,
 recipient, metadata} or null (the root), and `current_node` is the message its reader saw last. The branch
-that ends there is imported; other branches (older edits and regenerations) are left out, because this app
-cannot show branches yet, and the import says how many messages that was.
+that ends there is imported, as one branch; other branches (older edits and regenerations) are left out, and
+the import says how many messages that was.
 
 Between two questions, ChatGPT writes the reply as several nodes: text for the user, code for a tool
 (`recipient` other than "all"), the tool's output (author "tool"), thoughts. They become one reply: its
@@ -25,7 +25,7 @@ from chat.interchange.records import ConversationRecord, MessageRecord, Refused
 SOURCE = "ChatGPT"
 
 OTHER_BRANCHES = (
-    "messages on other branches (earlier edits and regenerations: this app cannot show branches yet)"
+    "messages on other branches (earlier edits and regenerations: only the last one seen is imported)"
 )
 HIDDEN = "system and hidden messages (ChatGPT's own instructions and context)"
 ATTACHMENTS = "images and files (only text is imported)"

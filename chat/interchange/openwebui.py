@@ -24,7 +24,7 @@ from inference.tools.records import ToolCallRecord
 SOURCE = "Open WebUI"
 
 OTHER_BRANCHES = (
-    "messages on other branches (earlier edits and regenerations: this app cannot show branches yet)"
+    "messages on other branches (earlier edits and regenerations: only the last one seen is imported)"
 )
 SYSTEM = "system messages"
 ATTACHMENTS = "images and files (only text is imported)"

@@ -14,6 +14,7 @@ from django.utils import timezone
 from chat import events
 from chat.errors import ChatError
 from chat.models import ApiPrompt, ApiRequest, ApiSampling, Conversation, Message
+from chat.services.branches import branch_move
 from chat.services.messages import reply_queue_check
 from chat.services.replies import reply_cancel, reply_create
 from inference.quotas import api_prompt_fit_check
@@ -73,18 +74,25 @@ def api_reply_queue(
         budget = reply_queue_check(conversation)
         if max_tokens is not None:
             budget = min(budget, max_tokens)
-        if after is not None and store and _continues_turn(after.prompt, prompt):
+        # The stored response it follows is where its branch goes on (`previous_response_id` may name an
+        # older one than the conversation's last: a branch, as an edit makes on the chat page).
+        follows = after.reply if after is not None and store else None
+        if follows is not None and after is not None and _continues_turn(after.prompt, prompt):
             # Function outputs that carry the stored turn on: the reply answers the same question.
-            question = after.reply.reply_to
+            question = follows.reply_to
         else:
             question = Message.objects.create(
                 conversation=conversation,
                 role=Message.Role.USER,
                 status=Message.Status.DONE,
                 content=prompt["user"],
+                parent=follows,
             )
+            follows = question
         assert question is not None
-        reply = reply_create(conversation=conversation, reply_to=question, reserved_tokens=budget)
+        reply = reply_create(
+            conversation=conversation, reply_to=question, reserved_tokens=budget, parent=follows
+        )
         ApiRequest.objects.create(
             reply=reply,
             kind=kind,
@@ -127,13 +135,25 @@ def api_response_delete(*, owner: User, response_id: str) -> None:
     request = api_response_get(owner=owner, response_id=response_id)
     with transaction.atomic():
         reply = Message.objects.select_for_update().get(pk=request.reply_id)
-        conversation = reply.conversation
+        conversation = Conversation.objects.select_for_update().get(pk=reply.conversation_id)
         if reply.in_flight:
             reply_cancel(conversation=conversation)
         question = reply.reply_to
-        reply.delete()
-        if question is not None and not question.replies.exists():
-            question.delete()
+        gone = {reply.pk}
+        if question is not None and not question.replies.exclude(pk=reply.pk).exists():
+            gone.add(question.pk)
+        # The turns after it stay: they follow what came before it, on the same branch.
+        above = reply.parent
+        while above is not None and above.pk in gone:
+            above = above.parent
+        Message.objects.filter(parent_id__in=gone).exclude(pk__in=gone).update(parent=above)
+        if conversation.current_leaf_id in gone:
+            if above is not None:
+                branch_move(conversation=conversation, leaf=above)
+            else:
+                conversation.current_leaf = None
+                conversation.save(update_fields=["current_leaf"])
+        Message.objects.filter(pk__in=gone).delete()
         if not conversation.messages.exists():
             conversation.delete()
     logger.info("response %s deleted by user %s", response_id, owner.pk)

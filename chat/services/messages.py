@@ -1,5 +1,8 @@
 """Messages: the user's side of a send (validate, send, edit, regenerate), each in one transaction.
 
+A send continues the branch on screen; an edit or a regenerate starts a new version of a message of it
+(chat.services.branches).
+
 Each send ends by creating a queued reply (chat.services.replies), which a worker's task then writes.
 """
 
@@ -69,7 +72,9 @@ def message_send(*, conversation: Conversation, text: str, client_id: str = "") 
     with transaction.atomic():
         locked = _locked(conversation)
         budget = reply_queue_check(locked)
-        user_message, reply = _question_create(conversation=locked, text=text, reserved_tokens=budget)
+        user_message, reply = _question_create(
+            conversation=locked, text=text, reserved_tokens=budget, parent_id=locked.current_leaf_id
+        )
         if not locked.title:
             locked.title = title_from_text(text)
             locked.save(update_fields=["title"])
@@ -95,47 +100,68 @@ def _cache_set(key: str, value: object) -> None:
 
 
 def message_edit(*, conversation: Conversation, message_id: int, text: str) -> tuple[Message, Message]:
-    """Replace the latest question of *conversation* by *text* and reply to it anew.
+    """Ask *text* instead of the question *message_id* of the branch on screen, and reply to it anew.
 
-    The old question and its replies are kept but superseded (hidden, and left out of the prompt). Only the
-    latest question can be edited, and only while no reply is in flight.
+    The new question is a sibling of the old one (same parent) and its branch becomes the one on screen;
+    the old question and everything after it stay, as the other version. Refused while a reply is in
+    flight; a question not on the branch on screen (or not in this conversation) gets StaleEdit.
     """
     validate_message_text(text)
     _check_fits(conversation, text)
     with transaction.atomic():
         locked = _locked(conversation)
-        latest = selectors.message_latest_get(conversation=locked, role=Message.Role.USER)
-        if latest is None or latest.pk != message_id:
-            raise StaleEdit()
+        question = _on_branch(locked, message_id, Message.Role.USER)
         budget = reply_queue_check(locked)
-        reply_ids = latest.replies.filter(superseded_at__isnull=True).values_list("pk", flat=True)
-        superseded = [latest.pk, *reply_ids]
-        Message.objects.filter(pk__in=superseded).update(superseded_at=timezone.now())
-        events.messages_removed(locked.pk, superseded)
-        return _question_create(conversation=locked, text=text, reserved_tokens=budget)
+        events.branch_changed(locked.pk)  # first: the new thread is sent before the new messages' events
+        return _question_create(
+            conversation=locked, text=text, reserved_tokens=budget, parent_id=question.parent_id
+        )
 
 
 def message_regenerate(*, conversation: Conversation, message_id: int) -> Message:
-    """Reply to the latest question again; the previous reply *message_id* is kept but superseded."""
+    """Answer again the question of the answer *message_id* of the branch on screen.
+
+    The new answer is a sibling of the old one and its branch becomes the one on screen; the old answer and
+    everything after it stay, as the other version. Refused like an edit.
+    """
     with transaction.atomic():
         locked = _locked(conversation)
-        latest = selectors.message_latest_get(conversation=locked, role=Message.Role.ASSISTANT)
-        if latest is None or latest.pk != message_id or latest.reply_to is None:
-            raise StaleEdit()
+        answer = _on_branch(locked, message_id, Message.Role.ASSISTANT)
+        question = answer.reply_to
+        if question is None or answer.parent_id != question.pk:
+            raise StaleEdit()  # an imported answer without its question, or an API turn carried on
         budget = reply_queue_check(locked)
-        _check_fits(locked, latest.reply_to.content)
-        Message.objects.filter(pk=latest.pk).update(superseded_at=timezone.now())
-        events.messages_removed(locked.pk, [latest.pk])
-        reply = reply_create(conversation=locked, reply_to=latest.reply_to, reserved_tokens=budget)
+        _check_fits(locked, question.content)
+        events.branch_changed(locked.pk)
+        reply = reply_create(conversation=locked, reply_to=question, reserved_tokens=budget)
         _touch(locked)
         return reply
 
 
+def _on_branch(conversation: Conversation, message_id: int, role: str) -> Message:
+    """Return the message *message_id* of *role* on the branch on screen of *conversation*; else StaleEdit
+    (the same answer for a message of another branch, of another conversation, or none at all)."""
+    message = (
+        Message.objects.select_related("reply_to", "parent")
+        .filter(pk=message_id, conversation_id=conversation.pk, role=role, on_branch=True)
+        .first()
+    )
+    if message is None:
+        raise StaleEdit()
+    return message
+
+
 def _question_create(
-    *, conversation: Conversation, text: str, reserved_tokens: int
+    *, conversation: Conversation, text: str, reserved_tokens: int, parent_id: int | None
 ) -> tuple[Message, Message]:
+    """Store the question after the message *parent_id* (None: the first) and its queued reply; the reply
+    becomes the current leaf."""
     user_message = Message.objects.create(
-        conversation=conversation, role=Message.Role.USER, status=Message.Status.DONE, content=text
+        conversation=conversation,
+        role=Message.Role.USER,
+        status=Message.Status.DONE,
+        content=text,
+        parent_id=parent_id,
     )
     reply = reply_create(
         conversation=conversation,

@@ -18,6 +18,7 @@ from django.utils import timezone
 from chat import events, selectors
 from chat.errors import ReplyInFlight
 from chat.models import Conversation, Message
+from chat.services.branches import branch_move
 from inference.dispatch import enqueue_reply
 from inference.status import conversation_cache_key
 from inference.tools.records import ToolCallRecord
@@ -41,9 +42,17 @@ RETURNING id
 
 
 def reply_create(
-    *, conversation: Conversation, reply_to: Message, reserved_tokens: int, announce_question: bool = False
+    *,
+    conversation: Conversation,
+    reply_to: Message,
+    reserved_tokens: int,
+    announce_question: bool = False,
+    parent: Message | None = None,
 ) -> Message:
-    """Create the queued assistant reply; the database refuses a second one in flight.
+    """Create the queued assistant reply to *reply_to*, after *parent* on its branch (default: the question
+    itself), and make it the conversation's current leaf; the database refuses a second one in flight.
+
+    *conversation* must be locked by the caller's transaction (its current leaf moves).
 
     On commit the task is enqueued first, so the GPU waits for no broadcast; then the browsers are told of the
     question (with *announce_question*) and of the reply.
@@ -57,6 +66,7 @@ def reply_create(
                 role=Message.Role.ASSISTANT,
                 status=Message.Status.QUEUED,
                 reply_to=reply_to,
+                parent=parent or reply_to,
                 model_name=conversation.model_name,
                 reasoning_effort=conversation.reasoning_effort,
                 reserved_tokens=reserved_tokens,
@@ -65,6 +75,7 @@ def reply_create(
         if "message_one_generation_in_flight" in str(error):
             raise ReplyInFlight() from error
         raise
+    branch_move(conversation=conversation, leaf=reply)
     transaction.on_commit(lambda: _enqueue(reply))
     if announce_question:
         events.message_changed(reply_to)

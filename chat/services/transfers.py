@@ -7,6 +7,7 @@ wrong and stores nothing. Imported text is stored as it came and rendered like e
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,12 +91,16 @@ def records_store(*, owner: User, records: Sequence[ConversationRecord]) -> list
         Conversation.objects.bulk_create(conversations, batch_size=500)
         questions: list[Message] = []
         replies: list[tuple[Message, Message | None]] = []
+        threads: list[list[Message]] = []
         for conversation, record in zip(conversations, records, strict=True):
             question: Message | None = None
             previous: datetime | None = None
+            thread: list[Message] = []
+            threads.append(thread)
             for message in record.messages:
                 row = message_row(message)
                 row.conversation = conversation
+                thread.append(row)
                 # The page orders by time: keep the file's order whatever its clocks said.
                 row.created_at = message.created_at or (
                     previous + _TICK if previous else conversation.created_at
@@ -112,6 +117,16 @@ def records_store(*, owner: User, records: Sequence[ConversationRecord]) -> list
         for reply, answered in replies:
             reply.reply_to = answered
         Message.objects.bulk_create([reply for reply, _ in replies], batch_size=1000)
+        # One branch each, in the file's order: each message follows the one before it, the last is the leaf.
+        for thread in threads:
+            for before, row in itertools.pairwise(thread):
+                row.parent = before
+        Message.objects.bulk_update(
+            [row for thread in threads for row in thread[1:]], ["parent"], batch_size=1000
+        )
+        for conversation, thread in zip(conversations, threads, strict=True):
+            conversation.current_leaf = thread[-1] if thread else None
+        Conversation.objects.bulk_update(conversations, ["current_leaf"], batch_size=500)
     return conversations
 
 

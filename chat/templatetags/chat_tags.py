@@ -12,7 +12,7 @@ from decimal import ROUND_HALF_UP, Decimal
 from django import template
 from django.utils.safestring import SafeString, mark_safe
 
-from chat.frames import MessagePayload
+from chat.frames import ContextMeter, MessagePayload
 from chat.rendering import message_sources, render_markdown
 from inference.tools.records import ToolCallRecord
 
@@ -84,3 +84,24 @@ def in_flight(status: str) -> bool:
 def reasoning_live(reasoning: str, m: MessagePayload) -> bool:
     """Return whether the reasoning still streams (no answer text yet): it shows open, titled "Reasoning…"."""
     return bool(reasoning) and m["status"] == "streaming" and not m["content"]
+
+
+@register.filter
+def tokens_short(n: int) -> str:
+    """Return a token count in few characters: "950", "3.2k", "131k" (format.js formatTokens)."""
+    if n < 1000:
+        return str(n)
+    short = _fixed(n / 1000, 1 if n < 10000 else 0)
+    return f"{short.removesuffix('.0')}k"
+
+
+@register.filter
+def context_room(c: ContextMeter) -> int:
+    """Return the tokens the turns may use before the oldest are left out: the context less the answer's."""
+    return max(0, c["window"] - c["reserve"])
+
+
+@register.filter
+def context_full(c: ContextMeter) -> bool:
+    """Return whether the next reply will leave the oldest turns out (format.js contextFull)."""
+    return c["used"] > context_room(c)

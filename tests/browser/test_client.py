@@ -210,13 +210,18 @@ def test_stop_regenerate_and_edit_send_their_actions(open_chat: Any) -> None:
     page.wait_for_selector("#message-1 [data-role=edit-form] :text('Still answering.')")
     assert editor.input_value() == "Hi again"
     server.send(type="ack", action="edit", client_id=edits[0]["client_id"])
-    server.send(type="removed", messages=[1, 2])
+    # The branch on screen changed: the server sends the new thread, then the new messages' events.
+    versions = {"index": 2, "count": 2, "previous": 1, "next": None}
+    server.send(**state(0, {**question(3, "Hi again"), "branch": versions}, msg(4, status="queued")))
     server.send(type="message", message=question(3, "Hi again"))
     server.send(type="message", message=msg(4, status="queued", queue_position=1))
     page.wait_for_selector("#message-4 [data-role=queue]")
     assert page.locator("#message-1").count() == 0 and page.locator("#message-2").count() == 0
     assert page.locator("[data-role=edit-form]").count() == 0
     assert page.locator("[data-role=stop]").is_visible()
+    # The new question keeps its place among its versions after its own `message` frame.
+    expect(page.locator("#message-3 [data-role=branch]")).to_have_attribute("aria-label", "Version 2 of 2")
+    expect(page.locator("#message-3 [data-role=branch-previous]")).to_be_disabled()  # while it answers
 
 
 def test_the_typed_text_survives_a_reload_until_the_server_has_it(open_chat: Any) -> None:

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from chat.models import Conversation
+from chat.models import Conversation, Message
 from chat.services import shares, transfers
+from chat.services.branches import branch_switch
 from chat.services.conversations import conversation_archive, conversation_pin
 from chat.services.projects import project_create
 from inference.models import ServedModel
@@ -260,3 +261,28 @@ def test_shots_of_the_organized_sidebar_a_row_menu_a_project_and_the_archived_li
     take("project")
     page.goto("/archived/")
     take("archived")
+
+
+def test_shots_of_branches_and_the_context_meter(shot: Any, alice_user: Any) -> None:
+    page, take = shot
+    conversation = make_conversation(alice_user, title="Lisbon weekend")
+    question, _ = make_exchange(conversation, "Plan a weekend in Lisbon", "Day one: Alfama and the castle.")
+    again = Message.objects.create(
+        conversation=conversation, role="assistant", status="done", reply_to=question, parent=question,
+        content="A slower plan: Belém in the morning, Príncipe Real in the evening.",
+    )  # fmt: skip
+    branch_switch(conversation=conversation, message_id=again.pk)
+    make_exchange(conversation, "Make it cheaper", "Walk, take tram 28 once, eat at tascas.")
+    edited = Message.objects.create(conversation=conversation, role="user", content="Make it vegetarian",
+                                    parent=again)  # fmt: skip
+    last = Message.objects.create(
+        conversation=conversation, role="assistant", status="done", reply_to=edited, parent=edited,
+        content="Try the vegetarian tascas of Mouraria.", prompt_tokens=1100, answer_tokens=120,
+    )  # fmt: skip
+    branch_switch(conversation=conversation, message_id=edited.pk)
+    ChatPage(page).open(conversation.pk)
+    take("branches")
+    Message.objects.filter(pk=last.pk).update(prompt_tokens=2300, answer_tokens=150)
+    ChatPage(page).open(conversation.pk)
+    page.locator(f"#message-{edited.pk} [data-role=branch-previous]").focus()
+    take("branches-full")

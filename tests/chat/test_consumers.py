@@ -209,7 +209,7 @@ async def test_send_is_acked_and_every_tab_sees_the_new_messages(alice: object) 
         ({"action": "send", "text": "x" * 32001}, "the limit is 32,000"),
         ({"action": "send"}, 'needs the message as "text"'),
         ({"action": "regenerate", "message": "12"}, 'needs the id of a message as "message"'),
-        ({"action": "edit", "message": 999999, "text": "new"}, "Only the latest message can be edited"),
+        ({"action": "edit", "message": 999999, "text": "new"}, "is not on the branch shown any more"),
     ],
 )
 async def test_bad_actions_get_a_clear_error_and_store_nothing(

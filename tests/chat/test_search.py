@@ -6,10 +6,10 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.utils import timezone
 
 from chat.models import Conversation, Message
 from chat.search import _MESSAGE_MATCH, _newest_matches_after, prefix_query, search
+from chat.services.branches import branch_switch
 from tests.factories import make_conversation, make_exchange
 
 pytestmark = pytest.mark.django_db
@@ -108,11 +108,17 @@ def test_ephemeral_api_conversations_never_appear(alice: Any) -> None:
     assert search(user=alice, text="zebra", include_reasoning=True) == []
 
 
-def test_superseded_messages_are_not_found(alice: Any) -> None:
+def test_only_the_branch_on_screen_is_found(alice: Any) -> None:
     conversation = make_conversation(alice)
-    question, _ = make_exchange(conversation, "Tell me about zebras", "Stripes.")
-    Message.objects.filter(pk=question.pk).update(superseded_at=timezone.now())
-    assert search(user=alice, text="zebra") == []
+    question, answer = make_exchange(conversation, "Tell me about zebras", "Stripes.")
+    other = Message.objects.create(
+        conversation=conversation, role="assistant", status="done", reply_to=question, parent=question,
+        content="Zebras have stripes.",
+    )  # fmt: skip
+    branch_switch(conversation=conversation, message_id=other.pk)
+    assert [h.message_id for h in search(user=alice, text="stripes")] == [other.pk]
+    branch_switch(conversation=conversation, message_id=answer.pk)
+    assert [h.message_id for h in search(user=alice, text="stripes")] == [answer.pk]
 
 
 def test_words_are_quoted_the_last_one_a_prefix_and_punctuation_is_dropped() -> None:

@@ -188,13 +188,15 @@ def test_stop_with_nothing_in_flight_does_nothing(alice: object) -> None:
     assert list(Message.objects.values_list("status", flat=True)) == ["done", "done"]
 
 
-def test_regenerate_keeps_the_old_answer_hidden_and_answers_the_same_question(alice: object) -> None:
+def test_regenerate_keeps_the_old_answer_as_another_version_and_answers_the_same_question(
+    alice: object,
+) -> None:
     conversation = make_conversation(alice)
     first = _answered(conversation, "Hi", "First answer")
     second = message_regenerate(conversation=conversation, message_id=first.pk)
     first.refresh_from_db()
-    assert first.superseded_at is not None and first.content == "First answer"
-    assert second.reply_to_id == first.reply_to_id and second.status == "queued"
+    assert not first.on_branch and first.content == "First answer"
+    assert second.reply_to_id == first.reply_to_id == second.parent_id and second.status == "queued"
     visible = list(selectors.message_list(conversation=conversation))
     assert [m.pk for m in visible] == [first.reply_to_id, second.pk]
 
@@ -209,20 +211,23 @@ def test_edit_replaces_the_latest_question_and_leaves_it_out_of_the_prompt(alice
         "One", "Answer one", "Two", "",
     ]  # fmt: skip
     assert selectors.finished_turns(reply=reply) == [("One", "Answer one")]
-    assert Message.objects.filter(superseded_at__isnull=False).count() == 2  # kept, not deleted
+    assert Message.objects.filter(on_branch=False).count() == 2  # kept, not deleted
 
 
-def test_a_stale_edit_or_regenerate_is_refused_and_changes_nothing(alice: object) -> None:
+def test_an_edit_or_regenerate_of_a_message_off_the_branch_is_refused_and_changes_nothing(
+    alice: object,
+) -> None:
     conversation = make_conversation(alice)
     first = _answered(conversation, "One", "Answer one")
-    _answered(conversation, "Two", "Answer two")
-    before = list(Message.objects.order_by("pk").values_list("pk", "content", "superseded_at"))
+    message_regenerate(conversation=conversation, message_id=first.pk)  # `first` is another version now
+    reply_cancel(conversation=conversation)
+    before = list(Message.objects.order_by("pk").values_list("pk", "content", "on_branch"))
     assert first.reply_to is not None
     with pytest.raises(StaleEdit):
-        message_edit(conversation=conversation, message_id=first.reply_to.pk, text="changed")
-    with pytest.raises(StaleEdit):
         message_regenerate(conversation=conversation, message_id=first.pk)
-    assert list(Message.objects.order_by("pk").values_list("pk", "content", "superseded_at")) == before
+    with pytest.raises(StaleEdit):
+        message_edit(conversation=conversation, message_id=first.pk, text="an answer is no question")
+    assert list(Message.objects.order_by("pk").values_list("pk", "content", "on_branch")) == before
 
 
 def test_edit_while_an_answer_is_generating_is_refused(alice: object) -> None:
@@ -230,7 +235,8 @@ def test_edit_while_an_answer_is_generating_is_refused(alice: object) -> None:
     question, _ = message_send(conversation=conversation, text="One")
     with pytest.raises(ReplyInFlight):
         message_edit(conversation=conversation, message_id=question.pk, text="Other")
-    assert Message.objects.get(pk=question.pk).superseded_at is None
+    assert Message.objects.get(pk=question.pk).on_branch
+    assert Message.objects.count() == 2
 
 
 def test_queue_positions_are_first_come_first_served_per_model(alice: object, bob: object) -> None:

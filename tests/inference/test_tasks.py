@@ -32,7 +32,7 @@ from inference.runtime.engine.engine import Engine, Generation
 from inference.runtime.engine.settings import SamplingParams
 from inference.tools.models import Function, ToolSettings
 from inference.worker.tasks import generate_reply_task, limit_notice
-from tests.factories import make_conversation
+from tests.factories import make_conversation, make_exchange
 from tests.fakes import Hit, Reply, serve
 from tests.live import test_database_url as database_url_of_tests
 
@@ -395,10 +395,7 @@ def test_older_turns_that_no_longer_fit_are_left_out_and_the_user_is_told(alice:
     conversation = make_conversation(alice)
     long_text = "lorem ipsum dolor sit amet " * 120  # about 600 tokens
     for _ in range(8):
-        question = Message.objects.create(conversation=conversation, role="user", content=long_text)
-        Message.objects.create(
-            conversation=conversation, role="assistant", status="done", reply_to=question, content=long_text
-        )
+        make_exchange(conversation, long_text, long_text)
     _, reply = message_send(conversation=conversation, text="Hello")
     generate_reply_task.run(reply.pk)
     reply.refresh_from_db()

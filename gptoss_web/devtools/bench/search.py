@@ -114,13 +114,13 @@ FROM generate_series(1, %(conversations)s) c JOIN bench_sentences ON id = 1 + (c
 MESSAGES_SQL = """
 INSERT INTO chat_message (conversation_id, role, status, content, reasoning, tool_calls, model_name,
     reasoning_effort, prompt_tokens, reasoning_tokens, answer_tokens, reserved_tokens, error, retryable,
-    notice, task_id, worker, stream_seq, created_at)
+    notice, task_id, worker, stream_seq, on_branch, created_at)
 SELECT conv.first + i %% %(conversations)s,
        CASE WHEN i %% 2 = 0 THEN 'user' ELSE 'assistant' END, 'done',
        CASE WHEN i %% 2 = 0 THEN s1.sentence
             ELSE s1.sentence || ' ' || s2.sentence || ' ' || s3.sentence || ' ' || s4.sentence END,
        CASE WHEN i %% 2 = 0 THEN '' ELSE s5.sentence || ' ' || s6.sentence END,
-       '[]', 'gpt-oss-20b', '', 0, 0, 0, 0, '', true, '', '', '', 0,
+       '[]', 'gpt-oss-20b', '', 0, 0, 0, 0, '', true, '', '', '', 0, true,
        now() - make_interval(secs => %(messages)s - i)
 FROM (SELECT i,
              1 + floor(random() * %(sentences)s)::int AS p1, 1 + floor(random() * %(sentences)s)::int AS p2,
@@ -136,7 +136,7 @@ JOIN bench_sentences s5 ON s5.id = r.p5 JOIN bench_sentences s6 ON s6.id = r.p6
 ILIKE_SQL = """
 SELECT m.id, m.conversation_id FROM chat_message m
 WHERE m.conversation_id IN (SELECT id FROM chat_conversation WHERE owner_id = %s AND NOT ephemeral)
-  AND m.superseded_at IS NULL AND {match}
+  AND m.on_branch AND {match}
 ORDER BY m.created_at DESC LIMIT 20
 """
 

@@ -1,5 +1,6 @@
 // The composer and the message actions: send (with a draft that survives a reload until the server has
-// it), stop, regenerate, edit and resend, and the errors the server answers them with.
+// it), stop, regenerate and edit (any answer or question of the branch on screen), switch to another version,
+// and the errors the server answers them with.
 import { button, el } from "./dom.js";
 import { TERMINAL } from "./fold.js";
 
@@ -17,6 +18,8 @@ export class Composer {
     this.sendButton = composerEl ? composerEl.querySelector("[data-role=send]") : null;
     this.draftKey = "gptoss:draft:" + main.getAttribute("data-conversation-id");
     this.pending = null; // {client_id, text} of the send waiting for its ack
+    this.sendOnConnect = false; // Enter was pressed while the page was still connecting
+    this.everConnected = false;
     this.editing = null;
     this.inFlight = false;
     this.statusEl = el("p", "composer-status", "Reconnecting…");
@@ -101,7 +104,13 @@ export class Composer {
     const text = this.textarea.value;
     if (!text.trim() || this.pending) { return; }
     this.showError(null);
-    if (!this.socket.connected) { return; }
+    if (!this.socket.connected) {
+      // Pressed while the page that just loaded is still connecting: sent once it is. (After a lost
+      // connection nothing is sent by itself: the state the reconnect brings may change the reader's mind.)
+      this.sendOnConnect = !this.everConnected;
+      return;
+    }
+    this.sendOnConnect = false;
     this.pending = { client_id: clientId(), text };
     this.update();
     if (!this.socket.transmit({ action: "send", text, client_id: this.pending.client_id })) {
@@ -111,6 +120,13 @@ export class Composer {
   }
 
   stop() { this.socket.transmit({ action: "stop" }); }
+
+  /** Show the branch through the message *id* (another version of a message on screen). */
+  switchTo(id) {
+    if (this.inFlight || !this.socket.connected) { return; }
+    this.showError(null);
+    this.socket.transmit({ action: "switch", message: id, client_id: clientId() });
+  }
 
   regenerate(view) { this.socket.transmit({ action: "regenerate", message: view.id, client_id: clientId() }); }
 
@@ -166,20 +182,14 @@ export class Composer {
     this.thread.refresh();
   }
 
-  /** The message *view* left the thread: an edit of it ends with it. */
-  forget(view) {
-    if (this.editing && this.editing.view === view) { this.editing = null; }
-  }
-
   /**
-   * Give every finished message its Copy, the latest reply its Retry or Regenerate and the latest question its
-   * Edit (these two none while a reply runs).
+   * Give every finished message its Copy, every finished reply its Retry or Regenerate and every question its
+   * Edit (these two none while a reply runs, when the versions' arrows wait too).
    */
   decorate({ list, inFlight }) {
-    let lastAssistant = null;
-    let lastUser = null;
-    list.forEach((v) => { if (v.role === "assistant") { lastAssistant = v; } else { lastUser = v; } });
+    if (this.editing && !list.includes(this.editing.view)) { this.editing = null; } // another branch now
     list.forEach((v) => {
+      v.el.querySelectorAll(".branch-btn").forEach((b) => { b.disabled = inFlight || !b.value; });
       const actions = v.actionsEl;
       if (!actions) { return; }
       // Copy stays where it is (a keyboard user's focus on it survives the refresh); the rest is rebuilt.
@@ -189,14 +199,14 @@ export class Composer {
       if (inFlight || !this.socket.connected) { return; }
       // A failed reply whose Retry could only fail again (the question cannot fit, the model is not served)
       // offers none: the user edits the question or picks another model instead.
-      if (v === lastAssistant && TERMINAL.has(v.m.status) && v.m.retryable !== false) {
+      if (v.role === "assistant" && TERMINAL.has(v.m.status) && v.m.retryable !== false) {
         const retry = v.m.status === "failed" || v.m.status === "interrupted";
         const b = button("btn btn-tiny", retry ? "Retry" : "Regenerate", retry ? "retry" : "regenerate",
           retry ? "Reply to this question again" : "Write a new reply to this question");
         b.addEventListener("click", () => this.regenerate(v));
         actions.appendChild(b);
       }
-      if (v === lastUser && !(this.editing && this.editing.view === v)) {
+      if (v.role === "user" && !(this.editing && this.editing.view === v)) {
         const e = button("btn btn-tiny", "Edit", "edit", "Edit this message and send it again");
         e.addEventListener("click", () => this.startEdit(v));
         actions.appendChild(e);
@@ -215,6 +225,8 @@ export class Composer {
     this.form.classList.toggle("offline", !connected);
     this.sendButton.disabled = !connected || !!this.pending;
     this.stopButton.disabled = !connected;
+    if (connected) { this.everConnected = true; }
+    if (connected && this.sendOnConnect) { this.send(); }
   }
 
   /** The socket closed: whether the send waiting for its ack arrived, the state after reconnecting tells. */

@@ -19,6 +19,8 @@ export function takeStored(old, m, partial) {
     next.seq = old.seq;
     staleHtml = true;
   }
+  // Only a `state` frame says where a message stands among its versions; other frames keep what it said.
+  if (next.branch === undefined && old.branch) { next.branch = old.branch; }
   next.seq = typeof next.seq === "number" ? next.seq : 0;
   next.content = next.content || "";
   next.reasoning = next.reasoning || "";

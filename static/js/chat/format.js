@@ -22,3 +22,17 @@ export function toolState(call) {
 }
 
 export const TOOL_STATE_LABEL = { running: "running…", failed: "error", done: "done" };
+
+/** A token count in few characters: "950", "3.2k", "131k". */
+export function formatTokens(n) {
+  if (n < 1000) { return String(n); }
+  return (n / 1000).toFixed(n < 10000 ? 1 : 0).replace(/\.0$/, "") + "k";
+}
+
+/** The tokens a conversation's turns may use before the oldest are left out: the context less the answer's. */
+export function contextRoom(c) { return Math.max(0, c.window - c.reserve); }
+
+/** Whether the next reply will leave the oldest turns out of its prompt. */
+export function contextFull(c) { return c.used > contextRoom(c); }
+
+export const CONTEXT_WARNING = "Older turns will be left out of the next reply: they no longer fit the model's context.";

@@ -6,6 +6,7 @@
 import { replyEnded } from "../attention.js";
 import { sidebarChanged } from "../sidebar.js";
 import { Composer } from "./composer.js";
+import { ContextMeter } from "./context_meter.js";
 import { TERMINAL } from "./fold.js";
 import { Socket } from "./socket.js";
 import { setTitle, Thread } from "./thread.js";
@@ -27,6 +28,13 @@ export function startChat() {
     closed,
   });
   composer = new Composer(main, composerEl, socket, thread);
+  const meter = new ContextMeter(composerEl);
+  // The arrow a keyboard user pressed to see another version: it keeps the focus on the new version.
+  let switchFocus = null;
+  threadEl.addEventListener("branch-switch", (event) => {
+    switchFocus = event.detail;
+    composer.switchTo(event.detail.message);
+  });
 
   function closed(code) {
     composer.disconnected();
@@ -53,6 +61,8 @@ export function startChat() {
     switch (frame.type) {
       case "state":
         thread.renderState(frame);
+        meter.show(frame.context);
+        refocus();
         break;
       case "message":
         if (frame.message) {
@@ -65,16 +75,10 @@ export function startChat() {
         if (frame.message) {
           thread.upsert(frame.message);
           thread.refresh();
+          meter.answered(frame.message);
           const title = document.querySelector("[data-role=title]");
           replyEnded(frame.message, title ? title.textContent : "");
         }
-        break;
-      case "removed":
-        (frame.messages || []).forEach((id) => {
-          const view = thread.remove(id);
-          if (view) { composer.forget(view); }
-        });
-        thread.refresh();
         break;
       case "queued":
       case "started":
@@ -103,6 +107,19 @@ export function startChat() {
       default:
         break;
     }
+  }
+
+  // After a switch, the version shown now has the focus on the same arrow (or the other one, at an end).
+  function refocus() {
+    if (!switchFocus) { return; }
+    const view = thread.get(switchFocus.message);
+    if (!view) { return; } // not shown yet: this was an earlier state
+    const { role } = switchFocus;
+    switchFocus = null;
+    const other = role === "branch-next" ? "branch-previous" : "branch-next";
+    const target = [role, other].map((r) => view.el.querySelector("[data-role=" + r + "]"))
+      .find((b) => b && !b.disabled);
+    if (target) { target.focus(); }
   }
 
   // A `message` frame that ends a reply may carry older text than the page shows (Stop is stored before the

@@ -35,6 +35,47 @@ export class MessageView {
     this.el.append(this.contentEl, this.actionsEl);
   }
 
+  /**
+   * The versions of this message, "‹ 2 / 3 ›" (chat/templates/chat/_branch_nav.html), or null when it has
+   * none. A button asks for its sibling with a `branch-switch` event (chat/main.js sends the `switch`).
+   */
+  branchNav() {
+    const b = this.m.branch;
+    if (!b || b.count < 2) { return null; }
+    const nav = el("div", "branch-nav");
+    nav.setAttribute("data-role", "branch");
+    nav.setAttribute("role", "group");
+    nav.setAttribute("aria-label", "Version " + b.index + " of " + b.count);
+    const arrow = (label, target, role, name) => {
+      const x = el("button", "btn btn-tiny branch-btn", label);
+      x.type = "submit";
+      x.setAttribute("form", "branch-form");
+      x.name = "message";
+      x.value = target === null || target === undefined ? "" : String(target);
+      x.setAttribute("data-role", role);
+      x.setAttribute("aria-label", name);
+      if (!x.value) { x.disabled = true; }
+      x.addEventListener("click", (event) => {
+        event.preventDefault();
+        if (x.disabled) { return; }
+        const detail = { message: Number(x.value), role };
+        this.el.dispatchEvent(new CustomEvent("branch-switch", { bubbles: true, detail }));
+      });
+      return x;
+    };
+    const count = el("span", "branch-count", b.index + " / " + b.count);
+    count.setAttribute("aria-hidden", "true");
+    nav.append(arrow("‹", b.previous, "branch-previous", "Previous version"), count,
+      arrow("›", b.next, "branch-next", "Next version"));
+    return nav;
+  }
+
+  renderBranch() {
+    if (this.branchEl) { this.branchEl.remove(); }
+    this.branchEl = this.branchNav();
+    if (this.branchEl) { this.el.insertBefore(this.branchEl, this.actionsEl); }
+  }
+
   buildAssistant() {
     this.reasoningEl = el("details", "reasoning");
     this.reasoningEl.setAttribute("data-role", "reasoning");
@@ -80,6 +121,7 @@ export class MessageView {
       this.renderMeta();
     } else {
       this.renderContent(true);
+      this.renderBranch();
     }
   }
 
@@ -169,6 +211,8 @@ export class MessageView {
     const m = this.m;
     const meta = this.metaEl;
     meta.textContent = "";
+    this.branchEl = this.branchNav();
+    if (this.branchEl) { meta.appendChild(this.branchEl); }
     let badge = null;
     if (m.status === "queued") {
       badge = el("span", "badge badge-live", m.queue_position ? ordinal(m.queue_position) + " in queue" : "Queued");

@@ -77,16 +77,26 @@ export class Thread {
   }
 
   place(view) {
-    // Messages appear in id order (the order they were created in).
-    let after = null;
-    this.views.forEach((other) => {
-      if (other.id > view.id && other.el.parentNode === this.threadEl && (!after || other.id < after.id)) {
-        after = other;
+    // A new message continues the branch on screen; a `state` frame puts every message in its place.
+    if (view.el.parentNode !== this.threadEl) { this.threadEl.appendChild(view.el); }
+  }
+
+  /** Put the articles in the order of *ids* (the branch, first to last), moving only those out of place. */
+  order(ids) {
+    const article = (node) => {
+      let next = node;
+      while (next && !(next.tagName === "ARTICLE" && next.classList.contains("message"))) {
+        next = next.nextElementSibling;
       }
+      return next;
+    };
+    let here = article(this.threadEl.firstElementChild);
+    ids.forEach((id) => {
+      const view = this.views.get(id);
+      if (!view) { return; }
+      if (view.el === here) { here = article(here.nextElementSibling); }
+      else { this.threadEl.insertBefore(view.el, here); }
     });
-    if (view.el.parentNode !== this.threadEl || (after && view.el.nextSibling !== after.el)) {
-      this.threadEl.insertBefore(view.el, after ? after.el : null);
-    }
   }
 
   upsert(m, partial) {
@@ -110,7 +120,7 @@ export class Thread {
     return view;
   }
 
-  /** Show the `state` frame: the visible thread as stored. */
+  /** Show the `state` frame: the branch on screen as stored (messages of other branches leave). */
   renderState(frame) {
     const seen = new Set();
     if (!this.initialised) {
@@ -119,6 +129,7 @@ export class Thread {
     }
     (frame.messages || []).forEach((m) => { seen.add(m.id); this.upsert(m); });
     Array.from(this.views.keys()).forEach((id) => { if (!seen.has(id)) { this.remove(id); } });
+    this.order((frame.messages || []).map((m) => m.id));
     if (typeof frame.title === "string") { setTitle(frame.title, false); }
     if (!this.initialised && this.showHit()) {
       // Arrived from a search result: stay at its message.
