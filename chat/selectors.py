@@ -38,6 +38,12 @@ WITH RECURSIVE path(id, parent_id, depth) AS (
 SELECT id FROM path ORDER BY depth DESC
 """
 
+# The messages of that path themselves, in the same order (one query: the next reply's prompt waits on it).
+_PATH_MESSAGES_SQL = _PATH_SQL.replace(
+    "SELECT id FROM path ORDER BY depth DESC",
+    "SELECT m.* FROM chat_message AS m JOIN path ON m.id = path.id ORDER BY path.depth DESC",
+)
+
 # From a message down to the newest leaf under it, taking the most recently created child at each step.
 _NEWEST_LEAF_SQL = """
 WITH RECURSIVE down(id, depth) AS (
@@ -367,11 +373,10 @@ def finished_turns(*, reply: Message) -> list[tuple[str, str]]:
     question out, so the model never sees a question without its answer. A question answered more than once
     on the branch (an API turn carried on with function outputs) counts with its last answer.
     """
-    path = branch_path_ids(leaf_id=reply.parent_id)
-    ancestors = Message.objects.in_bulk(path)
+    path = [] if reply.parent_id is None else list(Message.objects.raw(_PATH_MESSAGES_SQL, [reply.parent_id]))
+    ancestors = {m.pk: m for m in path}
     latest: dict[int, tuple[str, str]] = {}
-    for pk in path:
-        earlier = ancestors[pk]
+    for earlier in path:
         if earlier.role != Message.Role.ASSISTANT or earlier.reply_to_id is None:
             continue
         if earlier.reply_to_id == reply.reply_to_id or earlier.reply_to_id not in ancestors:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 
 from django.db import transaction
+from django.utils import timezone
 
 from chat import events, selectors
 from chat.errors import ReplyInFlight, StaleEdit
@@ -19,8 +20,9 @@ from chat.models import Conversation, Message
 logger = logging.getLogger(__name__)
 
 
-def branch_move(*, conversation: Conversation, leaf: Message) -> None:
-    """Make the path to *leaf* the branch on screen of *conversation* (locked by the caller).
+def branch_move(*, conversation: Conversation, leaf: Message, touch: bool = False) -> None:
+    """Make the path to *leaf* the branch on screen of *conversation* (locked by the caller); with *touch*, it
+    is also the conversation's latest activity (a new reply), saved in the same write.
 
     Only the rows that leave or join the branch are written: those below the fork between the old branch
     and the new one.
@@ -29,16 +31,21 @@ def branch_move(*, conversation: Conversation, leaf: Message) -> None:
     if question is not None and question.parent_id == conversation.current_leaf_id and question.on_branch:
         # A send: the branch grows by its question and reply, both written on it (no path read: this is on
         # the way to the first token).
-        conversation.current_leaf = leaf
-        conversation.save(update_fields=["current_leaf"])
+        _leaf_save(conversation, leaf, touch)
         return
     old = set(selectors.branch_path_ids(leaf_id=conversation.current_leaf_id))
     new = set(selectors.branch_path_ids(leaf_id=leaf.pk))
     if old - new:
         Message.objects.filter(pk__in=old - new).update(on_branch=False)
     Message.objects.filter(pk__in=new - old, on_branch=False).update(on_branch=True)
+    _leaf_save(conversation, leaf, touch)
+
+
+def _leaf_save(conversation: Conversation, leaf: Message, touch: bool) -> None:
     conversation.current_leaf = leaf
-    conversation.save(update_fields=["current_leaf"])
+    if touch:
+        conversation.updated_at = timezone.now()
+    conversation.save(update_fields=["current_leaf", "updated_at"] if touch else ["current_leaf"])
 
 
 def branch_switch(*, conversation: Conversation, message_id: int) -> Message:

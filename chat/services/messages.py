@@ -13,7 +13,6 @@ import logging
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.utils import timezone
 
 from chat import events, selectors
 from chat.errors import ChatError, ReplyInFlight, StaleEdit, TooManyInFlight
@@ -134,7 +133,6 @@ def message_regenerate(*, conversation: Conversation, message_id: int) -> Messag
         _check_fits(locked, question.content)
         events.branch_changed(locked.pk)
         reply = reply_create(conversation=locked, reply_to=question, reserved_tokens=budget)
-        _touch(locked)
         return reply
 
 
@@ -169,7 +167,6 @@ def _question_create(
         reserved_tokens=reserved_tokens,
         announce_question=True,
     )
-    _touch(conversation)
     return user_message, reply
 
 
@@ -179,9 +176,6 @@ def _locked(conversation: Conversation) -> Conversation:
     return locking.get(pk=conversation.pk)
 
 
-def _touch(conversation: Conversation) -> None:
-    conversation.updated_at = timezone.now()
-    conversation.save(update_fields=["updated_at"])
 
 
 def _owner_lock(conversation: Conversation) -> None:

@@ -75,7 +75,7 @@ def reply_create(
         if "message_one_generation_in_flight" in str(error):
             raise ReplyInFlight() from error
         raise
-    branch_move(conversation=conversation, leaf=reply)
+    branch_move(conversation=conversation, leaf=reply, touch=True)  # a new reply is new activity
     transaction.on_commit(lambda: _enqueue(reply))
     if announce_question:
         events.message_changed(reply_to)
