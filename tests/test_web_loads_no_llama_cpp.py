@@ -32,7 +32,10 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The web side's modules, each imported alone in a fresh interpreter.
 WEB_MODULES = [
-    "chat.views",
+    "chat.views.account",
+    "chat.views.conversations",
+    "chat.views.organize",
+    "chat.views.sharing",
     "chat.consumers",
     "chat.admin",
     "inference.admin",
