@@ -57,7 +57,7 @@ test: lint
 
 # Every part runs whatever the ones before it gave; the exit status is 1 when any missed a target or failed.
 bench: $(STAMP)
-	$(PY) -m gptoss_web.devtools.bench engine pipeline api browser search
+	$(PY) -m gptoss_web.devtools.bench engine pipeline api browser routing search
 
 clean:
 	rm -rf var/static var/bench
