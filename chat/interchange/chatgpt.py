@@ -2,9 +2,9 @@
 
 Each conversation keeps its messages as a tree: `mapping` is {node id: {id, message, parent, children}},
 where `message` is {id, author: {role, name}, content: {content_type, parts | text | ...}, create_time,
-recipient, metadata} or null (the root), and `current_node` is the message its reader saw last. The branch
-that ends there is imported, as one branch; other branches (older edits and regenerations) are left out, and
-the import says how many messages that was.
+recipient, metadata} or null (the root), and `current_node` is the message its reader saw last. The whole
+tree is imported: every branch (older edits and regenerations) becomes a branch of the conversation here, and
+the one that ends at `current_node` is the branch on screen.
 
 Between two questions, ChatGPT writes the reply as several nodes: text for the user, code for a tool
 (`recipient` other than "all"), the tool's output (author "tool"), thoughts. They become one reply: its
@@ -24,9 +24,9 @@ from chat.interchange.records import ConversationRecord, MessageRecord, Refused
 
 SOURCE = "ChatGPT"
 
-OTHER_BRANCHES = (
-    "messages on other branches (earlier edits and regenerations: only the last one seen is imported)"
-)
+# Node visits over all branches (each branch is read from the root): a tree of deep branches costs the
+# product, so a file beyond this is refused rather than read for minutes.
+MAX_BRANCH_NODES = 200_000
 HIDDEN = "system and hidden messages (ChatGPT's own instructions and context)"
 ATTACHMENTS = "images and files (only text is imported)"
 TOOL_OUTPUT = "tool results that are not text"
@@ -49,32 +49,64 @@ def read(items: list[Any], name: str, left_out: Counter[str]) -> list[Conversati
 def _conversation(raw: object, where: str, left_out: Counter[str]) -> ConversationRecord:
     item = records.obj(raw, where, "the conversation")
     mapping = records.obj(item.get("mapping"), where, "mapping")
-    chain = records.branch(mapping, item.get("current_node"), "parent", where)
-    thread = _Thread(left_out)
-    for node_id in chain:
-        _node(mapping[node_id], node_id, where, thread, left_out)
-    on_branch = set(chain)
-    left_out[OTHER_BRANCHES] += sum(
-        1 for node_id, node in mapping.items() if node_id not in on_branch and _shown(node)
-    )
+    current = records.branch(mapping, item.get("current_node"), "parent", where)
+    messages, leaf = _tree(mapping, current, where, left_out)
     model = item.get("default_model_slug")
     return ConversationRecord(
         title=records.title(item.get("title"), where),
         model=model[:100] if isinstance(model, str) else "",
         created_at=records.moment(item.get("create_time"), where, "create_time"),
         updated_at=records.moment(item.get("update_time"), where, "update_time"),
-        messages=thread.finish(),
+        messages=messages,
+        leaf=leaf,
     )
 
 
-def _shown(node: object) -> bool:
-    """Whether a node off the branch is a message its reader would have seen (for the count left out)."""
-    message = node.get("message") if isinstance(node, dict) else None
-    if not isinstance(message, dict):
-        return False
-    author = message.get("author")
-    role = author.get("role") if isinstance(author, dict) else None
-    return role in ("user", "assistant") and not _hidden(message)
+def _tree(
+    mapping: dict[str, Any], current: list[str], where: str, left_out: Counter[str]
+) -> tuple[list[MessageRecord], int | None]:
+    """Return the messages of every branch of *mapping*, each linked to its parent, and the index of the last
+    message of the *current* branch.
+
+    Each branch (root to leaf) is read on its own, the current one first: ChatGPT's nodes become questions
+    and replies as for one branch, and a message two branches share (the same nodes, after the same
+    messages) is kept once. What is left out is counted once per node, however many branches hold it.
+    """
+    parents = {node.get("parent") for node in mapping.values() if isinstance(node, dict)}
+    leaves = [current[-1], *(n for n in mapping if n not in parents and n != current[-1])]
+    messages: list[MessageRecord] = []
+    known: dict[tuple[str, ...], int] = {}  # the nodes up to a message's end → its index in *messages*
+    counted: set[str] = set()
+    visits = 0
+    leaf: int | None = None
+    for branch_leaf in leaves:
+        chain = current
+        if branch_leaf != current[-1]:
+            chain = records.branch(mapping, branch_leaf, "parent", where)
+        visits += len(chain)
+        if visits > MAX_BRANCH_NODES:
+            raise Refused(
+                f"{where}: its branches hold more than {MAX_BRANCH_NODES:,} messages in all; "
+                "export it again with fewer edits and regenerations"
+            )
+        thread = _Thread(left_out if not counted else Counter())
+        for position, node_id in enumerate(chain):
+            thread.position = position
+            _node(mapping[node_id], node_id, where, thread, left_out if node_id not in counted else Counter())
+            counted.add(node_id)
+        parent: int | None = None
+        read = thread.finish()
+        for i, message in enumerate(read):
+            end = thread.starts[i + 1] if i + 1 < len(read) else len(chain)
+            key = tuple(chain[:end])
+            if key not in known:
+                message.parent = parent
+                known[key] = len(messages)
+                messages.append(message)
+            parent = known[key]
+        if leaf is None:
+            leaf = parent
+    return messages, leaf
 
 
 def _hidden(message: dict[str, Any]) -> bool:
@@ -178,14 +210,20 @@ class _Thread:
         self.left_out = left_out
         self.messages: list[MessageRecord] = []
         self.current: MessageRecord | None = None
+        # Where in the branch the node being read sits, and where each of *messages* began.
+        self.position = 0
+        self.starts: list[int] = []
+        self.current_start = 0
 
     def question(self, content: str, at: datetime | None) -> None:
         self._close()
         self.messages.append(MessageRecord(role="user", content=content, created_at=at))
+        self.starts.append(self.position)
 
     def reply(self, at: datetime | None, model: str) -> MessageRecord:
         if self.current is None:
             self.current = MessageRecord(role="assistant", content="", created_at=at, model=model)
+            self.current_start = self.position
         reply = self.current
         reply.model = reply.model or model
         if at is not None:
@@ -225,6 +263,7 @@ class _Thread:
             self.left_out[TOO_MANY_CALLS] += len(reply.tool_calls) - records.MAX_TOOL_CALLS
             del reply.tool_calls[records.MAX_TOOL_CALLS :]
         self.messages.append(reply)
+        self.starts.append(self.current_start)
 
     def finish(self) -> list[MessageRecord]:
         self._close()

@@ -38,6 +38,10 @@ class Refused(Exception):
     """A file that is not imported; the message names the file, the place in it and what is wrong."""
 
 
+# MessageRecord.parent of a message that follows the one before it in its conversation's list.
+FOLLOWS = -1
+
+
 @dataclass
 class MessageRecord:
     role: str  # one of ROLES
@@ -51,6 +55,9 @@ class MessageRecord:
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # The message before it on its branch: an index into its conversation's messages (always an earlier one),
+    # None for a first message, FOLLOWS for the one before it in the list (a file of one branch).
+    parent: int | None = FOLLOWS
 
 
 @dataclass
@@ -63,6 +70,8 @@ class ConversationRecord:
     created_at: datetime | None = None
     updated_at: datetime | None = None
     messages: list[MessageRecord] = field(default_factory=list)
+    # The index of the last message of the branch its reader saw last; None: the last message.
+    leaf: int | None = None
 
 
 @dataclass

@@ -7,7 +7,6 @@ wrong and stores nothing. Imported text is stored as it came and rendered like e
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,7 +18,7 @@ from django.utils import timezone
 
 from chat.errors import ImportRefused
 from chat.interchange.files import read_file
-from chat.interchange.records import ConversationRecord, Refused
+from chat.interchange.records import FOLLOWS, ConversationRecord, Refused
 from chat.models import Conversation, Message, ReasoningEffort
 from chat.services.conversations import title_from_text
 from chat.transfer import message_row
@@ -62,8 +61,9 @@ def records_store(*, owner: User, records: Sequence[ConversationRecord]) -> list
     """Store *records* as conversations of *owner*, in one transaction; return them.
 
     Each keeps its title (or gets one from its first question), times, instructions and tools; its model
-    if *owner* may use it, else their default model; its messages in the file's order, each reply answering
-    the question before it.
+    if *owner* may use it, else their default model; its messages in the file's order, each after its parent
+    (the one before it, for a file of one branch) and answering the nearest question above it, and the branch
+    its reader saw last on screen (`ConversationRecord.leaf`, else the last message's).
     """
     allowed = {model.name: model for model in served_model_list(user=owner)}
     default = default_model_name(user=owner)
@@ -89,45 +89,57 @@ def records_store(*, owner: User, records: Sequence[ConversationRecord]) -> list
         )
     with transaction.atomic():
         Conversation.objects.bulk_create(conversations, batch_size=500)
-        questions: list[Message] = []
-        replies: list[tuple[Message, Message | None]] = []
-        threads: list[list[Message]] = []
-        for conversation, record in zip(conversations, records, strict=True):
-            question: Message | None = None
-            previous: datetime | None = None
-            thread: list[Message] = []
-            threads.append(thread)
-            for message in record.messages:
-                row = message_row(message)
-                row.conversation = conversation
-                thread.append(row)
-                # The page orders by time: keep the file's order whatever its clocks said.
-                row.created_at = message.created_at or (
-                    previous + _TICK if previous else conversation.created_at
-                )
-                if previous is not None and row.created_at <= previous:
-                    row.created_at = previous + _TICK
-                previous = row.created_at
-                if row.role == Message.Role.USER:
-                    question = row
-                    questions.append(row)
-                else:
-                    replies.append((row, question))
-        Message.objects.bulk_create(questions, batch_size=1000)
-        for reply, answered in replies:
-            reply.reply_to = answered
-        Message.objects.bulk_create([reply for reply, _ in replies], batch_size=1000)
-        # One branch each, in the file's order: each message follows the one before it, the last is the leaf.
-        for thread in threads:
-            for before, row in itertools.pairwise(thread):
-                row.parent = before
-        Message.objects.bulk_update(
-            [row for thread in threads for row in thread[1:]], ["parent"], batch_size=1000
-        )
-        for conversation, thread in zip(conversations, threads, strict=True):
-            conversation.current_leaf = thread[-1] if thread else None
+        trees = [_tree_rows(c, r) for c, r in zip(conversations, records, strict=True)]
+        rows = [row for tree in trees for row, _, _ in tree]
+        Message.objects.bulk_create([r for r in rows if r.role == Message.Role.USER], batch_size=1000)
+        for tree in trees:
+            for row, _, question in tree:
+                if row.role == Message.Role.ASSISTANT:
+                    row.reply_to = question
+        Message.objects.bulk_create([r for r in rows if r.role == Message.Role.ASSISTANT], batch_size=1000)
+        for tree in trees:
+            for row, parent, _ in tree:
+                row.parent = parent
+        Message.objects.bulk_update([r for r in rows if r.parent is not None], ["parent"], batch_size=1000)
+        off_branch: list[int] = []
+        for conversation, record, tree in zip(conversations, records, trees, strict=True):
+            leaf = None if not tree else tree[-1 if record.leaf is None else record.leaf][0]
+            conversation.current_leaf = leaf
+            shown: set[int] = set()
+            while leaf is not None:
+                shown.add(leaf.pk)
+                leaf = leaf.parent
+            off_branch += [row.pk for row, _, _ in tree if row.pk not in shown]
         Conversation.objects.bulk_update(conversations, ["current_leaf"], batch_size=500)
+        Message.objects.filter(pk__in=off_branch).update(on_branch=False)
     return conversations
+
+
+def _tree_rows(
+    conversation: Conversation, record: ConversationRecord
+) -> list[tuple[Message, Message | None, Message | None]]:
+    """Return each message of *record* as an unsaved row with its parent and the question it answers (its
+    nearest question up the branch), in the file's order.
+
+    Each comes after its parent in time, whatever the file's clocks said (the page and the versions' order go
+    by time).
+    """
+    tree: list[tuple[Message, Message | None, Message | None]] = []
+    for message in record.messages:
+        row = message_row(message)
+        row.conversation = conversation
+        index = message.parent
+        if index == FOLLOWS:
+            index = len(tree) - 1 if tree else None
+        if index is not None and not 0 <= index < len(tree):
+            raise ValueError(f"conversation {record.title!r}: a message's parent is not an earlier message")
+        parent, _, question = tree[index] if index is not None else (None, None, None)
+        before = parent.created_at if parent is not None else None
+        row.created_at = message.created_at or (before + _TICK if before else conversation.created_at)
+        if before is not None and row.created_at <= before:
+            row.created_at = before + _TICK
+        tree.append((row, parent, row if row.role == Message.Role.USER else question))
+    return tree
 
 
 def _last_time(record: ConversationRecord) -> datetime | None:

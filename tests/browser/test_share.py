@@ -58,8 +58,8 @@ def test_import_share_read_continue_and_revoke(
 
     _upload(page, chatgpt_bytes())
     page.wait_for_url(re.compile(r"/c/\d+/$"))
-    expect(page.locator(".flash")).to_contain_text("Imported 2 conversations (6 messages) from ChatGPT.")
-    expect(page.locator(".flash")).to_contain_text("messages on other branches")
+    expect(page.locator(".flash")).to_contain_text("Imported 2 conversations (7 messages) from ChatGPT.")
+    expect(page.locator(".flash")).to_contain_text("images and files")
     thread = page.locator("#thread")
     expect(thread).to_contain_text("It is low tide.")
     expect(thread).to_contain_text('<img src=x onerror="window.__xss++"> <script>window.__xss++</script>')

@@ -76,14 +76,18 @@ def test_markdown_fences_hold_any_backticks_and_keep_the_answer_as_written() -> 
     assert "Yes: ```` four backticks ````" in text
 
 
-def test_chatgpt_imports_the_branch_last_shown_as_questions_and_replies() -> None:
+def test_chatgpt_imports_every_branch_as_questions_and_replies_ending_at_the_one_last_shown() -> None:
     contents = read_file(chatgpt_bytes(), "conversations.json")
     assert contents.source == "ChatGPT"
     tides, greeting = contents.conversations
     assert tides.title == "Tides" and tides.model == "gpt-4o"
     assert tides.created_at == datetime.fromtimestamp(1700000000, tz=UTC)
-    assert [m.role for m in tides.messages] == ["user", "assistant", "user", "assistant"]
-    question, reply, photo, last = tides.messages
+    # The branch last shown comes first and ends at the leaf; the regenerated answer it replaced is another
+    # version of the first reply (same question).
+    assert [m.role for m in tides.messages] == ["user", "assistant", "user", "assistant", "assistant"]
+    assert [m.parent for m in tides.messages] == [None, 0, 1, 2, 0] and tides.leaf == 3
+    question, reply, photo, last, older = tides.messages
+    assert older.content == "An older answer, regenerated."
     assert question.content == "Why are there two tides a day?"
     # Thoughts, a code call, its output and the text become one reply.
     assert reply.reasoning == "**Gravity**\n\nThe Moon pulls both sides."
@@ -100,7 +104,7 @@ def test_chatgpt_imports_the_branch_last_shown_as_questions_and_replies() -> Non
         "Hello there\nsecond line",
         "Hi!",
     ]
-    assert dict(contents.left_out) == {chatgpt.OTHER_BRANCHES: 1, chatgpt.ATTACHMENTS: 1}
+    assert dict(contents.left_out) == {chatgpt.ATTACHMENTS: 1}
 
 
 def test_chatgpt_content_a_reply_holds_that_is_not_text_is_left_out_and_counted() -> None:
@@ -354,5 +358,5 @@ def test_caps_on_size_conversations_and_messages(monkeypatch: pytest.MonkeyPatch
         read_file(chatgpt_bytes(), "c.json")
     monkeypatch.setattr("chat.interchange.files.MAX_MESSAGES", 5)
     monkeypatch.setattr("chat.interchange.files.MAX_CONVERSATIONS", 10)
-    with pytest.raises(Refused, match=r"^c.json: 6 messages; the limit is 5 in one file$"):
+    with pytest.raises(Refused, match=r"^c.json: 7 messages; the limit is 5 in one file$"):
         read_file(chatgpt_bytes(), "c.json")

@@ -155,11 +155,8 @@ def test_import_page_imports_a_file_and_says_what_it_left_out(alice_client: Clie
         "chat:conversation", args=[tides.pk]
     )
     shown = alice_client.get(response["Location"]).content.decode()
-    assert "Imported 2 conversations (6 messages) from ChatGPT." in shown
-    assert (
-        "Not imported: images and files (only text is imported): 1; messages on other branches (earlier "
-        "edits and regenerations: only the last one seen is imported): 1." in shown
-    )
+    assert "Imported 2 conversations (7 messages) from ChatGPT." in shown
+    assert "Not imported: images and files (only text is imported): 1." in shown
     # Imported text renders like any message: as text, never as markup.
     assert "&lt;script&gt;window.__xss++&lt;/script&gt;" in shown
     assert "&lt;img src=x onerror=" in shown

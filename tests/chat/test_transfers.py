@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
-from chat import transfer
+from chat import selectors, transfer
 from chat.errors import ChatError, ImportRefused
 from chat.interchange import gptoss
 from chat.models import Conversation, Message, Share
@@ -117,14 +117,19 @@ def test_chatgpt_and_open_webui_exports_become_the_importers_conversations(alice
     imported = transfers.conversations_import(
         owner=alice, data=chatgpt_bytes(), filename="conversations.json"
     )
-    assert imported.source == "ChatGPT" and len(imported.conversations) == 2 and imported.message_count == 6
+    assert imported.source == "ChatGPT" and len(imported.conversations) == 2 and imported.message_count == 7
     tides = Conversation.objects.get(owner=alice, title="Tides")
     # gpt-4o is not served here: the conversation goes on with the importer's default model.
     assert tides.model_name == make_conversation(alice).model_name
     assert tides.updated_at == datetime.fromtimestamp(1700000300.5, tz=UTC)
-    messages = list(tides.messages.order_by("created_at", "id"))
+    # The branch last shown is on screen; the answer it regenerated stays, as the first reply's other version.
+    messages = list(selectors.message_list(conversation=tides))
     assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[1].reply_to == messages[0] and messages[3].reply_to == messages[2]
+    assert tides.current_leaf_id == messages[3].pk
+    older = tides.messages.get(content="An older answer, regenerated.")
+    assert older.parent == older.reply_to == messages[0] and not older.on_branch
+    assert selectors.branch_positions(conversation=tides, messages=messages)[messages[1].pk]["count"] == 2
     assert messages[1].tool_calls[0]["result"] == "12.0" and messages[1].model_name == "o3"
     assert all(m.status == "done" for m in messages)
     # An untitled one is named after its first question, as a new conversation is.
