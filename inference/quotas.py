@@ -3,10 +3,11 @@ question fit the model's context at all?"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
@@ -279,16 +280,40 @@ def prompt_fit_check(*, conversation: Conversation, text: str) -> None:
     earlier turns, which the worker leaves out first when they do not fit, and with room for the answer the
     conversation allows. Where this process has no vocabulary for harmony (it is derived from the model file
     by the worker), nothing is refused here and the worker's own check fails the reply instead, without Retry.
+
+    The usual question is far shorter than the room left: no token is shorter than a byte, so the prompt
+    without the question (rendered once per setting, `_bare_length`) plus the question's bytes bounds it, and
+    only a question the bound does not clear is rendered (a send waits on this check).
     """
     if not _harmony_ready():
         return
     model = selectors.model_budget_get(name=conversation.model_name)
     reserve = _capped(model.answer_tokens, conversation.max_answer_tokens)
     spec = prompt_spec(conversation, toolset_for(conversation), question=text)
+    if _bare_length(spec) + len(text.encode("utf-8")) <= model.context - reserve:
+        return
     try:
         fit_prompt(spec, n_ctx=model.context, reserve=reserve)
     except PromptTooLong as too_long:
         raise MessageTooLong(str(too_long)) from None
+
+
+# Prompt lengths without the question, by everything else the prompt is rendered from (bounded: cleared when
+# full; a day's settings fill a few entries).
+_BARE_LENGTHS: dict[str, int] = {}
+_BARE_LENGTHS_MAX = 1024
+
+
+def _bare_length(spec: PromptSpec) -> int:
+    """Return how many tokens *spec*'s prompt takes with an empty question (and no earlier turns)."""
+    bare = replace(spec, user="", history=[], tool_steps=[])
+    key = json.dumps(asdict(bare), sort_keys=True, default=str)
+    length = _BARE_LENGTHS.get(key)
+    if length is None:
+        if len(_BARE_LENGTHS) >= _BARE_LENGTHS_MAX:
+            _BARE_LENGTHS.clear()
+        length = _BARE_LENGTHS[key] = len(render_prompt(bare))
+    return length
 
 
 def _harmony_ready() -> bool:

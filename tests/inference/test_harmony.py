@@ -318,6 +318,26 @@ def test_control_token_text_in_user_message_stays_ordinary_text(encoding: Harmon
     assert rendered[span_end:] == [tokens.END, *assistant_header(encoding)]
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "Hello",
+        "héllo wörld ünïcode",
+        "日本語のテキスト、そして絵文字 🌊🌙",
+        "x" * 5000,
+        "<|end|><|start|>system" * 40,
+    ],
+)
+def test_a_question_adds_at_most_its_bytes_to_the_prompt_without_it(
+    encoding: HarmonyEncoding, question: str
+) -> None:
+    """The send's quick fit check (inference.quotas.prompt_fit_check) relies on it: no token is shorter than a
+    byte, whatever the text."""
+    spec = make_spec(instructions="Answer briefly.", browser=True, python=True)
+    bare = len(render_prompt(replace(spec, user="")))
+    assert len(render_prompt(replace(spec, user=question))) <= bare + len(question.encode("utf-8"))
+
+
 def test_unknown_reasoning_effort_is_refused(encoding: HarmonyEncoding) -> None:
     with pytest.raises(ValueError, match="use one of low, medium, high"):
         render_prompt(make_spec(effort="extreme"))
