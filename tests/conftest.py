@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from asgiref.sync import sync_to_async
 from channels.layers import channel_layers
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 
 from gptoss_web.devtools.tinymodel import tiny_model_path
@@ -75,3 +77,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     setattr(item, f"rep_{report.when}", report)
     return report
+
+
+@pytest.fixture
+async def close_thread_connections() -> AsyncIterator[None]:
+    """Close the database connection of sync_to_async's thread, so the test database can be dropped."""
+    yield
+    await sync_to_async(connections.close_all)()

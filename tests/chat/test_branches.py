@@ -3,14 +3,10 @@ screen is stored (a reload, another tab and the next prompt follow it), and a st
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
-from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.db import connections
 from django.test import Client
 
 from chat import selectors
@@ -22,11 +18,11 @@ from chat.services.branches import branch_switch
 from chat.services.messages import message_edit, message_regenerate, message_send
 from chat.services.replies import reply_cancel, reply_finish, reply_start
 from chat.services.transfers import records_store
-from gptoss_web.asgi import application
 from inference.selectors import model_budget_get
 from tests.factories import make_conversation
+from tests.sockets import connected, cookie_header, socket
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
 _FINISH: dict[str, Any] = {
     "reasoning": "",
@@ -174,47 +170,13 @@ def test_the_context_meter_counts_the_last_reply_of_the_branch_on_screen(alice: 
 # --- The socket and the page -------------------------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-async def _close_thread_connections() -> AsyncIterator[None]:
-    """Close the database connection of sync_to_async's thread, so the test database can be dropped."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-def _cookie_header(user: object) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)  # type: ignore[arg-type]
-    return (
-        b"cookie",
-        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
-    )
-
-
-async def _communicator(user: object, conversation_id: int) -> WebsocketCommunicator:
-    cookie = await sync_to_async(_cookie_header)(user)
-    return WebsocketCommunicator(
-        application,
-        f"/ws/conversations/{conversation_id}/",
-        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), cookie],
-    )
-
-
-async def _connected(user: object, conversation_id: int) -> tuple[WebsocketCommunicator, dict[str, Any]]:
-    communicator = await _communicator(user, conversation_id)
-    connected, _ = await communicator.connect()
-    assert connected
-    state = await communicator.receive_json_from()
-    assert state["type"] == "state"
-    return communicator, state
-
-
 async def test_a_switch_is_shown_in_every_tab_of_the_conversation(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     _, a1, *_ = await sync_to_async(_three_turns)(conversation)
     again = await sync_to_async(message_regenerate)(conversation=conversation, message_id=a1.pk)
     await sync_to_async(_finish)(again, "Answer one, again")
-    one, shown = await _connected(alice, conversation.pk)
-    two, _ = await _connected(alice, conversation.pk)
+    one, shown = await connected(alice, conversation.pk)
+    two, _ = await connected(alice, conversation.pk)
     try:
         assert [m["content"] for m in shown["messages"]] == ["One", "Answer one, again"]
         assert shown["messages"][1]["branch"] == {"index": 2, "count": 2, "previous": a1.pk, "next": None}
@@ -247,7 +209,7 @@ async def test_a_strangers_action_on_anothers_message_is_answered_as_for_a_messa
     own = await sync_to_async(make_conversation)(bob)
     await sync_to_async(_answered)(own, "Bob's question", "Bob's answer")
     target = answer.pk if action == "regenerate" else question.pk
-    communicator, _ = await _connected(bob, own.pk)
+    communicator, _ = await connected(bob, own.pk)
     try:
         answers = []
         for message_id in (target, 999_999_999):
@@ -260,9 +222,9 @@ async def test_a_strangers_action_on_anothers_message_is_answered_as_for_a_messa
     finally:
         await communicator.disconnect()
     assert await sync_to_async(Message.objects.filter(conversation=theirs).count)() == 2
-    refused = await _communicator(bob, theirs.pk)
-    connected, _ = await refused.connect()
-    assert not connected
+    refused = socket(theirs.pk, await sync_to_async(cookie_header)(bob))
+    accepted, _ = await refused.connect()
+    assert not accepted
 
 
 def test_the_page_switches_without_javascript_and_a_stranger_gets_404(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -27,38 +26,15 @@ from gptoss_web.asgi import application
 from gptoss_web.devtools.tinymodel import SCRIPTS
 from inference.worker.tasks import generate_reply_task
 from tests.factories import PASSWORD, make_conversation
+from tests.sockets import connected, cookie_header, socket
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-async def _close_thread_connections() -> AsyncIterator[None]:
-    """Close the database connection of sync_to_async's thread, so the test database can be dropped."""
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-def _cookie_header(user: object) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)  # type: ignore[arg-type]
-    return (
-        b"cookie",
-        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
-    )
-
-
-def _communicator(conversation_id: int, *headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
-    return WebsocketCommunicator(
-        application,
-        f"/ws/conversations/{conversation_id}/",
-        headers=[(b"origin", b"http://127.0.0.1"), (b"host", b"127.0.0.1"), *headers],
-    )
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
 
 async def test_the_owner_receives_the_stored_conversation_first(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     await sync_to_async(message_send)(conversation=conversation, text="hello socket")
-    communicator = _communicator(conversation.pk, await sync_to_async(_cookie_header)(alice))
+    communicator = socket(conversation.pk, await sync_to_async(cookie_header)(alice))
     connected, _ = await communicator.connect()
     try:
         assert connected
@@ -78,8 +54,8 @@ async def test_strangers_and_anonymous_users_are_refused_before_accept(
     alice: object, bob: object, who: str
 ) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
-    headers = [await sync_to_async(_cookie_header)(bob)] if who == "stranger" else []
-    communicator = _communicator(conversation.pk, *headers)
+    headers = [await sync_to_async(cookie_header)(bob)] if who == "stranger" else []
+    communicator = socket(conversation.pk, *headers)
     connected, _ = await communicator.connect()
     assert not connected
     await communicator.disconnect()
@@ -90,7 +66,7 @@ async def test_a_foreign_origin_is_refused(alice: object) -> None:
     communicator = WebsocketCommunicator(
         application,
         f"/ws/conversations/{conversation.pk}/",
-        headers=[(b"origin", b"https://evil.example"), await sync_to_async(_cookie_header)(alice)],
+        headers=[(b"origin", b"https://evil.example"), await sync_to_async(cookie_header)(alice)],
     )
     connected, _ = await communicator.connect()
     assert not connected
@@ -109,7 +85,7 @@ async def test_malformed_frames_get_an_error_frame_and_the_socket_stays_open(
     alice: object, frame: str, error: str
 ) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
-    communicator = _communicator(conversation.pk, await sync_to_async(_cookie_header)(alice))
+    communicator = socket(conversation.pk, await sync_to_async(cookie_header)(alice))
     connected, _ = await communicator.connect()
     try:
         assert connected
@@ -125,7 +101,7 @@ async def test_malformed_frames_get_an_error_frame_and_the_socket_stays_open(
 
 async def test_a_frame_above_256_kib_closes_the_socket_with_1009_and_a_reason(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
-    communicator = _communicator(conversation.pk, await sync_to_async(_cookie_header)(alice))
+    communicator = socket(conversation.pk, await sync_to_async(cookie_header)(alice))
     connected, _ = await communicator.connect()
     try:
         assert connected
@@ -146,15 +122,6 @@ def _generate(message_id: int) -> None:
         generate_reply_task.run(message_id)
     finally:
         connections.close_all()
-
-
-async def _connected(user: object, conversation_id: int) -> tuple[WebsocketCommunicator, dict[str, Any]]:
-    communicator = _communicator(conversation_id, await sync_to_async(_cookie_header)(user))
-    connected, _ = await communicator.connect()
-    assert connected
-    state = await communicator.receive_json_from()
-    assert state["type"] == "state"
-    return communicator, state
 
 
 async def _frames_until_done(
@@ -182,8 +149,8 @@ def _replay(state_message: dict[str, Any], frames: list[dict[str, Any]]) -> tupl
 
 async def test_send_is_acked_and_every_tab_sees_the_new_messages(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
-    first, _ = await _connected(alice, conversation.pk)
-    second, _ = await _connected(alice, conversation.pk)
+    first, _ = await connected(alice, conversation.pk)
+    second, _ = await connected(alice, conversation.pk)
     try:
         await first.send_json_to({"action": "send", "text": "Hello there", "client_id": "c1"})
         seen = [await first.receive_json_from() for _ in range(4)]
@@ -216,7 +183,7 @@ async def test_bad_actions_get_a_clear_error_and_store_nothing(
     alice: object, frame: dict[str, Any], error: str
 ) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         await communicator.send_json_to({**frame, "client_id": "c9"})
         reply = await communicator.receive_json_from()
@@ -230,7 +197,7 @@ async def test_bad_actions_get_a_clear_error_and_store_nothing(
 async def test_sending_while_an_answer_is_generating_is_refused_and_nothing_is_queued(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     await sync_to_async(message_send)(conversation=conversation, text="first")
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         await communicator.send_json_to({"action": "send", "text": "second", "client_id": "c2"})
         reply = await communicator.receive_json_from()
@@ -243,7 +210,7 @@ async def test_sending_while_an_answer_is_generating_is_refused_and_nothing_is_q
 async def test_an_answer_streams_in_contiguous_steps_and_ends_equal_to_the_stored_text(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     _, reply = await sync_to_async(message_send)(conversation=conversation, text="Please think about it")
-    communicator, state = await _connected(alice, conversation.pk)
+    communicator, state = await connected(alice, conversation.pk)
     try:
         task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
         frames = await _frames_until_done(communicator)
@@ -267,14 +234,14 @@ async def test_an_answer_streams_in_contiguous_steps_and_ends_equal_to_the_store
 async def test_a_socket_that_joins_mid_answer_gets_no_gap_and_no_duplicate(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     _, reply = await sync_to_async(message_send)(conversation=conversation, text="Tell me an endless story")
-    first, _ = await _connected(alice, conversation.pk)
+    first, _ = await connected(alice, conversation.pk)
     late = None
     try:
         task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
         while (await first.receive_json_from(timeout=60))["type"] != "delta":
             pass
         await asyncio.sleep(1.5)  # past the first database write
-        late, state = await _connected(alice, conversation.pk)
+        late, state = await connected(alice, conversation.pk)
         joined = state["messages"][1]
         assert joined["status"] == "streaming" and joined["seq"] > 0 and joined["content"]
         await asyncio.sleep(0.5)
@@ -294,7 +261,7 @@ async def test_a_socket_that_joins_mid_answer_gets_no_gap_and_no_duplicate(alice
 async def test_stop_frees_the_answer_within_a_second(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     _, reply = await sync_to_async(message_send)(conversation=conversation, text="Tell me an endless story")
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
         while (await communicator.receive_json_from(timeout=60))["type"] != "delta":
@@ -320,7 +287,7 @@ async def test_a_replys_queued_frame_that_arrives_after_its_start_never_reaches_
     out. The browser must never see the reply go back from streaming to queued."""
     conversation = await sync_to_async(make_conversation)(alice)
     _, reply = await sync_to_async(message_send)(conversation=conversation, text="Hello")
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         queued = events.message_payload(reply, queue_position=1)
         await sync_to_async(events.broadcast)(conversation.pk, {"type": "started", "message": reply.pk})
@@ -334,7 +301,7 @@ async def test_a_replys_queued_frame_that_arrives_after_its_start_never_reaches_
 
 async def test_a_socket_idle_longer_than_the_redis_read_timeout_still_receives_events(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         await asyncio.sleep(6)  # channels_redis blocks 5 s per read of the socket's channel
         await communicator.send_json_to({"action": "send", "text": "Hello after a pause"})
@@ -347,7 +314,7 @@ async def test_a_socket_idle_longer_than_the_redis_read_timeout_still_receives_e
 async def test_a_tool_call_streams_as_a_card_that_fills_in_with_its_result(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice, enabled_tools=["python"])
     _, reply = await sync_to_async(message_send)(conversation=conversation, text="Run some python")
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
         frames = await _frames_until_done(communicator)
@@ -366,7 +333,7 @@ async def test_a_tool_call_streams_as_a_card_that_fills_in_with_its_result(alice
 
 async def test_a_send_repeated_with_the_same_client_id_is_stored_once_and_acked_again(alice: object) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         frame = {"action": "send", "text": "Hello once", "client_id": "draft-7"}
         await communicator.send_json_to(frame)
@@ -386,7 +353,7 @@ async def test_a_socket_that_missed_a_replys_events_gets_the_stored_state_within
 ) -> None:
     """As after a Redis restart, which loses the group and the events in it."""
     conversation = await sync_to_async(make_conversation)(alice)
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
 
         def answered_behind_the_sockets_back() -> int:
@@ -424,7 +391,7 @@ async def test_text_with_a_nul_or_a_lone_surrogate_gets_an_error_frame_and_the_s
 ) -> None:
     """Sent as raw JSON, as an attacker would: json.loads accepts both escapes, PostgreSQL stores neither."""
     conversation = await sync_to_async(make_conversation)(alice)
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         await communicator.send_to(text_data=raw)
         reply = await communicator.receive_json_from(timeout=5)
@@ -442,7 +409,7 @@ async def test_an_edit_with_a_nul_character_gets_an_error_frame_and_changes_noth
     conversation = await sync_to_async(make_conversation)(alice)
     question, reply = await sync_to_async(message_send)(conversation=conversation, text="original")
     await sync_to_async(Message.objects.filter(pk=reply.pk).update)(status="done")
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         raw = json.dumps({"action": "edit", "message": question.pk, "client_id": "e1"})
         await communicator.send_to(text_data=raw[:-1] + ', "text": "new\\u0000text"}')
@@ -471,7 +438,7 @@ def _cookie_of(client: Client) -> tuple[bytes, bytes]:
 
 
 async def _socket_of(client: Client, conversation_id: int) -> WebsocketCommunicator:
-    communicator = _communicator(conversation_id, _cookie_of(client))
+    communicator = socket(conversation_id, _cookie_of(client))
     connected, _ = await communicator.connect()
     assert connected
     assert (await communicator.receive_json_from())["type"] == "state"
@@ -584,7 +551,7 @@ async def test_after_redis_loses_the_group_memberships_live_events_flow_again_wi
     import redis.asyncio
 
     conversation = await sync_to_async(make_conversation)(alice)
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     client = redis.asyncio.Redis.from_url(settings.REDIS_URL)
     try:
         async for key in client.scan_iter(match=f"{settings.GPTOSS_REDIS_PREFIX}:asgi*"):
@@ -616,7 +583,7 @@ def _start_communicator(*headers: tuple[bytes, bytes]) -> WebsocketCommunicator:
 async def test_the_start_page_s_first_message_starts_a_conversation_the_socket_then_follows(
     alice: object,
 ) -> None:
-    communicator = _start_communicator(await sync_to_async(_cookie_header)(alice))
+    communicator = _start_communicator(await sync_to_async(cookie_header)(alice))
     connected, _ = await communicator.connect()
     try:
         assert connected
@@ -658,7 +625,7 @@ async def test_the_start_page_s_first_message_starts_a_conversation_the_socket_t
 
 
 async def test_a_refused_first_message_leaves_no_conversation_and_anonymous_is_refused(alice: object) -> None:
-    communicator = _start_communicator(await sync_to_async(_cookie_header)(alice))
+    communicator = _start_communicator(await sync_to_async(cookie_header)(alice))
     await communicator.connect()
     try:
         await communicator.receive_json_from(timeout=10)
@@ -691,7 +658,7 @@ async def test_reasoning_a_group_hides_never_reaches_the_socket_live_or_stored(a
     await sync_to_async(_hide_reasoning_from)(alice)
     conversation = await sync_to_async(make_conversation)(alice)
     _, reply = await sync_to_async(message_send)(conversation=conversation, text="Please think about it")
-    communicator, state = await _connected(alice, conversation.pk)
+    communicator, state = await connected(alice, conversation.pk)
     try:
         task = asyncio.get_running_loop().run_in_executor(None, _generate, reply.pk)
         frames = await _frames_until_done(communicator)
@@ -707,7 +674,7 @@ async def test_reasoning_a_group_hides_never_reaches_the_socket_live_or_stored(a
         assert analysis[:12] not in json.dumps(frames)
     finally:
         await communicator.disconnect()
-    again, state = await _connected(alice, conversation.pk)  # the stored state, on a reconnect
+    again, state = await connected(alice, conversation.pk)  # the stored state, on a reconnect
     try:
         assert [m["reasoning"] for m in state["messages"]] == ["", ""]
         assert analysis[:12] not in json.dumps(state)
@@ -720,7 +687,7 @@ async def test_an_open_socket_stops_showing_reasoning_within_a_round_of_the_admi
 ) -> None:
     conversation = await sync_to_async(make_conversation)(alice)
     _, reply = await sync_to_async(message_send)(conversation=conversation, text="Please think about it")
-    communicator, _ = await _connected(alice, conversation.pk)
+    communicator, _ = await connected(alice, conversation.pk)
     try:
         shown = {
             "type": "delta",

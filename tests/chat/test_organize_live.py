@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from asgiref.sync import sync_to_async
 from channels.testing import WebsocketCommunicator
-from django.conf import settings
-from django.db import connections
-from django.test import Client
 
 from chat.services.conversations import (
     conversation_archive,
@@ -24,40 +20,14 @@ from chat.services.conversations import (
 from chat.services.messages import message_send
 from chat.services.projects import project_create
 from chat.services.replies import reply_cancel
-from gptoss_web.asgi import application
+from tests.sockets import connected
 
-pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture(autouse=True)
-async def _close_thread_connections() -> AsyncIterator[None]:
-    yield
-    await sync_to_async(connections.close_all)()
-
-
-def _cookie(user: object) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)  # type: ignore[arg-type]
-    return (
-        b"cookie",
-        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
-    )
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("close_thread_connections")]
 
 
 async def _start_page_socket(user: object) -> WebsocketCommunicator:
     """Connect *user*'s start-page socket (any of their sockets joins their group) and read its state."""
-    communicator = WebsocketCommunicator(
-        application,
-        "/ws/conversations/new/",
-        headers=[
-            (b"origin", b"http://127.0.0.1"),
-            (b"host", b"127.0.0.1"),
-            await sync_to_async(_cookie)(user),
-        ],
-    )
-    connected, _ = await communicator.connect()
-    assert connected
-    assert (await communicator.receive_json_from())["type"] == "state"
+    communicator, _ = await connected(user, "new")
     return communicator
 
 

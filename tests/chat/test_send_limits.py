@@ -28,6 +28,7 @@ from inference.runtime.catalog import queue_for_model
 from inference.selectors import tokens_used_today
 from inference.worker.tasks import generate_reply_task
 from tests.factories import make_conversation
+from tests.sockets import cookie_header
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -124,15 +125,6 @@ def test_twenty_simultaneous_http_sends_queue_exactly_the_in_flight_limit(
     assert sorted(_queued_task_message_ids()) == sorted(m.pk for m in in_flight)
 
 
-def _cookie_header(user: object) -> tuple[bytes, bytes]:
-    client = Client()
-    client.force_login(user)  # type: ignore[arg-type]
-    return (
-        b"cookie",
-        f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode(),
-    )
-
-
 async def _socket_in_its_own_process(scope: dict, receive: Callable, send: Callable) -> None:
     """Serve one socket with its database work on a thread of its own, as each of several Daphne processes
     behind nginx does (within one process, Channels runs every socket's database work on one thread)."""
@@ -168,7 +160,7 @@ async def _socket_send(conversation_id: int, cookie: tuple[bytes, bytes], go: as
 async def _sockets_send_at_once(user: object, count: int) -> list[dict]:
     """Open *count* sockets of *user*, one per new conversation; send on all at once; return their answers."""
     conversations = [await sync_to_async(make_conversation)(user) for _ in range(count)]
-    cookie = await sync_to_async(_cookie_header)(user)
+    cookie = await sync_to_async(cookie_header)(user)
     go = asyncio.Event()
     sends = [asyncio.create_task(_socket_send(c.pk, cookie, go)) for c in conversations]
     await asyncio.sleep(0)
