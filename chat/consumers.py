@@ -41,6 +41,7 @@ from chat.frames import (
 )
 from chat.models import Message
 from chat.services import branches, conversations, messages, replies
+from gptoss_web.reads import reads_once
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +122,7 @@ def _start(session_key: str, user: AbstractBaseUser | AnonymousUser, raw: RawFra
     if frame["action"] != "send":
         raise FrameError("Send a message to start a conversation.")
     assert isinstance(user, User)
-    with transaction.atomic():
+    with reads_once(), transaction.atomic():  # the new conversation and its send read the same settings
         conversation = conversations.conversation_create(owner=user)
         messages.message_send(
             conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
@@ -141,9 +142,10 @@ def _act(
         raise FrameError("This conversation no longer exists.") from None
     frame = _client_frame(raw)
     if frame["action"] == "send":
-        messages.message_send(
-            conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
-        )
+        with reads_once():  # the fit check, the quota and the enqueue read the same model row
+            messages.message_send(
+                conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
+            )
     elif frame["action"] == "stop":
         replies.reply_cancel(conversation=conversation)
     elif frame["action"] == "regenerate":

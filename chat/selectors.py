@@ -26,6 +26,7 @@ from chat.models import (
     ReasoningVisibility,
     Share,
 )
+from gptoss_web.reads import read_once
 from inference.selectors import model_budget_get, waiting_note
 
 # The path from a message up to its conversation's first message, by parent links: one index probe a step.
@@ -446,6 +447,7 @@ def reasoning_hidden_among(*, user_ids: Iterable[int]) -> set[int]:
     )
 
 
+@read_once
 def profile_get(*, user: User) -> Profile:
     """Return *user*'s profile: their saved settings, or the defaults (unsaved) while they never saved any."""
     return Profile.objects.filter(user_id=user.pk).first() or Profile(user_id=user.pk)

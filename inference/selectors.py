@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from chat.models import Message
+from gptoss_web.reads import read_once
 from inference.models import Quota, ServedModel, UsageDay
 from inference.runtime.catalog import queue_for_model
 from inference.status import WorkerStatus, workers_list, workers_seen
@@ -27,6 +28,7 @@ class Limits:
     max_in_flight: int
 
 
+@read_once
 def served_model_list(*, user: User) -> list[ServedModel]:
     """Return the enabled models *user* may use, in menu order.
 
@@ -49,6 +51,7 @@ def model_queue(name: str) -> str:
     return row.queue_name() if row is not None else queue_for_model(name)
 
 
+@read_once
 def served_model_get(*, name: str) -> ServedModel | None:
     """Return the registry row called *name*, if there is one."""
     return ServedModel.objects.filter(name=name).first()

@@ -37,6 +37,7 @@ from chat.services.api_requests import (
     api_response_get,
 )
 from chat.services.replies import reply_cancel
+from gptoss_web.reads import reads_once
 from inference.quotas import model_access_check
 from inference.selectors import served_model_list, serving_states
 from inference.tools.selectors import tools_available
@@ -93,6 +94,7 @@ def _served_check(model: str) -> None:
         )
 
 
+@reads_once()  # the model checks, the fit check, the quota and the enqueue read the same rows: once each
 def _queue(request: HttpRequest) -> tuple[ApiKeyAuth, CompletionRequest, Message]:
     """Authorize, parse and queue a Chat Completions request; raise ApiError when it cannot be queued."""
     auth = _authenticate(request)
@@ -275,6 +277,7 @@ def _builtins(parsed: ResponsesRequest, user: Any) -> tuple[list[str], list[str]
     return granted, left_out
 
 
+@reads_once()  # as _queue
 def _queue_response(request: HttpRequest) -> _Queued:
     """Authorize, parse and queue a Responses request; raise ApiError when it cannot be queued."""
     auth = _authenticate(request)

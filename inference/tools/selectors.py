@@ -9,6 +9,7 @@ from django.conf import settings
 from django.contrib.postgres.expressions import ArraySubquery
 from django.db.models import OuterRef
 
+from gptoss_web.reads import read_once
 from inference.tools.browser import BrowserConfig
 from inference.tools.functions import Endpoint
 from inference.tools.models import Function, ToolSettings
@@ -42,6 +43,7 @@ def _groups(through: Any, column: str, value: Any) -> ArraySubquery:
     return ArraySubquery(through.objects.filter(**{column: value}).values("group_id"))
 
 
+@read_once
 def tools_available(*, user: Any) -> AvailableTools:
     """Return what *user* may switch on, read in one query (a send and a reply's start both ask)."""
     settings_row = ToolSettings.objects.annotate(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
+from collections import Counter
 
 import pytest
 import redis
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.test import override_settings
+from django.test import Client, override_settings
 from django.test.utils import CaptureQueriesContext
 
-from chat import selectors
+from chat import consumers, selectors
 from chat.errors import ChatError, ReplyInFlight, StaleEdit, TooManyInFlight
 from chat.models import Conversation, Message
 from chat.services.conversations import (
@@ -249,6 +251,26 @@ def test_queue_positions_are_first_come_first_served_per_model(alice: object, bo
     assert [p for _, _, p in selectors.queue_positions(model_name="tiny")] == [1, 2]
     replies[2].refresh_from_db()
     assert selectors.queue_position_get(message=replies[2]) == 2
+
+
+def _tables_read(queries: list[dict[str, str]]) -> Counter[str]:
+    return Counter(m.group(1) for q in queries if (m := re.match(r'SELECT .*? FROM "(\w+)"', q["sql"])))
+
+
+def test_a_first_message_reads_each_setting_once_for_its_conversation_and_its_send(alice: object) -> None:
+    """The start page's first message creates its conversation and sends it in one call on the way to the
+    GPU: the owner's profile and the model's registry row, which the defaults, the fit check, the quota and
+    the enqueue all ask for, are read once for all of them (gptoss_web.reads)."""
+    client = Client()
+    client.force_login(alice)  # type: ignore[arg-type]
+    with CaptureQueriesContext(connection) as start:
+        conversation_id = consumers._start(
+            client.session.session_key or "", alice, {"action": "send", "text": "Plan a picnic for six"}
+        )
+    assert [m.role for m in Message.objects.filter(conversation_id=conversation_id)] == ["user", "assistant"]
+    tables = _tables_read(start.captured_queries)
+    assert tables["chat_profile"] == 1, tables
+    assert tables["inference_servedmodel"] == 2, tables  # whether the registry has rows, and the model's row
 
 
 def test_a_send_and_its_claim_stay_within_their_query_budgets(alice: object) -> None:

@@ -12,6 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import gguf
@@ -185,6 +186,68 @@ def test_plain_prompt_yields_the_scripted_reply_and_stops_on_return(
     assert stats.generated_tokens == len(tokens)
     assert stats.ttft_s is not None and stats.ttft_s > 0
     assert stats.decode_tps is not None and stats.decode_tps > 0
+
+
+def test_the_opening_of_the_last_reply_is_drafted_and_the_model_samples_the_same_tokens_sooner(
+    scripted_model: Path,
+) -> None:
+    """Each reply opens with harmony's header (`<|channel|>final<|message|>`) before any text: the engine
+    decodes the last reply's opening with the next prompt's end, so every drafted token the model samples
+    saves a step before the first text, and the tokens are exactly those of an engine without drafts."""
+    settings = EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=2)
+    asks = [
+        ("Hello, how are you today?", "plain"),
+        ("And how was your day?", "plain"),
+        ("Please think", "reasoning"),
+    ]
+    with Engine(settings) as eng, Engine(replace(settings, draft_opening=False)) as undrafted:
+        gens = [
+            eng.submit(_prompt(text), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS)
+            for text, _ in asks[:1]
+        ]
+        assert list(gens[0]) == PLAIN_REPLY
+        for text, _ in asks[1:]:
+            gens.append(eng.submit(_prompt(text), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS))
+            list(gens[-1])
+        for (text, script), gen in zip(asks, gens, strict=True):
+            plain = list(undrafted.submit(_prompt(text), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS))
+            assert plain == list(SCRIPTS[script].first.tokens)
+            assert gen.stats.stop_reason == "stop_token"
+        assert eng.busy_slots() == 0
+
+    first, second, third = gens
+    assert first.stats.drafted_tokens == 0  # nothing to draft from yet
+    # The second opens as the first did: its header and its first text token come in the prompt's own step.
+    assert second.stats.drafted_tokens == 3
+    steps = second.token_steps
+    assert steps[:4] == [steps[0]] * 4 and steps[4] == steps[0] + 1
+    assert second.stats.generated_tokens == len(PLAIN_REPLY)
+    # The third reasons first: `<|channel|>` matches the draft, `analysis` does not; decoding goes on from it.
+    assert third.stats.drafted_tokens == 1
+    assert third.token_steps[:3] == [third.token_steps[0]] * 2 + [third.token_steps[0] + 1]
+
+
+def test_a_drafted_opening_keeps_a_seeded_generation_s_tokens(random_model: Path) -> None:
+    """Sampling at temperature, each drafted token is sampled from the model's own distribution with the
+    sequence's own random stream, in order: a seeded generation gives the same tokens drafted or not."""
+    settings = EngineSettings(model_path=random_model, n_ctx=1024, n_slots=1)
+    seeded = SamplingParams(temperature=1.0, seed=1234)
+    prompt = [random.Random(3).randrange(1000, 5000) for _ in range(24)]
+    with Engine(replace(settings, draft_opening=False)) as undrafted:
+        reference = list(undrafted.submit(prompt, sampling=seeded, max_tokens=12, stop_tokens=NO_STOPS))
+    with Engine(settings) as eng:
+        # The random model never writes harmony's header, so the opening is set as a reply's would be.
+        eng._opening = tuple(reference[:4])
+        drafted = eng.submit(prompt, sampling=seeded, max_tokens=12, stop_tokens=NO_STOPS)
+        assert list(drafted) == reference
+        assert drafted.stats.drafted_tokens == 4
+        eng._opening = (
+            reference[0],
+            (reference[1] + 1) % 1000,
+        )  # a draft the model leaves at its second token
+        half = eng.submit(prompt, sampling=seeded, max_tokens=12, stop_tokens=NO_STOPS)
+        assert list(half) == reference
+        assert half.stats.drafted_tokens == 1
 
 
 def test_max_tokens_stops_the_generation(engine: Engine) -> None:

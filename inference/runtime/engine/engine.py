@@ -11,6 +11,13 @@ generation's prompt the engine also copies the slot's sliding-window cells aside
 budget), because llama.cpp frees those cells of an idle sequence once other sequences need the room: the
 full-attention cells stay, and restoring the window from the checkpoint keeps the prefix reusable on a busy
 server.
+
+Every reply opens with harmony's header (`<|channel|>analysis<|message|>`, mostly the same as the last
+reply's) before any text a person sees. The engine decodes the opening the last reply began with together
+with each prompt's end (a draft): every drafted token the model then samples is already in the KV, so the
+token after it is sampled in the same step, and the first text comes up to three steps sooner. The model
+samples every token as without the draft (in order, from its own logits, with the sequence's sampler); only
+the cells of the drafted tokens it did not sample are removed.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from typing import Literal
 
 import llama_cpp
 
+from ..tokens import MESSAGE
 from . import llama as ll
 from .errors import EngineStoppedError, GrammarError, ModelLoadError
 from .sampling import SequenceSampler, sample_rows
@@ -50,6 +58,11 @@ AUTO_RESERVE_SHARE = 0.1
 AUTO_RESERVE_MIN_BYTES = 1 << 30
 AUTO_MAX_SLOTS = 64
 
+# The longest opening the engine drafts (`_draft`): harmony's message header before the text, as
+# `<|channel|>analysis<|message|>`, or a call's
+# `<|channel|>commentary to=functions.f <|constrain|>json<|message|>`.
+MAX_OPENING = 12
+
 _END = object()
 
 
@@ -65,6 +78,8 @@ class GenerationStats:
     ttft_s: float | None = None
     decode_tps: float | None = None
     stop_reason: StopReason | None = None
+    # Tokens of the opening that came from the draft decoded with the prompt's end, a step early each.
+    drafted_tokens: int = 0
 
 
 class Generation(Iterator[int]):
@@ -210,6 +225,8 @@ class _Entry:
     n_tokens: int
     sample_index: int  # batch index whose logits are sampled, -1 when none
     prefill: bool
+    # The drafted opening decoded after the prompt's end, at the batch indices after *sample_index*.
+    draft: tuple[int, ...] = ()
 
 
 def _common_prefix(a: list[int], b: list[int]) -> int:
@@ -257,6 +274,8 @@ class Engine:
         self._checkpoint_bytes = 0
         self._scratch_seq: int | None = None
         self.restored_checkpoints = 0  # next turns whose window came back from a checkpoint
+        # The opening (harmony's header) the last reply began with: drafted after each prompt (`_draft`).
+        self._opening: tuple[int, ...] = ()
         self._batch: ll.LlamaBatch | None = None
         self._overrides: ll.TensorBuftOverrides | None = None
         self._batch_gens: list[Generation] = []
@@ -692,8 +711,11 @@ class Engine:
             n = min(self.settings.prefill_chunk, room, len(prompt) - start)
             last = start + n == len(prompt)
             idx = batch.add_sequence(prompt[start : start + n], len(slot.tokens), slot.seq, last)
-            entries.append(_Entry(slot, n, idx if last else -1, prefill=True))
-            room -= n
+            draft = self._draft(active, room - n) if last else ()
+            for k, token in enumerate(draft):
+                batch.add(token, len(prompt) + k, slot.seq, True)
+            entries.append(_Entry(slot, n, idx if last else -1, prefill=True, draft=draft))
+            room -= n + len(draft)
         if not entries:
             return
         self._batch_gens = [e.slot.active.gen for e in entries if e.slot.active is not None]
@@ -732,24 +754,72 @@ class Engine:
             if entry.sample_index >= 0:
                 sampled.append(entry)
         for entry, token in zip(sampled, self._sample(sampled), strict=True):
-            slot = entry.slot
+            if self._emit(entry.slot, token, step, now) and entry.draft:
+                self._follow_draft(entry, token, step, now)
+            elif entry.draft:
+                self._drop_draft(entry.slot)
+
+    def _emit(self, slot: _Slot, token: int, step: int, now: float) -> bool:
+        """Hand the sampled *token* to its generation; return whether the generation goes on."""
+        active = slot.active
+        assert active is not None
+        gen = active.gen
+        active.next_token = token
+        stats = gen.stats
+        stats.generated_tokens += 1
+        gen.token_steps.append(step)
+        gen.token_times.append(now)
+        if stats.ttft_s is None:
+            stats.ttft_s = now - gen.submitted_at
+        gen._queue.put(token)
+        if token == MESSAGE and stats.generated_tokens <= MAX_OPENING:
+            self._opening = (*slot.tokens[len(gen.prompt) :], token)  # the next prompt's draft
+        if token in gen.stop_tokens:
+            self._finish(slot, "stop_token")
+        elif stats.generated_tokens >= gen.max_tokens:
+            self._finish(slot, "max_tokens")
+        elif len(slot.tokens) >= self.n_ctx_per_seq:
+            self._finish(slot, "context_full")
+        else:
+            return True
+        return False
+
+    def _draft(self, active: _Active, room: int) -> tuple[int, ...]:
+        """Return the opening to decode after *active*'s prompt, in the same batch: the opening the last reply
+        began with (harmony's header, the same for most replies), as much as fits the batch, the slot and the
+        generation's token budget."""
+        if not self.settings.draft_opening:
+            return ()
+        gen = active.gen
+        n = min(len(self._opening), room, gen.max_tokens - 1, self.n_ctx_per_seq - 1 - len(gen.prompt))
+        return self._opening[: max(0, n)]
+
+    def _follow_draft(self, entry: _Entry, token: int, step: int, now: float) -> None:
+        """Go on along the drafted opening while the model samples it, then drop the rest of it.
+
+        Each drafted token the model has just sampled is in the KV already (decoded with the prompt's end), so
+        the token after it is sampled from its logits now instead of a step later. Every token is sampled
+        from the model's own distribution, in order, with the sequence's own sampler: the draft changes when
+        the tokens come, never which.
+        """
+        slot = entry.slot
+        for k, drafted in enumerate(entry.draft):
+            if token != drafted:
+                break
             active = slot.active
             assert active is not None
-            gen = active.gen
-            active.next_token = token
-            stats = gen.stats
-            stats.generated_tokens += 1
-            gen.token_steps.append(step)
-            gen.token_times.append(now)
-            if stats.ttft_s is None:
-                stats.ttft_s = now - gen.submitted_at
-            gen._queue.put(token)
-            if token in gen.stop_tokens:
-                self._finish(slot, "stop_token")
-            elif stats.generated_tokens >= gen.max_tokens:
-                self._finish(slot, "max_tokens")
-            elif len(slot.tokens) >= self.n_ctx_per_seq:
-                self._finish(slot, "context_full")
+            slot.tokens.append(drafted)
+            active.next_token = None
+            active.gen.stats.drafted_tokens += 1
+            token = self._sample([_Entry(slot, 1, entry.sample_index + 1 + k, prefill=False)])[0]
+            if not self._emit(slot, token, step, now):
+                break
+        self._drop_draft(slot)
+
+    def _drop_draft(self, slot: _Slot) -> None:
+        """Remove the cells of the drafted tokens the model did not sample: the KV holds the slot's tokens."""
+        assert self._mem is not None
+        llama_cpp.llama_memory_seq_rm(self._mem, slot.seq, len(slot.tokens), -1)
 
     def _sample(self, entries: list[_Entry]) -> list[int]:
         """Sample the next token of each entry: all batched ones in one pass, grammar ones by llama.cpp."""
@@ -856,7 +926,7 @@ class Engine:
         assert self._ctx is not None
         self._drop_checkpoint(slot.seq)
         n = len(slot.tokens)
-        saved = ll.save_window(self._ctx, slot.seq, self._scratch_seq, max(0, n - 1 - self._n_swa))
+        saved = ll.save_window(self._ctx, slot.seq, self._scratch_seq, max(0, n - 1 - self._n_swa), n)
         if saved is None or saved[1] > max(0, n - self._n_swa):
             logger.warning("slot %d: llama.cpp lost window cells before the checkpoint was saved", slot.seq)
             return

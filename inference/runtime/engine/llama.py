@@ -383,9 +383,10 @@ _SWA_ONLY = llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY
 
 
 def save_window(
-    ctx: llama_cpp.llama_context_p, seq: int, scratch: int, first: int
+    ctx: llama_cpp.llama_context_p, seq: int, scratch: int, first: int, end: int
 ) -> tuple[ctypes.Array[ctypes.c_uint8], int] | None:
-    """Return the sliding-window cells of *seq* from position *first* on, as llama.cpp serializes them, and
+    """Return the sliding-window cells of *seq* from position *first* to *end* (excluded; a draft decoded with
+    the prompt's end may follow it), as llama.cpp serializes them, and
     the first position they hold (later than *first* where llama.cpp has freed cells); None if it holds none.
 
     `llama_state_seq_get_data_ext` with `LLAMA_STATE_SEQ_FLAGS_SWA_ONLY` writes every window cell a sequence
@@ -394,7 +395,7 @@ def save_window(
     the tags are removed again.
     """
     mem = llama_cpp.llama_get_memory(ctx)
-    llama_cpp.llama_memory_seq_cp(mem, seq, scratch, first, -1)
+    llama_cpp.llama_memory_seq_cp(mem, seq, scratch, first, end)
     try:
         pos_min = llama_cpp.llama_memory_seq_pos_min(mem, scratch)
         if pos_min < 0:

@@ -78,6 +78,9 @@ class EngineSettings:
     # Bytes of host memory for the checkpoints of idle caches' sliding-window cells (0 keeps none); the least
     # recently used conversation's checkpoint goes first.
     checkpoint_bytes: int = DEFAULT_CHECKPOINT_BYTES
+    # Decode the opening the last reply began with (harmony's header) with each prompt's end, so that the
+    # tokens of it the model samples come a step early each; False decodes every token in its own step.
+    draft_opening: bool = True
     auto_slots: bool = False
     names: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 

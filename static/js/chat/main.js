@@ -12,6 +12,8 @@ import { Socket } from "./socket.js";
 import { setTitle, Thread } from "./thread.js";
 
 const STALE_SYNC_MS = 2000;
+// The longest the new conversation's top bar and sidebar row wait for its first answer text (see holdBack).
+const HOLD_BACK_MS = 3000;
 
 /** Start the live conversation of this page, if it is a conversation page. */
 export function startChat() {
@@ -29,6 +31,8 @@ export function startChat() {
   });
   composer = new Composer(main, composerEl, socket, thread);
   const meter = new ContextMeter(composerEl);
+  // Fetches that can wait for the answer (holdBack): run at its first text or end.
+  let heldBack = null;
   // The arrow a keyboard user pressed to see another version: it keeps the focus on the new version.
   let switchFocus = null;
   threadEl.addEventListener("branch-switch", (event) => {
@@ -72,6 +76,7 @@ export function startChat() {
         }
         break;
       case "done":
+        releaseHeld();
         if (frame.message) {
           thread.upsert(frame.message);
           thread.refresh();
@@ -88,6 +93,7 @@ export function startChat() {
       case "tool":
       case "notice":
         stream(frame);
+        releaseHeld();
         break;
       case "title":
         setTitle(frame.title || "", true);
@@ -96,13 +102,14 @@ export function startChat() {
         moveTo(frame);
         break;
       case "sidebar":
-        sidebarChanged(frame);
+        holdBack(() => sidebarChanged(frame));
         break;
       case "ack":
         composer.ack(frame);
         break;
       case "error":
         composer.failed(frame);
+        releaseHeld();
         break;
       default:
         break;
@@ -143,8 +150,23 @@ export function startChat() {
     composer.moved(frame.conversation, frame.url);
     window.history.replaceState(null, "", frame.url);
     // Its row (marked as this page's) comes from the server, as the `sidebar` frame of another tab's would.
-    sidebarChanged({ type: "sidebar", change: "created", conversation: frame.conversation });
-    refreshTopbar(frame.url);
+    heldBack = [];
+    window.setTimeout(releaseHeld, HOLD_BACK_MS);
+    holdBack(() => sidebarChanged({ type: "sidebar", change: "created", conversation: frame.conversation }));
+    holdBack(() => refreshTopbar(frame.url));
+  }
+
+  // While the first reply of a conversation just started here is on its way to its first text, the page's
+  // own requests (the top bar, sidebar rows) wait: on a busy server they would compete with that reply for
+  // the CPU. They run at its first text, its end, an error, or after HOLD_BACK_MS, whichever comes first.
+  function holdBack(fetchLater) {
+    if (heldBack) { heldBack.push(fetchLater); } else { fetchLater(); }
+  }
+
+  function releaseHeld() {
+    const held = heldBack;
+    heldBack = null;
+    if (held) { held.forEach((fetchLater) => fetchLater()); }
   }
 
   // The start page has no conversation top bar (title, rename, settings, delete): it comes from the
