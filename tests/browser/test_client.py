@@ -266,3 +266,37 @@ def test_auto_scroll_follows_the_stream_until_the_reader_scrolls_up(open_chat: A
     page.wait_for_timeout(150)
     assert page.evaluate(bottom) < 48
     expect(page.locator("[data-role=jump]")).to_be_hidden()
+
+
+def test_a_new_conversation_s_top_bar_and_sidebar_row_wait_for_its_first_answer_text(
+    user_page: Any, alice_user: Any
+) -> None:
+    """On the start page the first message makes the conversation; its top bar and sidebar row are fetched
+    from the server only once the answer shows its first text, so that they do not compete with it."""
+    conversation = make_conversation(alice_user, title="Picnic plans")
+    page = user_page(alice_user)
+    fetched: list[str] = []
+    page.on("request", lambda request: fetched.append(request.url))
+    server = FakeServer(page, state(0, title=""))
+    page.route_web_socket(re.compile(r".*/ws/conversations/new/$"), server._connect)
+    page.goto("/")
+    page.wait_for_function("() => window.gptossChat && window.gptossChat.connected()")
+    page.fill("textarea[name=text]", "Plan a picnic")
+    page.keyboard.press("Enter")
+    for _ in range(100):
+        if server.actions("send"):
+            break
+    send = server.actions("send")[0]
+    url = f"/c/{conversation.pk}/"
+    server.send(type="created", conversation=conversation.pk, url=url)
+    server.send(**state(conversation.pk, question(1, "Plan a picnic"), msg(2, status="streaming"),
+                        title="Picnic plans"))  # fmt: skip
+    server.send(type="ack", action="send", client_id=send["client_id"])
+    sidebar_row = re.compile(rf"/{conversation.pk}/")
+    page.wait_for_timeout(500)
+    assert page.url.endswith(url)
+    assert not [u for u in fetched if sidebar_row.search(u)]  # nothing of it fetched before the answer
+    server.send(type="delta", message=2, seq=1, at=0, reasoning="", content="Sandwiches")
+    expect(page.locator("#message-2 [data-role=content]")).to_have_text("Sandwiches")
+    expect(page.locator(".topbar [data-role=title]")).to_have_text("Picnic plans")
+    assert [u for u in fetched if u.endswith(url)], fetched  # the top bar, fetched after the first text
