@@ -6,8 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.postgres.expressions import ArraySubquery
-from django.db.models import OuterRef
+from django.db import connection
 
 from gptoss_web.reads import read_once
 from inference.tools.browser import BrowserConfig
@@ -39,31 +38,39 @@ def _group_ok(group_ids: set[int], allowed: list[int]) -> bool:
     return not allowed or bool(set(allowed) & group_ids)
 
 
-def _groups(through: Any, column: str, value: Any) -> ArraySubquery:
-    return ArraySubquery(through.objects.filter(**{column: value}).values("group_id"))
+# The settings row's switches with the user's groups and the groups that may use each tool, in one round
+# trip without the ORM's cost per query: a send's fit check and a reply's start both wait on it.
+_TOOLS_SQL = """
+SELECT s.search_url, s.python_enabled,
+    ARRAY(SELECT group_id FROM auth_user_groups WHERE user_id = %s),
+    ARRAY(SELECT group_id FROM tools_toolsettings_browser_groups WHERE toolsettings_id = s.id),
+    ARRAY(SELECT group_id FROM tools_toolsettings_python_groups WHERE toolsettings_id = s.id)
+FROM tools_toolsettings AS s WHERE s.id = 1
+"""
 
 
 @read_once
 def tools_available(*, user: Any) -> AvailableTools:
-    """Return what *user* may switch on, read in one query (a send and a reply's start both ask)."""
-    settings_row = ToolSettings.objects.annotate(
-        user_groups=_groups(user.groups.through, "user_id", user.pk),
-        browser_group_ids=_groups(ToolSettings.browser_groups.through, "toolsettings_id", OuterRef("pk")),
-        python_group_ids=_groups(ToolSettings.python_groups.through, "toolsettings_id", OuterRef("pk")),
-    )
-    row = settings_row.filter(pk=1).first()
-    if row is None:  # the first use ever: create the defaults, then read as always
-        tool_settings_get()
-        row = settings_row.get(pk=1)
-    group_ids = set(row.user_groups)
-    browser_allowed = _group_ok(group_ids, row.browser_group_ids)
-    functions = tuple(
-        Function.objects.filter(enabled=True, groups__id__in=group_ids).distinct().order_by("name")
+    """Return what *user* may switch on (a send and a reply's start both ask)."""
+    with connection.cursor() as cursor:
+        cursor.execute(_TOOLS_SQL, [user.pk])
+        row = cursor.fetchone()
+        if row is None:  # the first use ever: create the defaults, then read as always
+            tool_settings_get()
+            cursor.execute(_TOOLS_SQL, [user.pk])
+            row = cursor.fetchone()
+    search_url, python_enabled, user_groups, browser_groups, python_groups = row
+    group_ids = set(user_groups)
+    browser_allowed = _group_ok(group_ids, browser_groups)
+    functions = (
+        tuple(Function.objects.filter(enabled=True, groups__id__in=group_ids).distinct().order_by("name"))
+        if group_ids
+        else ()
     )
     return AvailableTools(
-        python=row.python_enabled and _group_ok(group_ids, row.python_group_ids),
-        browser=bool(row.search_url) and browser_allowed,
-        browser_reason="" if row.search_url else NO_SEARCH_REASON,
+        python=python_enabled and _group_ok(group_ids, python_groups),
+        browser=bool(search_url) and browser_allowed,
+        browser_reason="" if search_url else NO_SEARCH_REASON,
         browser_allowed=browser_allowed,
         functions=functions,
     )
