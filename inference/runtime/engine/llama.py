@@ -385,9 +385,9 @@ _SWA_ONLY = llama_cpp.LLAMA_STATE_SEQ_FLAGS_SWA_ONLY
 def save_window(
     ctx: llama_cpp.llama_context_p, seq: int, scratch: int, first: int, end: int
 ) -> tuple[ctypes.Array[ctypes.c_uint8], int] | None:
-    """Return the sliding-window cells of *seq* from position *first* to *end* (excluded; a draft decoded with
-    the prompt's end may follow it), as llama.cpp serializes them, and
-    the first position they hold (later than *first* where llama.cpp has freed cells); None if it holds none.
+    """Return the sliding-window cells of *seq* from position *first* to *end* (excluded: a draft decoded with
+    the prompt's end may follow it), as llama.cpp serializes them, and the first position they hold (later
+    than *first* where llama.cpp has freed cells); None if it holds none.
 
     `llama_state_seq_get_data_ext` with `LLAMA_STATE_SEQ_FLAGS_SWA_ONLY` writes every window cell a sequence
     still has, and with `swa_full` that can be its whole history. So the cells wanted are first shared with
