@@ -356,9 +356,9 @@ def api_request_get(*, reply: Message) -> ApiRequest | None:
         return None
 
 
-def message_in_flight_get(*, conversation: Conversation) -> Message | None:
-    """Return the conversation's queued or streaming reply, if any."""
-    return Message.objects.filter(conversation_id=conversation.pk, status__in=Message.IN_FLIGHT).first()
+def message_in_flight(*, conversation: Conversation) -> bool:
+    """Return whether a reply of the conversation is queued or streaming."""
+    return Message.objects.filter(conversation_id=conversation.pk, status__in=Message.IN_FLIGHT).exists()
 
 
 def replies_in_flight_count(*, user: User) -> int:

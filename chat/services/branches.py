@@ -61,7 +61,7 @@ def branch_switch(*, conversation: Conversation, message_id: int) -> Message:
         target = Message.objects.filter(pk=message_id, conversation_id=locked.pk).first()
         if target is None:
             raise StaleEdit()
-        if selectors.message_in_flight_get(conversation=locked) is not None:
+        if selectors.message_in_flight(conversation=locked):
             raise ReplyInFlight()
         leaf = Message.objects.get(pk=selectors.branch_newest_leaf_id(message_id=target.pk))
         if leaf.pk != locked.current_leaf_id:

@@ -196,7 +196,7 @@ def reply_queue_check(conversation: Conversation) -> int:
     sends and the API's requests both pass here: one in-flight limit, one quota, one lock per user.
     """
     _owner_lock(conversation)
-    if selectors.message_in_flight_get(conversation=conversation) is not None:
+    if selectors.message_in_flight(conversation=conversation):
         raise ReplyInFlight()
     limits = limits_get(user=conversation.owner)
     if selectors.replies_in_flight_count(user=conversation.owner) >= limits.max_in_flight:
