@@ -6,12 +6,13 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis.asyncio
+from asgiref.sync import async_to_sync
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
@@ -112,22 +113,32 @@ def _watch_read(sessions: Mapping[str, int], conversation_ids: set[int], message
         )
 
 
-def _start(session_key: str, user: AbstractBaseUser | AnonymousUser, raw: RawFrame) -> int:
-    """Start a conversation with the start page's first message, in one transaction; return its id.
+def _start(
+    session_key: str, user: AbstractBaseUser | AnonymousUser, raw: RawFrame, join: Callable[[str], None]
+) -> StateFrame:
+    """Start a conversation with the start page's first message, in one transaction; return its state.
 
-    Raise ChatError or FrameError (storing nothing: no empty conversation is left behind), or SignedOut.
+    *join* adds the socket to the conversation's group at the commit, before any event of the conversation
+    is sent; the state is read after it in this same call (join, then read: docs/protocol.md), so that the
+    first answer's text waits for no second call. Raise ChatError or FrameError (storing nothing, joining
+    nothing: no empty conversation is left behind), or SignedOut.
     """
     _check_signed_in(session_key, user)
     frame = _client_frame(raw)
     if frame["action"] != "send":
         raise FrameError("Send a message to start a conversation.")
     assert isinstance(user, User)
-    with reads_once(), transaction.atomic():  # the new conversation and its send read the same settings
-        conversation = conversations.conversation_create(owner=user)
-        messages.message_send(
-            conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
-        )
-    return conversation.pk
+    with reads_once():  # the new conversation, its send and its state read the same settings
+        with transaction.atomic():
+            conversation = conversations.conversation_create(owner=user)
+            group = conversation_group(conversation.pk)
+            # Registered first, so it runs before the send's own events and enqueue; robust: a Redis outage
+            # must not keep the reply from its queue (the socket's watcher then resends the state).
+            transaction.on_commit(lambda: join(group), robust=True)
+            messages.message_send(
+                conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
+            )
+        return selectors.conversation_state(conversation=conversation)
 
 
 def _act(
@@ -410,15 +421,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _begin(self, frame: RawFrame) -> None:
         """Start the conversation with the start page's first message, then follow it as its own socket does:
-        join its group, say where it lives (the page moves there with the History API), send its state."""
+        its group joined and its state read in the call that starts it (`_start`), say where it lives (the
+        page moves there with the History API), send its state."""
         user = self.scope.get("user")
-        conversation_id = await database_sync_to_async(_start)(self.session_key, user, frame)
-        group = conversation_group(conversation_id)
-        await self.channel_layer.group_add(group, self.channel_name)
-        self.conversation_id, self.groups = conversation_id, (group, *self.groups)
+        layer, channel = self.channel_layer, self.channel_name
+
+        def join(group: str) -> None:  # in _start's thread: the group is joined on this socket's event loop
+            async_to_sync(layer.group_add)(group, channel)
+
+        state = await database_sync_to_async(_start)(self.session_key, user, frame, join)
+        conversation_id = state["conversation"]
+        self.conversation_id = conversation_id
+        self.groups = (conversation_group(conversation_id), *self.groups)
         created = CreatedFrame(type="created", conversation=conversation_id, url=f"/c/{conversation_id}/")
         await self.send(text_data=json.dumps(created))
-        await self.send_state()
+        async with self.sending:
+            await self._show_state(state)
         await self._reply(AckFrame(type="ack", action="send", client_id=_client_id(frame)))
 
     def _parse(self, text_data: str | None, bytes_data: bytes | None) -> RawFrame:
@@ -453,13 +471,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             except Http404:
                 await self._close(CLOSE_GONE)
                 return
-            self.seqs = {m["id"]: m["seq"] for m in state["messages"]}
-            self.newest = max(self.seqs, default=0)
-            self.in_flight = {
-                m["id"]: m["status"] for m in state["messages"] if m["status"] in Message.IN_FLIGHT
-            }
-            self.last_event = asyncio.get_running_loop().time()
-            await self.send(text_data=json.dumps(state))
+            await self._show_state(state)
+
+    async def _show_state(self, state: StateFrame) -> None:
+        """Send *state* and remember what it holds (call it holding `sending`)."""
+        self.seqs = {m["id"]: m["seq"] for m in state["messages"]}
+        self.newest = max(self.seqs, default=0)
+        self.in_flight = {m["id"]: m["status"] for m in state["messages"] if m["status"] in Message.IN_FLIGHT}
+        self.last_event = asyncio.get_running_loop().time()
+        await self.send(text_data=json.dumps(state))
 
     async def chat_recheck(self, event: Mapping[str, object]) -> None:
         """One of the user's sessions ended or their account changed (chat.events.sessions_changed): check

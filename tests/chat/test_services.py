@@ -264,10 +264,16 @@ def test_a_first_message_reads_each_setting_once_for_its_conversation_and_its_se
     client = Client()
     client.force_login(alice)  # type: ignore[arg-type]
     with CaptureQueriesContext(connection) as start:
-        conversation_id = consumers._start(
-            client.session.session_key or "", alice, {"action": "send", "text": "Plan a picnic for six"}
+        joined: list[str] = []
+        state = consumers._start(
+            client.session.session_key or "",
+            alice,
+            {"action": "send", "text": "Plan a picnic"},
+            joined.append,
         )
-    assert [m.role for m in Message.objects.filter(conversation_id=conversation_id)] == ["user", "assistant"]
+    conversation_id = state["conversation"]
+    assert joined == [f"conversation.{conversation_id}"]  # its group, at the commit
+    assert [m["role"] for m in state["messages"]] == ["user", "assistant"]
     tables = _tables_read(start.captured_queries)
     assert tables["chat_profile"] == 1, tables
     assert tables["inference_servedmodel"] == 2, tables  # whether the registry has rows, and the model's row
