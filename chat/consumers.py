@@ -118,10 +118,10 @@ def _start(
 ) -> StateFrame:
     """Start a conversation with the start page's first message, in one transaction; return its state.
 
-    *join* adds the socket to the conversation's group at the commit, before any event of the conversation
-    is sent; the state is read after it in this same call (join, then read: docs/protocol.md), so that the
-    first answer's text waits for no second call. Raise ChatError or FrameError (storing nothing, joining
-    nothing: no empty conversation is left behind), or SignedOut.
+    *join* adds the socket to the conversation's group once the send is committed and enqueued; the state is
+    read after it in this same call (join, then read: docs/protocol.md, so nothing sent in between is missed),
+    and the first answer's text waits for no second call. Raise ChatError or FrameError (storing nothing,
+    joining nothing: no empty conversation is left behind), or SignedOut.
     """
     _check_signed_in(session_key, user)
     frame = _client_frame(raw)
@@ -131,13 +131,10 @@ def _start(
     with reads_once():  # the new conversation, its send and its state read the same settings
         with transaction.atomic():
             conversation = conversations.conversation_create(owner=user)
-            group = conversation_group(conversation.pk)
-            # Registered first, so it runs before the send's own events and enqueue; robust: a Redis outage
-            # must not keep the reply from its queue (the socket's watcher then resends the state).
-            transaction.on_commit(lambda: join(group), robust=True)
             messages.message_send(
                 conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
             )
+        join(conversation_group(conversation.pk))
         return selectors.conversation_state(conversation=conversation)
 
 

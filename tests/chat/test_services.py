@@ -272,7 +272,7 @@ def test_a_first_message_reads_each_setting_once_for_its_conversation_and_its_se
             joined.append,
         )
     conversation_id = state["conversation"]
-    assert joined == [f"conversation.{conversation_id}"]  # its group, at the commit
+    assert joined == [f"conversation.{conversation_id}"]  # its group, before its state was read
     assert [m["role"] for m in state["messages"]] == ["user", "assistant"]
     tables = _tables_read(start.captured_queries)
     assert tables["chat_profile"] == 1, tables
