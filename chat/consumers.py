@@ -150,10 +150,9 @@ def _act(
         raise FrameError("This conversation no longer exists.") from None
     frame = _client_frame(raw)
     if frame["action"] == "send":
-        with reads_once():  # the fit check, the quota and the enqueue read the same model row
-            messages.message_send(
-                conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
-            )
+        messages.message_send(
+            conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
+        )
     elif frame["action"] == "stop":
         replies.reply_cancel(conversation=conversation)
     elif frame["action"] == "regenerate":

@@ -2,7 +2,9 @@
 its quota and its queue, and the owner's profile and tools for the new conversation and for its fit check.
 
 Inside `reads_once()`, each read marked `@read_once` runs once per arguments and is answered from memory
-after that; outside it, every call reads. A block is one action in one thread (a send, an API request), which
+after that; outside it, every call reads. The services that check and queue a reply run in such a block, and a
+caller that does more in the same action (creates the conversation first, checks the model itself) opens it
+around them: a block inside another shares its memory. A block is one action in one thread, which
 writes none of what these functions read, so nothing it reads twice can have changed in between except by
 another process, as it could just after the block anyway.
 """
@@ -20,8 +22,9 @@ _memo: ContextVar[dict[tuple[Any, ...], Any] | None] = ContextVar("gptoss_reads"
 
 @contextmanager
 def reads_once() -> Iterator[None]:
-    """Answer each `@read_once` read from memory after its first call, until the block ends."""
-    token = _memo.set({})
+    """Answer each `@read_once` read from memory after its first call, until the outermost block ends."""
+    outer = _memo.get()
+    token = _memo.set(outer if outer is not None else {})
     try:
         yield
     finally:

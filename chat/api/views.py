@@ -94,7 +94,7 @@ def _served_check(model: str) -> None:
         )
 
 
-@reads_once()  # the model checks, the fit check, the quota and the enqueue read the same rows: once each
+@reads_once()  # its own model checks and api_reply_queue's read the same rows: once each
 def _queue(request: HttpRequest) -> tuple[ApiKeyAuth, CompletionRequest, Message]:
     """Authorize, parse and queue a Chat Completions request; raise ApiError when it cannot be queued."""
     auth = _authenticate(request)

@@ -17,6 +17,7 @@ from chat.models import ApiPrompt, ApiRequest, ApiSampling, Conversation, Messag
 from chat.services.branches import branch_move
 from chat.services.messages import reply_queue_check
 from chat.services.replies import reply_cancel, reply_create
+from gptoss_web.reads import reads_once
 from inference.quotas import api_prompt_fit_check
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class ResponseNotFound(ChatError):
         super().__init__(f"No response with id {response_id!r} found: it is not stored or not yours.")
 
 
+@reads_once()  # its checks and its enqueue read the model's row once
 def api_reply_queue(
     *,
     owner: User,

@@ -19,6 +19,7 @@ from chat.errors import ChatError, ReplyInFlight, StaleEdit, TooManyInFlight
 from chat.models import Conversation, Message
 from chat.services.conversations import title_from_text
 from chat.services.replies import reply_create
+from gptoss_web.reads import reads_once
 from inference.quotas import prompt_fit_check, reply_allowed_check
 from inference.selectors import limits_get
 
@@ -56,6 +57,7 @@ class AlreadySent(Exception):
     """The browser sent this message before (its acknowledgement was lost with the connection)."""
 
 
+@reads_once()  # its checks and its enqueue read the model's row, the owner's profile and tools once
 def message_send(*, conversation: Conversation, text: str, client_id: str = "") -> tuple[Message, Message]:
     """Store the user's message and a queued reply in one transaction; enqueue the reply on commit.
 
@@ -98,6 +100,7 @@ def _cache_set(key: str, value: object) -> None:
         logger.warning("could not remember sent message %s", key)
 
 
+@reads_once()  # as message_send
 def message_edit(*, conversation: Conversation, message_id: int, text: str) -> tuple[Message, Message]:
     """Ask *text* instead of the question *message_id* of the branch on screen, and reply to it anew.
 
@@ -117,6 +120,7 @@ def message_edit(*, conversation: Conversation, message_id: int, text: str) -> t
         )
 
 
+@reads_once()  # as message_send
 def message_regenerate(*, conversation: Conversation, message_id: int) -> Message:
     """Answer again the question of the answer *message_id* of the branch on screen.
 
@@ -174,8 +178,6 @@ def _locked(conversation: Conversation) -> Conversation:
     """Return *conversation* locked until the transaction ends, with its owner (every check reads them)."""
     locking = Conversation.objects.select_for_update(of=("self",)).select_related("owner")
     return locking.get(pk=conversation.pk)
-
-
 
 
 def _owner_lock(conversation: Conversation) -> None:

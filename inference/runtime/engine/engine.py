@@ -809,7 +809,6 @@ class Engine:
             active = slot.active
             assert active is not None
             slot.tokens.append(drafted)
-            active.next_token = None
             active.gen.stats.drafted_tokens += 1
             token = self._sample([_Entry(slot, 1, entry.sample_index + 1 + k, prefill=False)])[0]
             if not self._emit(slot, token, step, now):
