@@ -130,7 +130,9 @@ def _start(
     assert isinstance(user, User)
     with reads_once():  # the new conversation, its send and its state read the same settings
         with transaction.atomic():
-            conversation = conversations.conversation_create(owner=user)
+            # Titled at once: the send then writes and announces no title (its state carries it).
+            title = conversations.title_from_text(frame["text"])
+            conversation = conversations.conversation_create(owner=user, title=title)
             messages.message_send(
                 conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
             )

@@ -25,6 +25,7 @@ from django.conf import settings
 from chat.consumers import MAX_FRAME_BYTES
 from chat.routing import websocket_urlpatterns
 from gptoss_web.client_ip import ClientAddressMiddleware
+from gptoss_web.heap import freeze_startup_objects
 
 
 def _close_oversized_frames_with_1009() -> None:
@@ -58,3 +59,4 @@ application = ClientAddressMiddleware(
     ),
     settings.GPTOSS_TRUSTED_PROXIES,
 )
+freeze_startup_objects()  # last: everything startup built stays out of the collections

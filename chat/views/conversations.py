@@ -39,7 +39,8 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("text", "")
     if text and not form.is_valid():
         return render_app(request, None, message_form=form, status=400)
-    conversation = conversations.conversation_create(owner=request_user(request))
+    title = conversations.title_from_text(form.cleaned_data["text"]) if text else ""
+    conversation = conversations.conversation_create(owner=request_user(request), title=title)
     if text:
         try:
             messages.message_send(conversation=conversation, text=form.cleaned_data["text"])

@@ -20,6 +20,7 @@ from chat import events, selectors
 from chat.events import StreamedText
 from chat.models import ApiRequest, Message
 from chat.services import api_requests, replies
+from gptoss_web.heap import freeze_startup_objects
 from inference.models import UsageDay
 from inference.quotas import (
     reply_model_refusal,
@@ -87,6 +88,7 @@ def _load_model_at_start(sender: object = None, **_: object) -> None:
         logger.info("consuming %s too: the turns routed to this worker", process.own_queue())
         queues.select([queue, process.own_queue()])
     process.DependencyWatch().start()
+    freeze_startup_objects()  # the loaded model's and Django's objects stay out of the collections
 
 
 def _discard_connection() -> None:

@@ -268,11 +268,12 @@ def test_auto_scroll_follows_the_stream_until_the_reader_scrolls_up(open_chat: A
     expect(page.locator("[data-role=jump]")).to_be_hidden()
 
 
-def test_a_new_conversation_s_top_bar_and_sidebar_row_wait_for_its_first_answer_text(
+def test_a_new_conversation_s_address_top_bar_and_sidebar_row_wait_for_its_first_answer_text(
     user_page: Any, alice_user: Any
 ) -> None:
-    """On the start page the first message makes the conversation; its top bar and sidebar row are fetched
-    from the server only once the answer shows its first text, so that they do not compete with it."""
+    """On the start page the first message makes the conversation; the page takes its address, and fetches
+    its top bar and sidebar row from the server, only once the answer shows its first text, so that none of
+    it competes with that text."""
     conversation = make_conversation(alice_user, title="Picnic plans")
     page = user_page(alice_user)
     fetched: list[str] = []
@@ -294,9 +295,10 @@ def test_a_new_conversation_s_top_bar_and_sidebar_row_wait_for_its_first_answer_
     server.send(type="ack", action="send", client_id=send["client_id"])
     sidebar_row = re.compile(rf"/{conversation.pk}/")
     page.wait_for_timeout(500)
-    assert page.url.endswith(url)
+    assert not page.url.endswith(url)  # the address moves with the first text too
     assert not [u for u in fetched if sidebar_row.search(u)]  # nothing of it fetched before the answer
     server.send(type="delta", message=2, seq=1, at=0, reasoning="", content="Sandwiches")
     expect(page.locator("#message-2 [data-role=content]")).to_have_text("Sandwiches")
+    page.wait_for_url(f"**{url}")
     expect(page.locator(".topbar [data-role=title]")).to_have_text("Picnic plans")
     assert [u for u in fetched if u.endswith(url)], fetched  # the top bar, fetched after the first text

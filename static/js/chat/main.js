@@ -148,25 +148,28 @@ export function startChat() {
     main.setAttribute("data-ws-url", wsUrl);
     socket.path = wsUrl;
     composer.moved(frame.conversation, frame.url);
-    window.history.replaceState(null, "", frame.url);
-    // Its row (marked as this page's) comes from the server, as the `sidebar` frame of another tab's would.
     heldBack = [];
     window.setTimeout(releaseHeld, HOLD_BACK_MS);
+    // The address too: a same-document navigation costs the browser about as much as rendering the thread
+    // (it reloads the page's icon), so it waits for the first answer text like the fetches below.
+    holdBack(() => window.history.replaceState(null, "", frame.url));
+    // Its row (marked as this page's) comes from the server, as the `sidebar` frame of another tab's would.
     holdBack(() => sidebarChanged({ type: "sidebar", change: "created", conversation: frame.conversation }));
     holdBack(() => refreshTopbar(frame.url));
   }
 
   // While the first reply of a conversation just started here is on its way to its first text, the page's
-  // own requests (the top bar, sidebar rows) wait: on a busy server they would compete with that reply for
-  // the CPU. They run at its first text, its end, an error, or after HOLD_BACK_MS, whichever comes first.
-  function holdBack(fetchLater) {
-    if (heldBack) { heldBack.push(fetchLater); } else { fetchLater(); }
+  // own work that can wait (its address, the top bar, sidebar rows) waits: on a busy server it would compete
+  // with that reply for the CPU. It runs at the reply's first text, its end, an error, or after HOLD_BACK_MS,
+  // whichever comes first, in a task of its own, after the one that shows that text.
+  function holdBack(later) {
+    if (heldBack) { heldBack.push(later); } else { later(); }
   }
 
   function releaseHeld() {
     const held = heldBack;
     heldBack = null;
-    if (held) { held.forEach((fetchLater) => fetchLater()); }
+    if (held) { window.setTimeout(() => held.forEach((later) => later()), 0); }
   }
 
   // The start page has no conversation top bar (title, rename, settings, delete): it comes from the
