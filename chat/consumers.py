@@ -420,7 +420,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def _begin(self, frame: RawFrame) -> None:
         """Start the conversation with the start page's first message, then follow it as its own socket does:
         its group joined and its state read in the call that starts it (`_start`), say where it lives (the
-        page moves there with the History API), send its state."""
+        page moves there with the History API at the answer's first text), send its state."""
         user = self.scope.get("user")
         layer, channel = self.channel_layer, self.channel_name
 
