@@ -258,11 +258,16 @@ def test_max_tokens_stops_the_generation(engine: Engine) -> None:
 
 
 def test_eight_concurrent_generations_cancel_one_and_a_ninth_takes_its_slot(engine: Engine) -> None:
-    """Eight threads submit at once; one stream is cancelled mid-way and frees its slot for a queued ninth.
-
-    All eight write the endless story (the seven others stop at 100 tokens): a shorter script could end,
-    freeing its slot, before the ninth is submitted, on a busy machine."""
-    prompts = [_prompt("Tell an endless story")] * 8  # stream 0 (unbounded) is the one to cancel
+    """Eight threads submit at once; one stream is cancelled mid-way and frees its slot for a queued ninth."""
+    asks = ["Please think it over", "Show me some xss", "Write some markdown", "Tell an endless story"]
+    expected = {
+        asks[0]: list(SCRIPTS["reasoning"].first.tokens),
+        asks[1]: list(SCRIPTS["xss"].first.tokens),
+        asks[2]: list(SCRIPTS["markdown"].first.tokens),
+        asks[3]: _endless_reply(100),
+    }
+    users = [asks[3], *asks, *asks[:3]]  # stream 0 (endless, unbounded) is the one to cancel
+    prompts = [_prompt(user) for user in users]
     barrier = threading.Barrier(8)
     gens: list[Generation | None] = [None] * 8
     outputs: list[list[int]] = [[] for _ in range(8)]
@@ -283,6 +288,9 @@ def test_eight_concurrent_generations_cancel_one_and_a_ninth_takes_its_slot(engi
     for t in threads:
         t.start()
     assert victim_started.wait(10)
+    # With a drafted opening the victim's first step can bring its third token before the other threads
+    # have submitted: the ninth comes once all eight hold a slot.
+    _wait_for(lambda: engine.busy_slots() == 8)
     ninth = engine.submit(
         _prompt("Hello, how are you today?"), sampling=GREEDY, max_tokens=200, stop_tokens=STOPS
     )
@@ -303,7 +311,7 @@ def test_eight_concurrent_generations_cancel_one_and_a_ninth_takes_its_slot(engi
     assert ninth.stats.queue_wait_s is not None and ninth.stats.queue_wait_s > 0
     assert ninth.token_steps[0] > victim.token_steps[-1]  # it started only once the victim's slot was freed
     for i in range(1, 8):
-        assert outputs[i] == _endless_reply(100), f"stream {i} changed"
+        assert outputs[i] == expected[users[i]], f"stream {i} ({users[i]!r}) changed"
     _wait_for(lambda: engine.busy_slots() == 0)
 
 
