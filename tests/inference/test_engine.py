@@ -487,38 +487,6 @@ def test_the_same_prompt_again_after_a_long_reply_and_32_others_resumes_at_the_c
     assert again_tokens == cold_tokens == _endless_reply(20)
 
 
-def test_a_reply_s_first_tokens_are_handed_over_before_its_window_checkpoint_is_saved(
-    scripted_model: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Copying the prompt's window cells waits for the tokens the prompt's step sampled: a reply's first token
-    (with its drafted opening) never waits for it, and the checkpoint still holds the prompt's cells alone."""
-    generated_at_save: list[int] = []
-    save_window = engine_llama.save_window
-
-    def saving(
-        ctx: llama_cpp.llama_context_p, seq: int, scratch: int, first: int, end: int
-    ) -> tuple[ctypes.Array[ctypes.c_uint8], int] | None:
-        active = next(slot.active for slot in eng._slots if slot.seq == seq)  # on the engine thread
-        generated_at_save.append(active.gen.stats.generated_tokens if active is not None else -1)
-        return save_window(ctx, seq, scratch, first, end)
-
-    monkeypatch.setattr(engine_llama, "save_window", saving)
-    user = "Hello, how are you today?"
-    second = _prompt("And one more question?", [*LONG_HISTORY, Turn(user, SCRIPTS["plain"].first.final)])
-    with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=2)) as eng:
-        first = _prompt(user, LONG_HISTORY)
-        assert list(eng.submit(first, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="c")) == (
-            PLAIN_REPLY
-        )
-        drafted = eng.submit(second, sampling=GREEDY, max_tokens=200, stop_tokens=STOPS, cache_key="c")
-        assert list(drafted) == PLAIN_REPLY
-        (checkpoint,) = eng._checkpoints.values()
-
-    assert drafted.stats.drafted_tokens == 3
-    assert generated_at_save == [1, 4]  # the first token; the drafted header and the first text token
-    assert checkpoint.tokens == second
-
-
 def test_a_checkpoint_of_another_prefix_is_never_restored(scripted_model: Path) -> None:
     """An edited last message shares the cached tokens only up to the edit, before the checkpoint's window."""
     with Engine(EngineSettings(model_path=scripted_model, n_ctx=4096, n_slots=4)) as eng:

@@ -736,7 +736,6 @@ class Engine:
         step = self.step_count
         now = time.monotonic()
         sampled: list[_Entry] = []
-        checkpoints: list[tuple[_Slot, str, int]] = []  # (slot, cache key, prompt length)
         for entry in entries:
             slot = entry.slot
             active = slot.active
@@ -748,7 +747,7 @@ class Engine:
                 active.gen.stats.prefilled_tokens += entry.n_tokens
                 cache_key = active.gen.cache_key
                 if cache_key is not None and active.prefill_pos == len(active.gen.prompt):
-                    checkpoints.append((slot, cache_key, len(slot.tokens)))
+                    self._save_checkpoint(slot, cache_key)
             else:
                 assert active.next_token is not None
                 slot.tokens.append(active.next_token)
@@ -759,10 +758,6 @@ class Engine:
                 self._follow_draft(entry, token, step, now)
             elif entry.draft:
                 self._drop_draft(entry.slot)
-        # After the tokens are handed over: a reply's first token waits for no copy of the window. Its cells
-        # are as the decode left them (dropping a draft removes only cells after the prompt).
-        for slot, cache_key, end in checkpoints:
-            self._save_checkpoint(slot, cache_key, end)
 
     def _emit(self, slot: _Slot, token: int, step: int, now: float) -> bool:
         """Hand the sampled *token* to its generation; return whether the generation goes on."""
@@ -918,9 +913,8 @@ class Engine:
         slot.cache_key = None
         self._drop_checkpoint(slot.seq)
 
-    def _save_checkpoint(self, slot: _Slot, cache_key: str, n: int) -> None:
-        """Keep the slot's window cells at the end of its prompt (its first *n* tokens), making room in the
-        budget LRU first.
+    def _save_checkpoint(self, slot: _Slot, cache_key: str) -> None:
+        """Keep the slot's window cells at the end of a prompt, making room in the budget LRU first.
 
         Right after the prompt's last decode the window before its end is whole: llama.cpp frees only cells
         that the sequence's next token no longer sees. One cell more than the window is kept where llama.cpp
@@ -930,8 +924,7 @@ class Engine:
             return
         assert self._ctx is not None
         self._drop_checkpoint(slot.seq)
-        if len(slot.tokens) < n:  # cleared meanwhile
-            return
+        n = len(slot.tokens)
         saved = ll.save_window(self._ctx, slot.seq, self._scratch_seq, max(0, n - 1 - self._n_swa), n)
         if saved is None or saved[1] > max(0, n - self._n_swa):
             logger.warning("slot %d: llama.cpp lost window cells before the checkpoint was saved", slot.seq)
@@ -956,7 +949,7 @@ class Engine:
                 oldest,
             )
             self._drop_checkpoint(oldest)
-        self._checkpoints[slot.seq] = _Checkpoint(cache_key, slot.tokens[:n], first, data, time.monotonic())
+        self._checkpoints[slot.seq] = _Checkpoint(cache_key, list(slot.tokens), first, data, time.monotonic())
         self._checkpoint_bytes += size
         logger.debug("slot %d: window checkpoint of %d tokens saved (%d bytes)", slot.seq, n, size)
 
