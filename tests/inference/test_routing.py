@@ -172,4 +172,5 @@ def test_the_own_queue_of_a_worker_gone_quiet_is_dropped_and_not_counted(alice: 
     offer_write(conversation.model_name, gone)
     assert tasks_waiting(model_name=conversation.model_name) == 0
     assert _tasks(gone.queue) == []
-    assert offers_list(conversation.model_name) == []
+    # Only its offer: a worker of another test's stack may publish its own for the same model meanwhile.
+    assert [o for o in offers_list(conversation.model_name) if o.name == gone.name] == []
