@@ -41,7 +41,7 @@ from chat.frames import (
     SyncFrame,
 )
 from chat.models import Message
-from chat.services import branches, conversations, messages, replies
+from chat.services import branches, messages, replies
 from gptoss_web.reads import reads_once
 
 logger = logging.getLogger(__name__)
@@ -129,13 +129,9 @@ def _start(
         raise FrameError("Send a message to start a conversation.")
     assert isinstance(user, User)
     with reads_once():  # the new conversation, its send and its state read the same settings
-        with transaction.atomic():
-            # Titled at once: the send then writes and announces no title (its state carries it).
-            title = conversations.title_from_text(frame["text"])
-            conversation = conversations.conversation_create(owner=user, title=title)
-            messages.message_send(
-                conversation=conversation, text=frame["text"], client_id=frame.get("client_id", "")
-            )
+        conversation, _, _ = messages.conversation_start(
+            owner=user, text=frame["text"], client_id=frame.get("client_id", "")
+        )
         join(conversation_group(conversation.pk))
         return selectors.conversation_state(conversation=conversation)
 

@@ -23,7 +23,8 @@ class StaleEdit(ChatError):
 class TooManyInFlight(ChatError):
     def __init__(self, limit: int) -> None:
         super().__init__(
-            f"You already have {limit} replies being written. Wait for one to finish, then send again."
+            f"You already have {limit} {'reply' if limit == 1 else 'replies'} being written. "
+            "Wait for one to finish, then send again."
         )
 
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import logging
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.core.cache import cache
 from django.db import connection, transaction
 
 from chat import events, selectors
 from chat.errors import ChatError, ReplyInFlight, StaleEdit, TooManyInFlight
 from chat.models import Conversation, Message
-from chat.services.conversations import title_from_text
+from chat.services.conversations import conversation_create, title_from_text
 from chat.services.replies import reply_create
 from gptoss_web.reads import reads_once
 from inference.quotas import prompt_fit_check, reply_allowed_check
@@ -84,6 +85,23 @@ def message_send(*, conversation: Conversation, text: str, client_id: str = "") 
             transaction.on_commit(lambda: _cache_set(sent_key, reply.pk))
     conversation.refresh_from_db()
     return user_message, reply
+
+
+@reads_once()  # the new conversation's defaults and its send's checks read the same settings
+def conversation_start(
+    *, owner: User, text: str, client_id: str = ""
+) -> tuple[Conversation, Message, Message]:
+    """Start a conversation of *owner* with *text* as its first message, titled from it; one transaction.
+
+    The start page's socket and its no-JavaScript form both start here. A send that is refused (ChatError)
+    stores nothing: no empty conversation is left behind and no other tab hears of one.
+    """
+    validate_message_text(text)
+    with transaction.atomic():
+        # Titled at once: the send then writes and announces no title (the conversation's state carries it).
+        conversation = conversation_create(owner=owner, title=title_from_text(text))
+        user_message, reply = message_send(conversation=conversation, text=text, client_id=client_id)
+    return conversation, user_message, reply
 
 
 def _cache_get(key: str) -> object:

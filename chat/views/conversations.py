@@ -39,15 +39,16 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
     text = request.POST.get("text", "")
     if text and not form.is_valid():
         return render_app(request, None, message_form=form, status=400)
-    title = conversations.title_from_text(form.cleaned_data["text"]) if text else ""
-    conversation = conversations.conversation_create(owner=request_user(request), title=title)
-    if text:
-        try:
-            messages.message_send(conversation=conversation, text=form.cleaned_data["text"])
-        except ChatError as error:
-            conversations.conversation_delete(conversation=conversation)
-            form.add_error("text", str(error))
-            return render_app(request, None, message_form=form, status=409)
+    try:
+        if text:
+            conversation, _, _ = messages.conversation_start(
+                owner=request_user(request), text=form.cleaned_data["text"]
+            )
+        else:
+            conversation = conversations.conversation_create(owner=request_user(request))
+    except ChatError as error:
+        form.add_error("text", str(error))
+        return render_app(request, None, message_form=form, status=409)
     return redirect("chat:conversation", conversation_id=conversation.pk)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from axes.models import AccessAttempt
@@ -54,6 +55,20 @@ def test_new_conversation_with_text_sends_it_and_opens_the_conversation(alice_cl
     assert b"What is MXFP4?" in page.content
     assert b"1st in queue" in page.content  # as the live view says it
     assert conversation.title == "What is MXFP4?"
+
+
+def test_a_refused_first_message_keeps_the_typed_text_and_leaves_no_conversation_behind(
+    alice_client: Client, alice: object, settings: object, django_capture_on_commit_callbacks: Any
+) -> None:
+    settings.GPTOSS_MAX_IN_FLIGHT_PER_USER = 1  # type: ignore[attr-defined]
+    message_send(conversation=make_conversation(alice), text="first")
+    with django_capture_on_commit_callbacks() as announced:
+        response = alice_client.post(reverse("chat:conversation_create"), {"text": "my long draft"})
+    assert response.status_code == 409
+    assert b"You already have 1 reply being written" in response.content
+    assert b"my long draft</textarea>" in response.content
+    assert Conversation.objects.count() == 1
+    assert not announced  # the other tabs' sidebars hear of no conversation, not even one created and deleted
 
 
 def test_sending_while_answering_keeps_the_typed_text(alice_client: Client, alice: object) -> None:
