@@ -17,6 +17,7 @@ urlpatterns = [
         "c/<int:conversation_id>/settings/", conversations.conversation_settings, name="conversation_settings"
     ),
     path("c/<int:conversation_id>/delete/", conversations.conversation_delete, name="conversation_delete"),
+    path("c/<int:conversation_id>/topbar/", conversations.conversation_topbar, name="conversation_topbar"),
     path("c/<int:conversation_id>/row/", organize.conversation_row, name="conversation_row"),
     path("c/<int:conversation_id>/pin/", organize.conversation_pin, name="conversation_pin"),
     path("c/<int:conversation_id>/archive/", organize.conversation_archive, name="conversation_archive"),

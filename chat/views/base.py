@@ -51,21 +51,30 @@ def render_app(
     state = selectors.conversation_state(conversation=conversation) if conversation else None
     context = {
         **sidebar_context(request),
-        "conversation": conversation,
-        "project": conversation.project if conversation else None,
+        **topbar_context(request, conversation, settings_form=settings_form),
         "chat_messages": state["messages"] if state else [],
         "context_meter": state.get("context") if state else None,
         "message_form": message_form or MessageForm(),
-        "settings_form": settings_form
-        or (SettingsForm.for_conversation(conversation) if conversation else None),
+    }
+    return render(request, "chat/app.html", context, status=status)
+
+
+def topbar_context(
+    request: HttpRequest, conversation: Conversation | None, *, settings_form: SettingsForm | None = None
+) -> dict[str, object]:
+    """Return what the conversation page's top bar (chat/_topbar.html) shows: title, chips, its settings form
+    and its share links."""
+    if conversation is None:
+        return {"conversation": None, "project": None, "settings_form": None, "shares": []}
+    return {
+        "conversation": conversation,
+        "project": conversation.project,
+        "settings_form": settings_form or SettingsForm.for_conversation(conversation),
         "shares": [
             (share, share_url(request, share.token))
             for share in selectors.conversation_share_list(conversation=conversation)
-        ]
-        if conversation
-        else [],
+        ],
     }
-    return render(request, "chat/app.html", context, status=status)
 
 
 def share_url(request: HttpRequest, token: str) -> str:

@@ -23,7 +23,7 @@ from chat.services import (
     conversations,
     messages,
 )
-from chat.views.base import render_app, request_user, sidebar_context
+from chat.views.base import render_app, request_user, sidebar_context, topbar_context
 
 
 @require_GET
@@ -56,6 +56,15 @@ def conversation_create(request: HttpRequest) -> HttpResponse:
 def conversation_detail(request: HttpRequest, conversation_id: int) -> HttpResponse:
     conversation = access_conversation(request.user, conversation_id)
     return render_app(request, conversation)
+
+
+@never_cache
+@require_GET
+def conversation_topbar(request: HttpRequest, conversation_id: int) -> HttpResponse:
+    """The conversation page's top bar alone, for the page that started the conversation (static/js/chat/
+    main.js): it needs the bar, not a whole page rendered again."""
+    conversation = access_conversation(request.user, conversation_id)
+    return render(request, "chat/_topbar.html", topbar_context(request, conversation))
 
 
 @require_POST

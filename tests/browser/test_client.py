@@ -293,6 +293,8 @@ def test_a_new_conversation_s_address_top_bar_and_sidebar_row_wait_for_its_first
     server.send(**state(conversation.pk, question(1, "Plan a picnic"), msg(2, status="streaming"),
                         title="Picnic plans"))  # fmt: skip
     server.send(type="ack", action="send", client_id=send["client_id"])
+    # The user's own `sidebar` frame for it, which the real socket sends after `created`.
+    server.send(type="sidebar", change="created", conversation=conversation.pk)
     sidebar_row = re.compile(rf"/{conversation.pk}/")
     page.wait_for_timeout(500)
     assert not page.url.endswith(url)  # the address moves with the first text too
@@ -301,4 +303,8 @@ def test_a_new_conversation_s_address_top_bar_and_sidebar_row_wait_for_its_first
     expect(page.locator("#message-2 [data-role=content]")).to_have_text("Sandwiches")
     page.wait_for_url(f"**{url}")
     expect(page.locator(".topbar [data-role=title]")).to_have_text("Picnic plans")
-    assert [u for u in fetched if u.endswith(url)], fetched  # the top bar, fetched after the first text
+    row = page.locator(f"#sidebar .conversation-row[data-conversation='{conversation.pk}']")
+    expect(row).to_have_class(re.compile(r"\bactive\b"))  # the row of the page it is on
+    page.wait_for_timeout(200)
+    # Fetched after the first text: the top bar alone (not the whole page again), and the row once.
+    assert sorted(u for u in fetched if sidebar_row.search(u)) == [f"{page.url}row/", f"{page.url}topbar/"]

@@ -89,6 +89,7 @@ def test_login_page_is_public() -> None:
         ("get", "chat:export_json", None),
         ("post", "chat:share_create", {}),
         ("get", "chat:conversation_row", None),
+        ("get", "chat:conversation_topbar", None),
         ("post", "chat:conversation_pin", {"pinned": "1"}),
         ("post", "chat:conversation_archive", {"archived": "1"}),
         ("post", "chat:conversation_move", {"project": ""}),

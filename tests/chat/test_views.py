@@ -71,6 +71,19 @@ def test_a_refused_first_message_keeps_the_typed_text_and_leaves_no_conversation
     assert not announced  # the other tabs' sidebars hear of no conversation, not even one created and deleted
 
 
+def test_a_conversation_s_top_bar_comes_alone_for_the_page_that_started_it(
+    alice_client: Client, alice: object
+) -> None:
+    conversation = make_conversation(alice, title="Picnic plans")
+    make_conversation(alice, title="Another conversation")
+    response = alice_client.get(reverse("chat:conversation_topbar", args=[conversation.pk]))
+    assert response.status_code == 200 and response["Cache-Control"].startswith("max-age=0")
+    html = response.content.decode()
+    assert html.strip().startswith('<header class="topbar">') and html.strip().endswith("</header>")
+    assert "Picnic plans" in html and 'name="settings-instructions"' in html and "Create link" in html
+    assert "Another conversation" not in html  # no sidebar, no thread: the bar alone
+
+
 def test_sending_while_answering_keeps_the_typed_text(alice_client: Client, alice: object) -> None:
     conversation = make_conversation(alice)
     message_send(conversation=conversation, text="first")

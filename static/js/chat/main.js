@@ -153,9 +153,10 @@ export function startChat() {
     // The address too: a same-document navigation costs the browser about as much as rendering the thread
     // (it reloads the page's icon), so it waits for the first answer text like the fetches below.
     holdBack(() => window.history.replaceState(null, "", frame.url));
-    // Its row (marked as this page's) comes from the server, as the `sidebar` frame of another tab's would.
-    holdBack(() => sidebarChanged({ type: "sidebar", change: "created", conversation: frame.conversation }));
-    holdBack(() => refreshTopbar(frame.url));
+    // Its sidebar row comes with the server's `sidebar` frame, which every socket of the user gets (this one
+    // after `created`: a socket handles one frame at a time), so it is held back too and marks the row as
+    // this page's.
+    holdBack(() => refreshTopbar(frame.conversation));
   }
 
   // While the first reply of a conversation just started here is on its way to its first text, the page's
@@ -172,14 +173,17 @@ export function startChat() {
     if (held) { window.setTimeout(() => held.forEach((later) => later()), 0); }
   }
 
-  // The start page has no conversation top bar (title, rename, settings, delete): it comes from the
-  // conversation's own page, fetched once, while the answer already streams. The menu button stays.
-  async function refreshTopbar(url) {
+  // The start page has no conversation top bar (title, rename, settings, delete): it comes from the server,
+  // fetched alone, while the answer already streams. The menu button stays.
+  async function refreshTopbar(id) {
+    const base = main.getAttribute("data-topbar-url");
+    if (!base) { return; }
     try {
-      const response = await fetch(url, { credentials: "same-origin" });
+      const response = await fetch(base.replace("/0/", `/${id}/`), { credentials: "same-origin" });
       if (!response.ok) { return; }
-      const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      const fresh = page.querySelector("header.topbar");
+      const template = document.createElement("template");
+      template.innerHTML = await response.text();
+      const fresh = template.content.querySelector("header.topbar");
       const old = document.querySelector("header.topbar");
       if (!fresh || !old) { return; }
       old.querySelectorAll(":scope > :not([data-toggle-sidebar])").forEach((node) => node.remove());
