@@ -130,7 +130,7 @@ CACHES = {
 # restart, sockets re-join within WATCH_EVERY_S and reload the state (chat/consumers.py).
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "BACKEND": "gptoss_web.channel_layer.TwoTripRedisChannelLayer",
         "CONFIG": {
             # redis-py 8 reads with a 5 s socket timeout by default, which is exactly how long channels_redis
             # blocks waiting for a socket's next event: idle sockets would die with error 1011. Read longer.
