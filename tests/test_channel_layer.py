@@ -1,5 +1,6 @@
-"""The channel layer's two-round-trip group send (gptoss_web/channel_layer.py), on the real Redis: what it stores
-is channels_redis's own, so the library's receive reads it, with the library's capacity and expiry rules."""
+"""The channel layer's two-round-trip group send (gptoss_web/channel_layer.py), on the real Redis: what it
+stores is channels_redis's own, so the library's receive reads it, with the library's capacity and expiry
+rules."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from channels_redis.core import RedisChannelLayer
 from django.conf import settings
 
 from gptoss_web.channel_layer import TwoTripRedisChannelLayer
-
 
 Layers = tuple[RedisChannelLayer, RedisChannelLayer, TwoTripRedisChannelLayer]
 

@@ -58,7 +58,8 @@ def act(page: Any, title: str, action: str) -> None:
 
 
 def fits_the_width(page: Any) -> bool:
-    return bool(page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth"))
+    # Against the device's width: a phone's browser widens its layout viewport to fit what overflows.
+    return bool(page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"])
 
 
 def test_pin_moves_a_conversation_to_pinned_and_archive_takes_it_out_until_restored(
