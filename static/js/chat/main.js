@@ -181,9 +181,8 @@ export function startChat() {
     try {
       const response = await fetch(base.replace("/0/", `/${id}/`), { credentials: "same-origin" });
       if (!response.ok) { return; }
-      const template = document.createElement("template");
-      template.innerHTML = await response.text();
-      const fresh = template.content.querySelector("header.topbar");
+      const bar = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = bar.querySelector("header.topbar");
       const old = document.querySelector("header.topbar");
       if (!fresh || !old) { return; }
       old.querySelectorAll(":scope > :not([data-toggle-sidebar])").forEach((node) => node.remove());
