@@ -196,7 +196,7 @@ def test_limits_come_from_the_user_then_the_most_generous_group_then_the_default
 def test_the_in_flight_limit_of_a_quota_applies(alice: Any) -> None:
     Quota.objects.create(user=alice, max_in_flight=1)
     message_send(conversation=make_conversation(alice), text="first")
-    with pytest.raises(ChatError, match="You already have 1 replies being written"):
+    with pytest.raises(ChatError, match="You already have 1 reply being written"):
         message_send(conversation=make_conversation(alice), text="second")
 
 
