@@ -96,8 +96,7 @@ def conversation_start(
     The start page's socket and its no-JavaScript form both start here. A send that is refused (ChatError)
     stores nothing: no empty conversation is left behind and no other tab hears of one.
     """
-    validate_message_text(text)
-    with transaction.atomic():
+    with transaction.atomic():  # a refused send (its text, its checks) rolls the new conversation back
         # Titled at once: the send then writes and announces no title (the conversation's state carries it).
         conversation = conversation_create(owner=owner, title=title_from_text(text))
         user_message, reply = message_send(conversation=conversation, text=text, client_id=client_id)

@@ -114,3 +114,9 @@ def wait_stored(message_id: int, statuses: Iterable[str] = TERMINAL, timeout: fl
             return message
         time.sleep(0.1)
     raise AssertionError(f"message {message_id} is still {Message.objects.get(pk=message_id).status}")
+
+
+def fits_the_width(page: Any) -> bool:
+    """Return whether the page is no wider than the device: a phone's browser widens its layout viewport to
+    fit what overflows (and zooms out), so the page is measured against the width the test asked for."""
+    return bool(page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"])

@@ -16,6 +16,7 @@ from chat.models import Conversation, Project
 from chat.services.conversations import conversation_pin
 from chat.services.messages import message_send
 from gptoss_web.devtools.stack import Stack
+from tests.browser.chat_page import fits_the_width
 from tests.browser.test_reading import from_the_top, tab_through
 from tests.factories import make_conversation
 
@@ -56,10 +57,6 @@ def act(page: Any, title: str, action: str) -> None:
     target.locator("summary").click()
     target.get_by_role("button", name=action, exact=True).click()
 
-
-def fits_the_width(page: Any) -> bool:
-    # Against the device's width: a phone's browser widens its layout viewport to fit what overflows.
-    return bool(page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"])
 
 
 def test_pin_moves_a_conversation_to_pinned_and_archive_takes_it_out_until_restored(

@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 
 from chat.models import Conversation, Profile
 from gptoss_web.devtools.stack import Stack
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, fits_the_width
 from tests.browser.conftest import sign_in
 from tests.browser.test_reading import open_user_menu
 from tests.factories import make_conversation
@@ -33,10 +33,6 @@ def view(request: pytest.FixtureRequest) -> dict[str, Any]:
 def background(page: Any) -> str:
     return str(page.evaluate("() => getComputedStyle(document.body).backgroundColor"))
 
-
-def fits_the_width(page: Any) -> bool:
-    # Against the device's width: a phone's browser widens its layout viewport to fit what overflows.
-    return bool(page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"])
 
 
 def test_the_profile_page_sets_instructions_defaults_theme_and_notifications(

@@ -12,7 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from chat.models import Conversation, Share
-from tests.browser.chat_page import ChatPage
+from tests.browser.chat_page import ChatPage, fits_the_width
 from tests.browser.test_reading import VIEWS, open_user_menu
 from tests.chat.transfer_fixtures import chatgpt_bytes
 
@@ -81,7 +81,7 @@ def test_import_share_read_continue_and_revoke(
     # The flash names the link; a token without a place to break (as long as any) still wraps on a phone:
     # a page wider than the screen is zoomed out, and taps then land beside what they aim at.
     page.locator(".flash .alert").evaluate("(alert) => { alert.textContent += ' ' + 'Ug'.repeat(60); }")
-    assert page.evaluate("() => document.documentElement.scrollWidth") <= page.viewport_size["width"]
+    assert fits_the_width(page)
 
     # A colleague reads the snapshot and continues it as a conversation of their own.
     reader = user_page(bob_user, **view)
