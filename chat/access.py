@@ -96,24 +96,28 @@ def access_shared(user: AbstractBaseUser | AnonymousUser, token: str) -> Share:
     return share
 
 
-def sessions_signed_in(*, sessions: Mapping[str, int]) -> set[str]:
+def sessions_signed_in(
+    *, sessions: Mapping[str, int], users: Mapping[int, AbstractBaseUser] | None = None
+) -> set[str]:
     """Return the keys of *sessions* (session key → the user id it signed in) that are still signed in.
 
     The check of django.contrib.auth.get_user, for many sessions at once: the session still exists and has
     not expired (logout deletes it), it names that user through a configured backend, its auth hash matches
     the user's password (a password change elsewhere rotates it; update_session_auth_hash stores the new one
     in the changing session) under SECRET_KEY or a fallback, and the user is active. With the database session
-    backend it costs two queries whatever the number of sessions.
+    backend it costs two queries whatever the number of sessions, one when the caller passes the *users* it
+    has just read (each with its password and is_active).
     """
     if not sessions:
         return set()
     data = _session_data(set(sessions))
-    users = {
-        user.pk: user
-        for user in get_user_model()
-        ._default_manager.filter(pk__in=set(sessions.values()))
-        .only("pk", "password", "is_active")
-    }
+    if users is None:
+        users = {
+            user.pk: user
+            for user in get_user_model()
+            ._default_manager.filter(pk__in=set(sessions.values()))
+            .only("pk", "password", "is_active")
+        }
     hashes: dict[int, set[str]] = {}
     signed_in = set()
     for key, user_id in sessions.items():

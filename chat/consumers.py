@@ -140,12 +140,16 @@ def _act(
     session_key: str, user: AbstractBaseUser | AnonymousUser, conversation_id: int, raw: RawFrame
 ) -> None:
     """Carry out one client action; raise ChatError or FrameError with what the user should know, or
-    SignedOut. The session is checked in the same thread call: a send waits for one hop, not two."""
-    _check_signed_in(session_key, user)
+    SignedOut. The session is checked in the same thread call (a send waits for one hop, not two), against the
+    owner's row read with the conversation (one query fewer on the way to the first token)."""
     try:
         conversation = access_conversation(user, conversation_id)
     except Http404:
+        _check_signed_in(session_key, user)  # a socket whose session ended is told that first
         raise FrameError("This conversation no longer exists.") from None
+    owner = conversation.owner
+    if not sessions_signed_in(sessions={session_key: owner.pk}, users={owner.pk: owner}):
+        raise SignedOut()
     frame = _client_frame(raw)
     if frame["action"] == "send":
         messages.message_send(

@@ -25,6 +25,7 @@ import json
 import logging
 import threading
 from collections.abc import Coroutine, Iterable
+from functools import partial
 from typing import Any, TypedDict, cast
 
 import redis
@@ -38,12 +39,14 @@ from chat.frames import (
     BroadcastFrame,
     ChatEventMessage,
     MessagePayload,
+    RecheckMessage,
     SidebarChange,
     SidebarEventMessage,
     StreamEvent,
 )
 from chat.models import Conversation, Message
 from chat.rendering import message_sources, render_markdown
+from gptoss_web.channel_layer import LogEntry, TwoTripRedisChannelLayer
 from inference.tools.records import ToolCallRecord
 
 logger = logging.getLogger(__name__)
@@ -134,11 +137,13 @@ def without_reasoning(frame: BroadcastFrame) -> BroadcastFrame:
 
 
 class _Broadcaster:
-    """One event loop thread per process that owns the channel layer's Redis connections.
+    """One event loop thread per process for the bursts of group sends (`broadcast_many`): every queued
+    reply's new place, sent concurrently.
 
     Callers are sync (views, services, the worker's task threads). Sending from one loop keeps the
-    connection pool warm, where async_to_sync in a plain thread would open a new loop and connection per call;
-    waiting for each send keeps a conversation's events in order.
+    connection pool warm, where async_to_sync in a plain thread would open a new loop and connection per call.
+    A single send (`broadcast`, `stream_publish`) goes in the caller's own thread instead: a hop to this one
+    and back waits for two threads to be scheduled, on the way to the first token.
     """
 
     def __init__(self) -> None:
@@ -177,7 +182,33 @@ def _redis_client() -> redis.Redis:
 
 def broadcast(conversation_id: int, payload: BroadcastFrame) -> bool:
     """Send *payload* to every socket of the conversation now; return False if Redis could not take it."""
-    return broadcast_many([(conversation_id, payload)])
+    return _send_now(conversation_group(conversation_id), {"type": "chat.event", "payload": payload})
+
+
+def _send_now(
+    group: str, message: ChatEventMessage | SidebarEventMessage | RecheckMessage, log: LogEntry | None = None
+) -> bool:
+    """Send *message* to *group* from this thread, in two round trips (no hop to another thread: this is on
+    the way to the first token); return False if Redis could not take it.
+
+    A caller in a thread that runs an event loop (a test that drives a browser, say) must not block that loop:
+    its send goes through the broadcaster's thread pool instead.
+    """
+    layer = get_channel_layer()
+    assert isinstance(layer, TwoTripRedisChannelLayer), "CHANNEL_LAYERS is not the app's layer"
+    send = partial(layer.group_send_blocking, group, cast(dict[str, Any], message), log=log)
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass  # no event loop here: this thread may wait
+    else:
+        return _broadcaster.run(asyncio.to_thread(send))
+    try:
+        send()
+    except redis.RedisError as error:  # a Redis outage: the stored state stays the truth
+        logger.warning("broadcast to %s not sent: %r", group, error)
+        return False
+    return True
 
 
 def broadcast_many(items: list[tuple[int, BroadcastFrame]]) -> bool:
@@ -248,13 +279,11 @@ def sidebar_changed(user_id: int, conversation_id: int | None, change: SidebarCh
 
 
 def _sidebar_send(user_id: int, conversation_id: int | None, change: SidebarChange) -> bool:
-    layer = get_channel_layer()
-    assert layer is not None, "CHANNEL_LAYERS is not configured"
     message: SidebarEventMessage = {
         "type": "chat.sidebar",
         "payload": {"type": "sidebar", "change": change, "conversation": conversation_id},
     }
-    return _broadcaster.run(layer.group_send(user_group(user_id), message))
+    return _send_now(user_group(user_id), message)
 
 
 def reply_started(message: Message) -> None:
@@ -305,11 +334,7 @@ def sessions_changed(user_id: int) -> None:
     sessions ended (logout, a password change rotating it), or their account changed (a password changed
     elsewhere, a deactivation). A socket whose session ended closes before it forwards another event.
     """
-    layer = get_channel_layer()
-    assert layer is not None, "CHANNEL_LAYERS is not configured"
-    transaction.on_commit(
-        lambda: _broadcaster.run(layer.group_send(user_group(user_id), {"type": "chat.recheck"}))
-    )
+    transaction.on_commit(lambda: _send_now(user_group(user_id), {"type": "chat.recheck"}))
 
 
 def session_deleted(sender: type, instance: Any, **_: Any) -> None:
@@ -343,19 +368,13 @@ def stream_key(message_id: int) -> str:
 
 
 def stream_publish(conversation_id: int, message_id: int, event: StreamEvent) -> bool:
-    """Append a seq-numbered stream event to the reply's list, then send it; return False on a Redis failure.
+    """Append a seq-numbered stream event to the reply's list and send it; return False on a Redis failure.
 
-    The order matters for reconnects: an event is in the list before any socket can receive it.
+    The order matters for reconnects: an event is in the list before any socket can receive it. Both go in the
+    calling thread (a worker's task thread, on the way to the first visible text), in two round trips.
     """
-    try:
-        pipe = _redis_client().pipeline(transaction=False)
-        pipe.rpush(stream_key(message_id), json.dumps(event))
-        pipe.expire(stream_key(message_id), STREAM_TTL_S)
-        pipe.execute()
-    except redis.RedisError as error:
-        logger.warning("stream event %s of reply %s not stored: %s", event.get("seq"), message_id, error)
-        return False
-    return broadcast(conversation_id, event)
+    log = LogEntry(stream_key(message_id), json.dumps(event), STREAM_TTL_S)
+    return _send_now(conversation_group(conversation_id), {"type": "chat.event", "payload": event}, log)
 
 
 def stream_events_after(message_id: int, seq: int) -> list[StreamEvent] | None:

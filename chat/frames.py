@@ -176,6 +176,12 @@ class SidebarEventMessage(TypedDict):
     payload: SidebarFrame
 
 
+class RecheckMessage(TypedDict):
+    """The channel-layer message that asks a user's consumers to check their session now."""
+
+    type: Literal["chat.recheck"]
+
+
 class AckFrame(TypedDict):
     """Only to the sender: its frame was stored."""
 

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from django.contrib.auth.models import User
 from django.db import connection
-from django.db.models import Max, Q, QuerySet
+from django.db.models import Count, Max, Q, QuerySet
 from django.db.models.functions import Lower
 from django.utils import timezone
 
@@ -364,6 +364,15 @@ def message_in_flight(*, conversation: Conversation) -> bool:
 def replies_in_flight_count(*, user: User) -> int:
     """Return how many replies of *user* are queued or streaming, over all conversations."""
     return Message.objects.filter(conversation__owner_id=user.pk, status__in=Message.IN_FLIGHT).count()
+
+
+def replies_in_flight_counts(*, conversation: Conversation) -> tuple[int, int]:
+    """Return how many replies are queued or streaming in *conversation*, and over all its owner's
+    conversations, in one query (a send checks both on the way to the first token)."""
+    counts = Message.objects.filter(
+        conversation__owner_id=conversation.owner_id, status__in=Message.IN_FLIGHT
+    ).aggregate(here=Count("pk", filter=Q(conversation_id=conversation.pk)), everywhere=Count("pk"))
+    return counts["here"], counts["everywhere"]
 
 
 def finished_turns(*, reply: Message) -> list[tuple[str, str]]:

@@ -215,10 +215,11 @@ def reply_queue_check(conversation: Conversation) -> int:
     sends and the API's requests both pass here: one in-flight limit, one quota, one lock per user.
     """
     _owner_lock(conversation)
-    if selectors.message_in_flight(conversation=conversation):
+    here, everywhere = selectors.replies_in_flight_counts(conversation=conversation)
+    if here:
         raise ReplyInFlight()
     limits = limits_get(user=conversation.owner)
-    if selectors.replies_in_flight_count(user=conversation.owner) >= limits.max_in_flight:
+    if everywhere >= limits.max_in_flight:
         raise TooManyInFlight(limits.max_in_flight)
     return reply_allowed_check(
         user=conversation.owner,

@@ -58,7 +58,6 @@ def act(page: Any, title: str, action: str) -> None:
     target.get_by_role("button", name=action, exact=True).click()
 
 
-
 def test_pin_moves_a_conversation_to_pinned_and_archive_takes_it_out_until_restored(
     user_page: Any, alice_user: Any, view: dict[str, Any], live: Stack
 ) -> None:

@@ -34,7 +34,6 @@ def background(page: Any) -> str:
     return str(page.evaluate("() => getComputedStyle(document.body).backgroundColor"))
 
 
-
 def test_the_profile_page_sets_instructions_defaults_theme_and_notifications(
     user_page: Any, alice_user: Any, view: dict[str, Any], browser: Any, live: Stack
 ) -> None:

@@ -297,6 +297,15 @@ def test_a_send_and_its_claim_stay_within_their_query_budgets(alice: object) -> 
         assert claimed.conversation.owner.is_active
         assert reply_model_refusal(owner=claimed.conversation.owner, model_name=claimed.model_name) == ""
         plan_for(claimed, api).prompt([], context=4096, budget=256)
-    assert len(send) <= 19, [q["sql"][:80] for q in send.captured_queries]
+    assert len(send) <= 16, [q["sql"][:80] for q in send.captured_queries]
+    # From the socket: its session is checked against the owner's row read with the conversation.
+    reply_cancel(conversation=conversation)
+    tab = Client()
+    tab.force_login(alice)  # type: ignore[arg-type]
+    with CaptureQueriesContext(connection) as socket_send:
+        consumers._act(
+            tab.session.session_key or "", alice, conversation.pk, {"action": "send", "text": "And 8?"}
+        )
+    assert len(socket_send) <= 17, [q["sql"][:80] for q in socket_send.captured_queries]
     assert len(claim) <= 2, [q["sql"][:80] for q in claim.captured_queries]
     assert len(plan) <= 4, [q["sql"][:80] for q in plan.captured_queries]
