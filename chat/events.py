@@ -25,7 +25,6 @@ import json
 import logging
 import threading
 from collections.abc import Coroutine, Iterable
-from functools import partial
 from typing import Any, TypedDict, cast
 
 import redis
@@ -189,22 +188,11 @@ def _send_now(
     group: str, message: ChatEventMessage | SidebarEventMessage | RecheckMessage, log: LogEntry | None = None
 ) -> bool:
     """Send *message* to *group* from this thread, in two round trips (no hop to another thread: this is on
-    the way to the first token); return False if Redis could not take it.
-
-    A caller in a thread that runs an event loop (a test that drives a browser, say) must not block that loop:
-    its send goes through the broadcaster's thread pool instead.
-    """
+    the way to the first token); return False if Redis could not take it."""
     layer = get_channel_layer()
     assert isinstance(layer, TwoTripRedisChannelLayer), "CHANNEL_LAYERS is not the app's layer"
-    send = partial(layer.group_send_blocking, group, cast(dict[str, Any], message), log=log)
     try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        pass  # no event loop here: this thread may wait
-    else:
-        return _broadcaster.run(asyncio.to_thread(send))
-    try:
-        send()
+        layer.group_send_blocking(group, cast(dict[str, Any], message), log=log)
     except redis.RedisError as error:  # a Redis outage: the stored state stays the truth
         logger.warning("broadcast to %s not sent: %r", group, error)
         return False

@@ -20,7 +20,6 @@ its socket no longer needs, or one the socket watcher (chat/consumers.py) resend
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
 import time
@@ -88,18 +87,12 @@ class TwoTripRedisChannelLayer(RedisChannelLayer):
     def group_send_blocking(
         self, group: str, message: dict[str, Any], *, log: LogEntry | None = None
     ) -> None:
-        """Send *message* to *group* from a thread without an event loop (a GPU worker's task thread), waiting
-        for no other thread: the same two round trips as `group_send`, on a blocking connection.
+        """Send *message* to *group* from a sync caller (a GPU worker's task thread, a view's), waiting for no
+        other thread: the same two round trips as `group_send`, on a blocking connection.
 
         With *log*, its entry is appended to its list in the first round trip, so it is stored before any
         member can receive the message (the list is on the group's Redis: this layer has one).
         """
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass  # no event loop runs in this thread: it may wait
-        else:
-            raise RuntimeError("a blocking group send would stall this thread's event loop: await group_send")
         if log is not None and len(self.hosts) != 1:
             raise ValueError("a logged group send needs a channel layer on one Redis server")
         key, now = self._checked_group_key(group), time.time()

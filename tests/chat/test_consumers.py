@@ -709,3 +709,17 @@ async def test_an_open_socket_stops_showing_reasoning_within_a_round_of_the_admi
         assert (frame["type"], frame["seq"], frame["reasoning"]) == ("delta", 2, "")
     finally:
         await communicator.disconnect()
+
+
+async def test_a_broadcast_from_a_thread_that_runs_an_event_loop_still_reaches_the_socket(
+    alice: object,
+) -> None:
+    """A broadcast waits in its caller's thread for its two round trips, also in a thread that runs an event
+    loop (here the test's own, as where a test drives a browser): the socket in that loop then gets it."""
+    conversation = await sync_to_async(make_conversation)(alice)
+    communicator, _ = await connected(alice, conversation.pk)
+    try:
+        assert events.broadcast(conversation.pk, {"type": "title", "title": "From a loop"})
+        assert await communicator.receive_json_from(timeout=5) == {"type": "title", "title": "From a loop"}
+    finally:
+        await communicator.disconnect()
