@@ -21,7 +21,6 @@ its socket no longer needs, or one the socket watcher (chat/consumers.py) resend
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -34,7 +33,6 @@ logger = logging.getLogger(__name__)
 
 # A blocking send waits this long for Redis before it fails (the caller then degrades: chat/events.py).
 BLOCKING_TIMEOUT_S = 2
-_BLOCKING_LOCK = threading.Lock()
 
 # KEYS: the channels' keys; ARGV: a message per key, a capacity per key, then the time, the messages' expiry
 # in seconds and the score below which a message has expired. channels_redis's own script, each key's expired
@@ -72,7 +70,14 @@ class TwoTripRedisChannelLayer(RedisChannelLayer):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._blocking_clients: dict[int, redis.Redis] = {}
+        # One blocking client per Redis server, for sync callers (it connects on first use; its pool serves
+        # every thread of the process).
+        self._blocking_clients = [
+            redis.Redis.from_url(
+                host["address"], socket_timeout=BLOCKING_TIMEOUT_S, socket_connect_timeout=BLOCKING_TIMEOUT_S
+            )
+            for host in self.hosts
+        ]
 
     async def group_send(self, group: str, message: dict[str, Any]) -> None:
         key, now = self._checked_group_key(group), time.time()
@@ -133,16 +138,7 @@ class TwoTripRedisChannelLayer(RedisChannelLayer):
             logger.info("%s of %s channels over capacity in group %s", over, members, group)
 
     def _blocking(self, index: int) -> redis.Redis:
-        """Return the blocking client of Redis server *index* (one pool per process, for all its threads)."""
-        with _BLOCKING_LOCK:
-            client = self._blocking_clients.get(index)
-            if client is None:
-                client = self._blocking_clients[index] = redis.Redis.from_url(
-                    self.hosts[index]["address"],
-                    socket_timeout=BLOCKING_TIMEOUT_S,
-                    socket_connect_timeout=BLOCKING_TIMEOUT_S,
-                )
-            return client
+        return self._blocking_clients[index]
 
     async def _brpop_with_clean(self, index: int, channel: str, timeout: int) -> bytes | None:
         result = await self.connection(index).bzpopmin(channel, timeout=timeout)
